@@ -1,0 +1,40 @@
+# make run   - set up a virtualenv, migrate the SQLite database, run the daemon
+# make test  - set up, then ruff, mypy and the whole pytest suite
+# make demo  - a demo with a replayed PBX and demo logins (no Asterisk needed)
+
+PYTHON ?= python3
+VENV ?= .venv
+CONFIG ?= config/crmcomms.example.toml
+BIN = $(VENV)/bin
+
+.PHONY: setup run demo test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+run: setup
+	$(BIN)/crmcomms db upgrade --config $(CONFIG)
+	$(BIN)/crmcomms run --config $(CONFIG)
+
+demo: setup
+	$(BIN)/crmcomms demo
+
+lint: setup
+	$(BIN)/ruff check core crmcomms tests bench
+	$(BIN)/ruff format --check core crmcomms tests bench
+	$(BIN)/mypy core crmcomms
+
+test: lint
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python bench/lookup.py
+	$(BIN)/python bench/ami.py
+
+clean:
+	rm -rf $(VENV) data

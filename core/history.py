@@ -1,0 +1,147 @@
+"""One timeline per contact (or organization): calls, notes and tasks, newest first.
+
+Each source is queried newest first for ``offset + limit`` rows; the merged
+list is sliced. E-mails join through :data:`HistorySource` functions added by
+the mail module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.calls import call_json
+from core.models import Call, CallContact, Contact, Note, Task
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryItem:
+    """One entry of a timeline."""
+
+    kind: str
+    at: datetime
+    data: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "at": self.at.isoformat().replace("+00:00", "Z"), **self.data}
+
+
+HistorySource = Callable[[AsyncSession, Sequence[int], int], Awaitable[list[HistoryItem]]]
+
+
+async def _calls(
+    session: AsyncSession, contact_ids: Sequence[int], limit: int
+) -> list[HistoryItem]:
+    rows = await session.scalars(
+        select(Call)
+        .join(CallContact)
+        .where(CallContact.contact_id.in_(contact_ids))
+        .order_by(Call.started_at.desc())
+        .limit(limit)
+    )
+    return [HistoryItem("call", c.started_at, call_json(c)) for c in rows.unique()]
+
+
+async def _notes(
+    session: AsyncSession, contact_ids: Sequence[int], limit: int
+) -> list[HistoryItem]:
+    rows = await session.scalars(
+        select(Note)
+        .where(Note.contact_id.in_(contact_ids))
+        .order_by(Note.created_at.desc())
+        .limit(limit)
+    )
+    return [HistoryItem("note", n.created_at, note_json(n)) for n in rows]
+
+
+async def _tasks(
+    session: AsyncSession, contact_ids: Sequence[int], limit: int
+) -> list[HistoryItem]:
+    rows = await session.scalars(
+        select(Task)
+        .where(Task.contact_id.in_(contact_ids))
+        .order_by(Task.created_at.desc())
+        .limit(limit)
+    )
+    return [HistoryItem("task", t.created_at, task_json(t)) for t in rows]
+
+
+DEFAULT_SOURCES: tuple[HistorySource, ...] = (_calls, _notes, _tasks)
+
+
+def note_json(note: Note) -> dict[str, Any]:
+    """A note as the API shows it."""
+    return {
+        "id": note.id,
+        "contact_id": note.contact_id,
+        "agent_id": note.agent_id,
+        "call_id": note.call_id,
+        "body": note.body,
+    }
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    """A task as the API shows it."""
+    return {
+        "id": task.id,
+        "task_kind": task.kind,
+        "title": task.title,
+        "contact_id": task.contact_id,
+        "call_id": task.call_id,
+        "number": task.number,
+        "assignees": list(task.assignees),
+        "queue": task.queue,
+        "done": task.done,
+        "created_at": task.created_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+async def contact_history(
+    session: AsyncSession,
+    contact_ids: Sequence[int],
+    limit: int = 50,
+    offset: int = 0,
+    sources: Sequence[HistorySource] = DEFAULT_SOURCES,
+) -> list[HistoryItem]:
+    """The merged timeline of these contacts, newest first."""
+    items: list[HistoryItem] = []
+    for source in sources:
+        items += await source(session, contact_ids, offset + limit)
+    items.sort(key=lambda item: item.at, reverse=True)
+    return items[offset : offset + limit]
+
+
+async def organization_contact_ids(session: AsyncSession, organization_id: int) -> list[int]:
+    """The contacts of an organization, whose timelines make the organization's."""
+    rows = await session.scalars(
+        select(Contact.id).where(Contact.organization_id == organization_id)
+    )
+    return list(rows)
+
+
+async def add_note(
+    session: AsyncSession, contact_id: int, body: str, agent_id: int | None, call_id: int | None
+) -> Note:
+    """Attach a note to a contact (and optionally a call)."""
+    note = Note(contact_id=contact_id, body=body, agent_id=agent_id, call_id=call_id)
+    session.add(note)
+    await session.flush()
+    return note
+
+
+async def open_tasks(
+    session: AsyncSession, contact_ids: Sequence[int], limit: int = 20
+) -> list[Task]:
+    """Tasks not done yet for these contacts, newest first."""
+    rows = await session.scalars(
+        select(Task)
+        .where(Task.contact_id.in_(contact_ids), Task.done.is_(False))
+        .order_by(Task.created_at.desc())
+        .limit(limit)
+    )
+    return list(rows)

@@ -1,0 +1,247 @@
+"""ORM models of the CRM core: contacts, agents, calls and their history.
+
+Times are stored as timezone-aware UTC. Phone numbers keep what was entered
+(``raw``), the E.164 form when it can be parsed, and the digits reversed
+(``rev_digits``) so that "ends with the last N digits" is an indexed range scan.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+# Byte-wise ordering for the reversed-digit range scans, whatever the database locale.
+DigitString = String(32).with_variant(postgresql.VARCHAR(32, collation="C"), "postgresql")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A DateTime that always comes back timezone-aware UTC (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given; use timezone-aware UTC")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of all core tables."""
+
+
+class Organization(Base):
+    """A company that contacts belong to."""
+
+    __tablename__ = "organizations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    contacts: Mapped[list[Contact]] = relationship(back_populates="organization")
+
+
+class Contact(Base):
+    """A person the company talks to."""
+
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    first_name: Mapped[str] = mapped_column(String(100), default="")
+    last_name: Mapped[str] = mapped_column(String(100), default="")
+    display_name: Mapped[str] = mapped_column(String(200), index=True)
+    organization_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    organization: Mapped[Organization | None] = relationship(back_populates="contacts")
+    phones: Mapped[list[PhoneNumber]] = relationship(
+        back_populates="contact", cascade="all, delete-orphan", order_by="PhoneNumber.id"
+    )
+    emails: Mapped[list[EmailAddress]] = relationship(
+        back_populates="contact", cascade="all, delete-orphan", order_by="EmailAddress.id"
+    )
+
+
+class PhoneNumber(Base):
+    """A contact's phone number: as entered, normalised, and reversed digits for suffix match."""
+
+    __tablename__ = "phone_numbers"
+    __table_args__ = (
+        Index("ix_phone_numbers_e164", "e164"),
+        Index("ix_phone_numbers_rev_digits", "rev_digits"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    label: Mapped[str] = mapped_column(String(40), default="")
+    raw: Mapped[str] = mapped_column(String(64))
+    e164: Mapped[str | None] = mapped_column(DigitString)
+    rev_digits: Mapped[str] = mapped_column(DigitString)
+
+    contact: Mapped[Contact] = relationship(back_populates="phones")
+
+
+class EmailAddress(Base):
+    """A contact's e-mail address, stored lower-cased for matching."""
+
+    __tablename__ = "email_addresses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    address: Mapped[str] = mapped_column(String(320), index=True)
+    label: Mapped[str] = mapped_column(String(40), default="")
+
+    contact: Mapped[Contact] = relationship(back_populates="emails")
+
+
+class Agent(Base):
+    """A user of the agent page: an agent, a supervisor or an admin."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    email: Mapped[str] = mapped_column(String(320), default="")
+    role: Mapped[str] = mapped_column(String(20), default="agent")
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    extensions: Mapped[list[AgentExtension]] = relationship(
+        back_populates="agent", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class AgentExtension(Base):
+    """A phone extension that belongs to an agent (one agent may have several)."""
+
+    __tablename__ = "agent_extensions"
+
+    extension: Mapped[str] = mapped_column(String(32), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+
+    agent: Mapped[Agent] = relationship(back_populates="extensions")
+
+
+class ApiToken(Base):
+    """A bearer token; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Note(Base):
+    """A free-text note on a contact, optionally about a call."""
+
+    __tablename__ = "notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+
+
+class Task(Base):
+    """Something to do, e.g. "call back" after a missed call."""
+
+    __tablename__ = "tasks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), default="todo")
+    title: Mapped[str] = mapped_column(String(200))
+    contact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+    number: Mapped[str] = mapped_column(String(64), default="")
+    assignees: Mapped[list[str]] = mapped_column(JSON, default=list)
+    queue: Mapped[str] = mapped_column(String(80), default="")
+    done: Mapped[bool] = mapped_column(default=False, index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (UniqueConstraint("call_id", "kind", name="uq_tasks_call_kind"),)
+
+
+class Call(Base):
+    """One customer call, keyed by Asterisk's Linkedid (transfers and queue legs included)."""
+
+    __tablename__ = "calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    linkedid: Mapped[str] = mapped_column(String(64), unique=True)
+    direction: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(12), index=True)
+    caller: Mapped[str] = mapped_column(String(64), default="")
+    caller_e164: Mapped[str | None] = mapped_column(String(32))
+    caller_name: Mapped[str] = mapped_column(String(200), default="")
+    callee: Mapped[str] = mapped_column(String(64), default="")
+    callee_e164: Mapped[str | None] = mapped_column(String(32))
+    did: Mapped[str] = mapped_column(String(64), default="")
+    queue: Mapped[str] = mapped_column(String(80), default="")
+    agents_rung: Mapped[list[str]] = mapped_column(JSON, default=list)
+    answered_by: Mapped[str | None] = mapped_column(String(32), index=True)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ring_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    talk_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    hangup_cause: Mapped[str] = mapped_column(String(80), default="")
+    recording_path: Mapped[str | None] = mapped_column(String(500))
+    transfers: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+
+    contacts: Mapped[list[CallContact]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class CallContact(Base):
+    """A contact matched to a call (an ambiguous number matches several)."""
+
+    __tablename__ = "call_contacts"
+
+    call_id: Mapped[int] = mapped_column(
+        ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True
+    )
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True, index=True
+    )

@@ -1,0 +1,7 @@
+"""``python -m crmcomms``."""
+
+import sys
+
+from crmcomms.cli import main
+
+sys.exit(main())

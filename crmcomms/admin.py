@@ -1,0 +1,56 @@
+"""Administrative actions behind the CLI: migrations, agents, contact import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from core.importer import ImportReport, import_contacts, read_rows
+
+from core.agents import AgentIdentity, add_agent
+from core.db import create_engine
+from core.migrate import current_revision, upgrade
+from crmcomms.app import build_services, check_schema
+from crmcomms.config import Settings
+from crmcomms.services import Services
+
+
+async def upgrade_database(settings: Settings) -> str | None:
+    """Apply all migrations; returns the revision reached."""
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade(engine)
+        return await current_revision(engine)
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def migrated_services(settings: Settings) -> AsyncIterator[Services]:
+    """Services on a database that is at the current schema; disposed afterwards."""
+    svc = build_services(settings)
+    try:
+        await check_schema(svc)
+        yield svc
+    finally:
+        await svc.engine.dispose()
+
+
+async def add_agent_from_cli(
+    settings: Settings,
+    name: str,
+    password: str,
+    extensions: Sequence[str],
+    email: str,
+    role: str,
+) -> AgentIdentity:
+    """Create an agent in the configured database."""
+    async with migrated_services(settings) as svc, svc.sessions.begin() as session:
+        return await add_agent(session, name, password, extensions, email, role)
+
+
+async def import_contacts_file(settings: Settings, data: bytes, filename: str) -> ImportReport:
+    """Import the bytes of a CSV/XLSX file of contacts into the configured database."""
+    rows = read_rows(data, filename)
+    async with migrated_services(settings) as svc, svc.sessions.begin() as session:
+        return await import_contacts(session, rows, settings.general.default_region)

@@ -1,0 +1,82 @@
+"""AMI wire framing, sans-I/O: bytes in, header blocks out.
+
+AMI sends ``Key: Value`` lines ended by CRLF, one blank line after each block,
+and a banner line (``Asterisk Call Manager/11.0.0``) first. We decode only whole
+lines (everything up to the last ``\\n`` received), so a UTF-8 character split
+across two TCP reads is never lost (panoramisk decodes each read on its own and
+drops it). Bare ``\\n`` and the stray ``\\r\\n\\n`` some Asterisk versions send are
+accepted as line ends. A block with a line that is not ``Key: Value`` is
+returned as :class:`Malformed` so the caller can count and log it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """A block that could not be parsed, with the reason and its start."""
+
+    reason: str
+    raw: str
+
+
+class AmiFramer:
+    """Incremental parser of one AMI connection's byte stream."""
+
+    def __init__(self) -> None:
+        self._bytes = b""
+        self._text = ""
+        self.banner: str | None = None
+
+    def feed(self, data: bytes) -> list[Message | Malformed]:
+        """Add received bytes; return every block completed by them, in order."""
+        buffer = self._bytes + data
+        cut = buffer.rfind(b"\n") + 1
+        if cut == 0:
+            self._bytes = buffer
+            return []
+        self._bytes = buffer[cut:]
+        text = self._text + buffer[:cut].decode("utf-8", "replace").replace("\r", "")
+        if self.banner is None:
+            text = self._take_banner(text)
+        blocks = text.split("\n\n")
+        self._text = blocks.pop()
+        return [_parse_block(block) for block in blocks if block.strip("\n")]
+
+    def _take_banner(self, text: str) -> str:
+        first, sep, rest = text.partition("\n")
+        if not sep:
+            return text
+        if ":" in first or not first:
+            self.banner = ""
+            return text
+        self.banner = first
+        return rest
+
+
+def _parse_block(block: str) -> Message | Malformed:
+    message: Message = {}
+    for line in block.strip("\n").split("\n"):
+        key, sep, value = line.partition(":")
+        if not sep or not key or " " in key:
+            return Malformed(f"not a 'Key: Value' line: {line[:80]!r}", block[:200])
+        value = value.strip()
+        if key in message:
+            message[key] = f"{message[key]}\n{value}"
+        else:
+            message[key] = value
+    return message
+
+
+def encode_action(fields: dict[str, str]) -> bytes:
+    """One action block on the wire; values must not contain line breaks."""
+    lines = []
+    for key, value in fields.items():
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"AMI action field {key} contains a line break")
+        lines.append(f"{key}: {value}\r\n")
+    return ("".join(lines) + "\r\n").encode("utf-8")

@@ -1,0 +1,169 @@
+"""The composition root: builds every service and worker and runs the web server.
+
+``build_app`` wires settings, database, push hub, metrics, HTTP routes and the
+background workers (each an ``async def run()`` owning its reconnect loop, run
+under aiohttp's ``cleanup_ctx`` and cancelled on shutdown). ``serve`` runs it
+until SIGTERM/SIGINT and talks to systemd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from core.db import create_engine, session_factory
+from core.migrate import current_revision, head_revision
+from crmcomms.config import Settings
+from crmcomms.errors import StartupError
+from crmcomms.metrics import Metrics
+from crmcomms.push import PushHub
+from crmcomms.sdnotify import SystemdNotifier
+from crmcomms.services import SERVICES, Services
+from crmcomms.telephony.dialer import DIALER
+from crmcomms.telephony.service import TelephonyService
+from crmcomms.web import calls, contacts, session, system, tasks
+from crmcomms.web.http import AccessLogger, auth_middleware, error_middleware
+from crmcomms.web.ws import shutdown_hook, websocket_handler
+
+log = logging.getLogger(__name__)
+
+Worker = Callable[[], Coroutine[Any, Any, None]]
+TELEPHONY: web.AppKey[TelephonyService] = web.AppKey("telephony", TelephonyService)
+STATIC = Path(__file__).parent / "web" / "static"
+
+
+def build_services(settings: Settings) -> Services:
+    """Database engine, sessions, push hub and metrics for one process."""
+    engine = create_engine(settings.database_url)
+    return Services(settings, engine, session_factory(engine), PushHub(), Metrics())
+
+
+def build_app(settings: Settings, workers: Sequence[Worker] = ()) -> web.Application:
+    """The aiohttp application with every route and the given background workers."""
+    svc = build_services(settings)
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware(svc.authenticate)],
+        client_max_size=50 * 2**20,
+    )
+    app[SERVICES] = svc
+    for module in (session, system, contacts, calls, tasks):
+        module.add_routes(app)
+    app.router.add_get("/ws", websocket_handler(svc.hub, _optional_identity(svc)))
+    app.on_shutdown.append(shutdown_hook(svc.hub))
+    _add_static(app)
+    app.cleanup_ctx.append(_engine_lifetime)
+    for worker in (*_workers(app, svc), *workers):
+        app.cleanup_ctx.append(_background(worker))
+    return app
+
+
+def _workers(app: web.Application, svc: Services) -> list[Worker]:
+    workers: list[Worker] = []
+    if svc.settings.ami.enabled:
+        telephony = TelephonyService(svc)
+        app[TELEPHONY] = telephony
+        app[DIALER] = telephony.dialer
+        workers.append(telephony.run)
+    return workers
+
+
+def _optional_identity(svc: Services) -> Callable[[str], Coroutine[Any, Any, Any]]:
+    from core.errors import AuthError
+
+    async def authenticate(token: str) -> Any:
+        try:
+            return await svc.authenticate(token)
+        except AuthError:
+            return None
+
+    return authenticate
+
+
+def _add_static(app: web.Application) -> None:
+    if not (STATIC / "index.html").exists():
+        return
+
+    async def index(_request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    app.router.add_get("/", index)
+    app.router.add_static("/static/", STATIC)
+
+
+async def _engine_lifetime(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[SERVICES].engine.dispose()
+
+
+def _background(worker: Worker) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(worker(), name=getattr(worker, "__qualname__", "worker"))
+        task.add_done_callback(_report_crash)
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return lifetime
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("worker %s stopped: %r", task.get_name(), task.exception())
+
+
+async def check_schema(svc: Services) -> None:
+    """Refuse to start on a database that is not at the code's migration head."""
+    current, head = await current_revision(svc.engine), head_revision()
+    if current != head:
+        raise StartupError(
+            f"database schema is at {current or 'nothing'}, this version needs {head}: "
+            "run `crmcomms db upgrade`"
+        )
+
+
+async def serve(app: web.Application, stop: asyncio.Event) -> None:
+    """Serve ``app`` until ``stop`` is set; tells systemd READY/STOPPING/WATCHDOG."""
+    svc = app[SERVICES]
+    await check_schema(svc)
+    notifier = SystemdNotifier()
+    runner = web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, svc.settings.http.host, svc.settings.http.port)
+        await site.start()
+        log.info("listening on http://%s:%d", svc.settings.http.host, _bound_port(runner))
+        notifier.notify("READY=1")
+        watchdog = asyncio.create_task(notifier.watchdog())
+        await stop.wait()
+        log.info("stopping")
+        notifier.notify("STOPPING=1")
+        watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watchdog
+    finally:
+        await runner.cleanup()
+    log.info("stopped")
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple):
+            return int(address[1])
+    return 0
+
+
+async def run_until_signalled(app: web.Application) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(app, stop)

@@ -1,0 +1,83 @@
+"""``crmcomms check-config``: try every external part and report one line per result."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from core.db import create_engine
+from core.migrate import current_revision, head_revision
+from crmcomms.ami.client import check_login
+from crmcomms.config import Settings
+
+Emit = Callable[[str], None]
+Check = Callable[[Settings], Awaitable[str | None]]
+
+
+async def check_database(settings: Settings) -> str | None:
+    """The database answers and is at the current schema."""
+    engine = create_engine(settings.database_url)
+    try:
+        current = await current_revision(engine)
+    except (SQLAlchemyError, OSError) as exc:
+        reason = getattr(exc, "orig", None) or exc
+        return f"database: cannot connect: {' '.join(str(reason).split())}"
+    finally:
+        await engine.dispose()
+    head = head_revision()
+    if current != head:
+        return (
+            f"database: schema at {current or 'nothing'}, needs {head}: run `crmcomms db upgrade`"
+        )
+    return None
+
+
+async def check_data_dir(settings: Settings) -> str | None:
+    """The data dir exists (or can be created) and is writable."""
+    path = settings.general.data_dir
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"general.data_dir: cannot create {path}: {exc.strerror}"
+    if not os.access(path, os.W_OK):
+        return f"general.data_dir: {path} is not writable"
+    return None
+
+
+async def check_ami(settings: Settings) -> str | None:
+    """Log in to the AMI with the configured user."""
+    if not settings.ami.enabled:
+        return None
+    error = await check_login(settings.ami)
+    return f"ami: {error}" if error else None
+
+
+async def check_recordings(settings: Settings) -> str | None:
+    """The recordings dir can be read (only needed with AMI)."""
+    path = settings.ami.recordings_dir
+    if settings.ami.enabled and not os.access(path, os.R_OK | os.X_OK):
+        return f"ami.recordings_dir: {path} is missing or not readable"
+    return None
+
+
+CHECKS: dict[str, Check] = {
+    "data dir": check_data_dir,
+    "database": check_database,
+    "ami": check_ami,
+    "recordings": check_recordings,
+}
+
+
+async def run_checks(settings: Settings, emit: Emit) -> list[str]:
+    """Run every check; emit one line each; return the problems."""
+    problems = []
+    for name, check in CHECKS.items():
+        problem = await check(settings)
+        if problem:
+            problems.append(problem)
+            emit(f"FAIL {problem}")
+        elif name != "ami" or settings.ami.enabled:
+            emit(f"ok   {name}")
+    return problems

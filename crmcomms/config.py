@@ -1,0 +1,218 @@
+"""Configuration: one TOML file, validated once at start-up into frozen settings.
+
+Every key is documented in ``config/crmcomms.example.toml``. Unknown keys and bad
+values raise :class:`ConfigError` whose message names the dotted key path.
+Secrets may be given inline, through a ``*_file`` key (the file's content, stripped)
+or through an environment variable ``CRMCOMMS_<SECTION>_<KEY>`` (for mailboxes
+``CRMCOMMS_MAILBOX_<NAME>_PASSWORD``); the environment wins over the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_CONFIG = Path("config/crmcomms.example.toml")
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GeneralSettings(_Section):
+    """Region for phone numbers, where data lives, logging and UI language."""
+
+    default_region: str = "DE"
+    data_dir: Path = Path("data")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    language: Literal["en", "de"] = "en"
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        region = value.upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown region {value!r} (use an ISO 3166 code such as DE)")
+        return region
+
+
+class DatabaseSettings(_Section):
+    """SQLAlchemy async URL; empty means SQLite in the data dir."""
+
+    url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+
+class HttpSettings(_Section):
+    """Where the web server listens and how long login tokens live."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    token_ttl_hours: Annotated[int, Field(ge=1, le=24 * 365)] = 12
+
+
+class LookupSettings(_Section):
+    """Caller lookup: exact E.164 first, then the last ``suffix_digits`` digits (0: off)."""
+
+    suffix_digits: Annotated[int, Field(ge=0, le=15)] = 8
+
+
+class AmiSettings(_Section):
+    """Asterisk Manager Interface connection and how agents are recognised."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 5038
+    username: str = "crm"
+    secret: str = ""
+    secret_file: Path | None = None
+    agent_channel_patterns: tuple[str, ...] = ("PJSIP/{ext}-", "SIP/{ext}-")
+    recordings_dir: Path = Path("/var/spool/asterisk/monitor")
+    originate_context: str = "from-internal"
+    originate_timeout: Annotated[int, Field(ge=5, le=300)] = 30
+    ping_interval: Annotated[float, Field(gt=0, le=600)] = 20.0
+    ping_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
+    reconnect_max_delay: Annotated[float, Field(gt=0, le=3600)] = 30.0
+
+    @field_validator("agent_channel_patterns")
+    @classmethod
+    def _has_placeholder(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            if pattern.count("{ext}") != 1:
+                raise ValueError(f"pattern {pattern!r} must contain {{ext}} exactly once")
+        return value
+
+
+class MailboxSettings(_Section):
+    """One mailbox mirrored over IMAP and used for sending over SMTP."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")]
+    address: str
+    imap_host: str = "127.0.0.1"
+    imap_port: Annotated[int, Field(ge=1, le=65535)] = 993
+    imap_tls: Literal["implicit", "starttls", "none"] = "implicit"
+    username: str = ""
+    password: str = ""
+    password_file: Path | None = None
+    folders: tuple[str, ...] = ()
+    smtp_host: str = "127.0.0.1"
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
+    smtp_tls: Literal["implicit", "starttls", "none"] = "starttls"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_password_file: Path | None = None
+    poll_interval: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+
+class Settings(_Section):
+    """The whole validated configuration."""
+
+    general: GeneralSettings = GeneralSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    http: HttpSettings = HttpSettings()
+    lookup: LookupSettings = LookupSettings()
+    ami: AmiSettings = AmiSettings()
+    mailboxes: tuple[MailboxSettings, ...] = ()
+
+    @property
+    def database_url(self) -> str:
+        """The configured URL, or SQLite in the data dir."""
+        if self.database.url:
+            return self.database.url
+        path = (self.general.data_dir / "crmcomms.sqlite3").resolve()
+        return f"sqlite+aiosqlite:///{path}"
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, resolve secrets in and validate the TOML file at ``path``."""
+    path = path or DEFAULT_CONFIG
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_settings(raw, os.environ if env is None else env, base=path.parent)
+
+
+def parse_settings(raw: dict[str, Any], env: Mapping[str, str], base: Path = Path()) -> Settings:
+    """Validate an already parsed TOML document; secrets are resolved from files and env."""
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc
+    return _with_secrets(settings, env, base)
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        reason = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        lines.append(f"{key}: {reason}")
+    return "; ".join(lines)
+
+
+def _read_secret(key: str, file: Path | None, base: Path) -> str | None:
+    if file is None:
+        return None
+    target = file if file.is_absolute() else base / file
+    try:
+        return target.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {target}: {exc.strerror}") from exc
+
+
+def _with_secrets(settings: Settings, env: Mapping[str, str], base: Path) -> Settings:
+    ami_secret = (
+        env.get("CRMCOMMS_AMI_SECRET")
+        or _read_secret("ami.secret_file", settings.ami.secret_file, base)
+        or settings.ami.secret
+    )
+    mailboxes = tuple(
+        _mailbox_with_secrets(index, box, env, base) for index, box in enumerate(settings.mailboxes)
+    )
+    database_url = env.get("CRMCOMMS_DATABASE_URL") or settings.database.url
+    return settings.model_copy(
+        update={
+            "ami": settings.ami.model_copy(update={"secret": ami_secret}),
+            "mailboxes": mailboxes,
+            "database": settings.database.model_copy(update={"url": database_url}),
+        }
+    )
+
+
+def _mailbox_with_secrets(
+    index: int, box: MailboxSettings, env: Mapping[str, str], base: Path
+) -> MailboxSettings:
+    prefix = f"CRMCOMMS_MAILBOX_{box.name.upper().replace('-', '_')}"
+    password = (
+        env.get(f"{prefix}_PASSWORD")
+        or _read_secret(f"mailboxes.{index}.password_file", box.password_file, base)
+        or box.password
+    )
+    smtp_password = (
+        env.get(f"{prefix}_SMTP_PASSWORD")
+        or _read_secret(f"mailboxes.{index}.smtp_password_file", box.smtp_password_file, base)
+        or box.smtp_password
+        or password
+    )
+    return box.model_copy(update={"password": password, "smtp_password": smtp_password})

@@ -1,0 +1,132 @@
+"""``crmcomms demo``: a self-contained DEMO with a replayed PBX; never used by ``run``.
+
+It creates a temporary SQLite database with demo contacts and agents, starts a
+local AMI server on 127.0.0.1 that replays calls recorded from a real Asterisk
+(fresh call ids each round, so every round is new calls) and runs the daemon
+against it. Everything is deleted on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from core.contacts import ContactInput, create_contact
+
+from core.agents import add_agent
+from core.migrate import upgrade
+from crmcomms.ami.replay import AmiReplayServer
+from crmcomms.app import build_app, run_until_signalled
+from crmcomms.config import Settings, parse_settings
+from crmcomms.logs import configure_logging
+from crmcomms.services import SERVICES, Services
+
+DATA = Path(__file__).parent / "demo_data"
+SCENARIOS = (
+    "queue-ringall-102-answers",
+    "inbound-direct-answered",
+    "inbound-direct-missed",
+    "outbound-answered",
+    "inbound-direct-busy",
+    "internal-101-to-102",
+    "click-to-dial",
+)
+AGENTS = (
+    ("alice", "101", "agent"),
+    ("bob", "102", "agent"),
+    ("carol", "103", "agent"),
+    ("sue", "", "supervisor"),
+)
+CONTACTS = (
+    ("Jürgen", "Müller", "Müller Bau GmbH", "+49 30 12345678", "j.mueller@example.com"),
+    ("Hanna", "Hansen", "Hansen Logistik", "040 123456", "hanna@hansen-logistik.example"),
+    ("Petra", "Schulz", "", "0171 5550123", "petra.schulz@example.org"),
+    ("Max", "Mueller", "Mueller GmbH", "0171 5559876", "max@mueller-gmbh.example"),
+    ("Anna", "Berg", "Berg & Partner", "+49 30 123456", "anna@berg.example"),
+)
+
+
+def demo_settings(tmp: Path, http_port: int, ami_port: int) -> Settings:
+    """Settings of the demo: everything in ``tmp``, AMI on the replay server."""
+    return parse_settings(
+        {
+            "general": {"data_dir": str(tmp / "data"), "default_region": "DE"},
+            "http": {"host": "127.0.0.1", "port": http_port},
+            "ami": {
+                "enabled": True,
+                "host": "127.0.0.1",
+                "port": ami_port,
+                "username": "demo",
+                "secret": "demo-secret",
+                "recordings_dir": str(tmp / "recordings"),
+            },
+        },
+        env={},
+    )
+
+
+async def seed(svc: Services) -> list[tuple[str, str, str]]:
+    """Demo contacts and agents; returns the logins (name, password, what)."""
+    logins = []
+    region = svc.settings.general.default_region
+    async with svc.sessions.begin() as session:
+        for first, last, org, phone, email in CONTACTS:
+            data = ContactInput.model_validate(
+                {
+                    "first_name": first,
+                    "last_name": last,
+                    "organization": org or None,
+                    "phones": [{"raw": phone, "label": "work"}],
+                    "emails": [{"address": email, "label": "work"}],
+                }
+            )
+            await create_contact(session, data, region)
+        for name, ext, role in AGENTS:
+            password = f"demo-{name}"
+            await add_agent(session, name, password, [ext] if ext else [], role=role)
+            logins.append((name, password, f"extension {ext}" if ext else role))
+    return logins
+
+
+async def _replay_forever(server: AmiReplayServer, speed: float) -> None:
+    await server.wait_logged_in(1, within=30)
+    while True:
+        for scenario in SCENARIOS:
+            await server.replay(
+                DATA / f"{scenario}.ami", speed=speed, rewrite_ids=True, shift_timestamps=True
+            )
+            await asyncio.sleep(4 / speed)
+
+
+async def run_demo(port: int, speed: float, emit: Callable[[str], None] = print) -> None:
+    """Run the demo until Ctrl-C."""
+    configure_logging("INFO")
+    with tempfile.TemporaryDirectory(prefix="crmcomms-demo-") as tmp:
+        async with AmiReplayServer("demo", "demo-secret") as pbx:
+            settings = demo_settings(Path(tmp), port, pbx.port)
+            app = build_app(settings)
+            svc = app[SERVICES]
+            await upgrade(svc.engine)
+            logins = await seed(svc)
+            _banner(emit, port, logins)
+            replay = asyncio.create_task(_replay_forever(pbx, speed))
+            try:
+                await run_until_signalled(app)
+            finally:
+                replay.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await replay
+
+
+def _banner(emit: Callable[[str], None], port: int, logins: list[tuple[str, str, str]]) -> None:
+    emit("=" * 72)
+    emit("crmcomms DEMO - temporary database, replayed recorded calls, no real PBX.")
+    emit(f"Open http://127.0.0.1:{port}/ and log in as:")
+    for name, password, what in logins:
+        emit(f"    {name:<6} password {password:<14} ({what})")
+    emit("Calls replay in a loop (queue, direct, missed, outbound, busy, internal).")
+    emit("Everything is deleted when you stop it with Ctrl-C.")
+    emit("=" * 72)

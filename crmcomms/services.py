@@ -1,0 +1,52 @@
+"""What every part of the daemon may depend on, built once by the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from core.agents import AgentIdentity, identify
+from core.db import SessionFactory
+from crmcomms.config import Settings
+from crmcomms.metrics import Metrics
+from crmcomms.push import PushHub
+
+
+@dataclass
+class Health:
+    """Live state of the workers, as /healthz reports it."""
+
+    ami: str = "disabled"
+    mailboxes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Services:
+    """Settings, database, push hub and metrics shared by handlers and workers."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: SessionFactory
+    hub: PushHub
+    metrics: Metrics
+    health: Health = field(default_factory=Health)
+
+    @property
+    def token_ttl(self) -> timedelta:
+        return timedelta(hours=self.settings.http.token_ttl_hours)
+
+    async def authenticate(self, token: str) -> AgentIdentity:
+        """The agent owning ``token``; AuthError otherwise."""
+        async with self.sessions() as session:
+            return await identify(session, token)
+
+
+SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
+
+
+def services(request: web.Request) -> Services:
+    """The services of the application handling ``request``."""
+    return request.app[SERVICES]

@@ -1,0 +1,117 @@
+"""Telephony worker: AMI link -> one ordered queue -> call tracker -> database -> push.
+
+The AMI client hands every event block to a plain function that puts it on a
+queue; one consumer task drains the queue in order, feeds the sans-I/O tracker,
+records the resulting calls in one transaction per batch and then publishes
+``call.*`` events (the call JSON carries its database id). After every
+(re)login the channels Asterisk reports (``CoreShowChannels``) go through the
+same queue, so the tracker ends calls that vanished while the link was down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from crmcomms.ami.client import AmiClient
+from crmcomms.ami.errors import AmiError
+from crmcomms.services import Services
+from crmcomms.telephony.calls import CallEvent, CallSnapshot
+from crmcomms.telephony.dialer import Dialer
+from crmcomms.telephony.publisher import CallPublisher
+from crmcomms.telephony.tracker import CallTracker
+
+log = logging.getLogger(__name__)
+
+BATCH = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """The channels Asterisk reported after a (re)login, at ``now``."""
+
+    channels: Sequence[dict[str, str]]
+    now: datetime
+
+
+Item = dict[str, str] | Resync
+
+
+class TelephonyService:
+    """Owns the AMI client, the tracker and the consumer; ``run()`` until cancelled."""
+
+    def __init__(self, svc: Services) -> None:
+        settings = svc.settings
+        self._svc = svc
+        self._queue: asyncio.Queue[Item] = asyncio.Queue()
+        self.tracker = CallTracker(settings.ami.agent_channel_patterns)
+        self.client = AmiClient(settings.ami, self._queue.put_nowait, on_connected=self._resync)
+        self.dialer = Dialer(self.client, settings.ami, settings.general.default_region)
+        self.publisher = CallPublisher(svc)
+        self.idle = asyncio.Event()
+        self.progress = asyncio.Event()
+        self.consumed = 0
+
+    async def run(self) -> None:
+        """Run the AMI link and the consumer until cancelled."""
+        self._svc.health.ami = "connecting"
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.client.run(), name="ami-link")
+                group.create_task(self._consume(), name="ami-consumer")
+        finally:
+            self._svc.health.ami = "stopped"
+
+    async def _resync(self) -> None:
+        self._svc.health.ami = "connected"
+        self._svc.metrics.ami_connected.set(1)
+        try:
+            channels = await self.client.send_list_action({"Action": "CoreShowChannels"})
+        except AmiError as exc:
+            log.warning("cannot list channels after AMI login: %s", exc)
+            return
+        self._queue.put_nowait(Resync(channels, datetime.now(UTC)))
+
+    async def _consume(self) -> None:
+        while True:
+            if self._queue.empty():
+                self.idle.set()
+                self._note_link()
+            batch = [await self._queue.get()]
+            self.idle.clear()
+            while len(batch) < BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._process(batch)
+            self.consumed += sum(1 for item in batch if isinstance(item, dict))
+            self.progress.set()
+
+    def _note_link(self) -> None:
+        connected = self.client.connected
+        self._svc.metrics.ami_connected.set(1 if connected else 0)
+        self._svc.health.ami = "connected" if connected else "disconnected"
+
+    async def _process(self, batch: list[Item]) -> None:
+        events: list[CallEvent] = []
+        for item in batch:
+            events += self._feed(item)
+        self._svc.metrics.ami_events.inc(sum(1 for item in batch if isinstance(item, dict)))
+        if not events:
+            return
+        try:
+            await self.publisher.handle(events)
+        except Exception:
+            # One bad batch must not stop the worker; the calls stay in the tracker and
+            # are recorded with their next event.
+            log.exception("could not record %d call event(s)", len(events))
+
+    def _feed(self, item: Item) -> list[CallEvent]:
+        if isinstance(item, Resync):
+            return self.tracker.resync_messages(item.channels, item.now)
+        return self.tracker.feed_message(item)
+
+    def active_calls(self) -> list[CallSnapshot]:
+        """The calls in progress, for the supervisor wall."""
+        return self.tracker.active_calls()

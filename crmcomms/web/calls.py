@@ -1,0 +1,119 @@
+"""Calls API: the call log, recordings (with HTTP Range) and click-to-dial."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.agents import AgentIdentity
+from core.calls import CallFilter, call_json, get_call, involves, list_calls
+from core.errors import InvalidInput, NotFound
+from core.models import Call
+from crmcomms.services import services
+from crmcomms.telephony.dialer import DIALER
+from crmcomms.web.http import IDENTITY, int_param, json_response, read_model
+
+STATUSES = ("ringing", "talking", "answered", "missed", "busy", "failed", "abandoned")
+
+
+def _since(raw: str | None, name: str) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput(name, "must be an ISO 8601 date or time") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _filter(request: web.Request) -> CallFilter:
+    query, identity = request.query, request[IDENTITY]
+    status = query.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise InvalidInput("status", f"must be one of {', '.join(STATUSES)}")
+    contact = query.get("contact")
+    if contact is not None and not contact.isdigit():
+        raise InvalidInput("contact", "must be a contact id")
+    return CallFilter(
+        status=status,
+        agent=query.get("agent") or None,
+        contact=int(contact) if contact else None,
+        since=_since(query.get("since"), "since"),
+        until=_since(query.get("until"), "until"),
+        limit=int_param(request, "limit", 50, maximum=500),
+        extensions=None if identity.sees_everything else identity.extensions,
+    )
+
+
+async def get_calls(request: web.Request) -> web.Response:
+    flt = _filter(request)
+    async with services(request).sessions() as session:
+        rows = await list_calls(session, flt)
+    return json_response({"calls": [call_json(c) for c in rows]})
+
+
+def _allowed(call: Call, identity: AgentIdentity) -> bool:
+    return identity.sees_everything or involves(call, identity.extensions)
+
+
+async def _visible_call(request: web.Request) -> Call:
+    call_id = request.match_info["call_id"]
+    if not call_id.isdigit():
+        raise NotFound(f"call {call_id} not found")
+    async with services(request).sessions() as session:
+        call = await get_call(session, int(call_id))
+    if not _allowed(call, request[IDENTITY]):
+        raise web.HTTPForbidden(reason="not your call")
+    return call
+
+
+async def get_one_call(request: web.Request) -> web.Response:
+    return json_response(call_json(await _visible_call(request)))
+
+
+def recording_file(call: Call, recordings_dir: Path) -> Path | None:
+    """The local file of the call's recording (by file name inside recordings_dir)."""
+    if not call.recording_path:
+        return None
+    name = PurePosixPath(call.recording_path).name
+    path = recordings_dir / name
+    return path if name and path.is_file() else None
+
+
+async def get_recording(request: web.Request) -> web.FileResponse:
+    call = await _visible_call(request)
+    path = recording_file(call, services(request).settings.ami.recordings_dir)
+    if path is None:
+        raise NotFound(f"no recording for call {call.id}")
+    return web.FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
+
+
+class DialInput(BaseModel):
+    """Body of POST /api/calls."""
+
+    model_config = ConfigDict(extra="forbid")
+    to: str = Field(min_length=1, max_length=64)
+    extension: str | None = None
+
+
+async def post_call(request: web.Request) -> web.Response:
+    body = await read_model(request, DialInput)
+    identity = request[IDENTITY]
+    extension = body.extension or min(identity.extensions, default="")
+    if not extension or extension not in identity.extensions:
+        raise InvalidInput("extension", "you have no such extension to call from")
+    dialer = request.app.get(DIALER)
+    if dialer is None:
+        raise web.HTTPServiceUnavailable(reason="telephony is not configured (ami.enabled)")
+    result = await dialer.originate(extension, body.to)
+    return json_response(result.to_json(), status=202)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/calls", get_calls)
+    app.router.add_post("/api/calls", post_call)
+    app.router.add_get("/api/calls/{call_id}", get_one_call)
+    app.router.add_get("/api/calls/{call_id}/recording", get_recording)

@@ -1,0 +1,146 @@
+"""Contacts API: CRUD, search, caller lookup, history, notes and import."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from core.contacts import (
+    ContactInput,
+    create_contact,
+    delete_contact,
+    get_contact,
+    search_contacts,
+    update_contact,
+)
+from core.importer import import_contacts, read_rows
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.errors import InvalidInput
+from core.history import add_note, contact_history, note_json
+from core.lookup import lookup_contacts
+from crmcomms.services import services
+from crmcomms.web.http import IDENTITY, int_param, json_response, read_model
+
+
+def _contact_id(request: web.Request) -> int:
+    raw = request.match_info["contact_id"]
+    if not raw.isdigit():
+        raise InvalidInput("id", "must be a contact id")
+    return int(raw)
+
+
+async def get_contacts(request: web.Request) -> web.Response:
+    svc = services(request)
+    async with svc.sessions() as session:
+        cards = await search_contacts(
+            session,
+            request.query.get("q", ""),
+            svc.settings.general.default_region,
+            limit=int_param(request, "limit", 50, maximum=500),
+            offset=int_param(request, "offset", 0, maximum=10**9),
+        )
+    return json_response({"contacts": [card.to_json() for card in cards]})
+
+
+async def post_contact(request: web.Request) -> web.Response:
+    data = await read_model(request, ContactInput)
+    svc = services(request)
+    async with svc.sessions.begin() as session:
+        card = await create_contact(session, data, svc.settings.general.default_region)
+    return json_response(card.to_json(), status=201)
+
+
+async def get_one_contact(request: web.Request) -> web.Response:
+    async with services(request).sessions() as session:
+        card = await get_contact(session, _contact_id(request))
+    return json_response(card.to_json())
+
+
+async def put_contact(request: web.Request) -> web.Response:
+    data = await read_model(request, ContactInput)
+    svc = services(request)
+    async with svc.sessions.begin() as session:
+        card = await update_contact(
+            session, _contact_id(request), data, svc.settings.general.default_region
+        )
+    return json_response(card.to_json())
+
+
+async def delete_one_contact(request: web.Request) -> web.Response:
+    async with services(request).sessions.begin() as session:
+        await delete_contact(session, _contact_id(request))
+    return web.Response(status=204)
+
+
+async def get_history(request: web.Request) -> web.Response:
+    contact_id = _contact_id(request)
+    async with services(request).sessions() as session:
+        await get_contact(session, contact_id)
+        items = await contact_history(
+            session,
+            [contact_id],
+            limit=int_param(request, "limit", 50, maximum=200),
+            offset=int_param(request, "offset", 0, maximum=10**9),
+        )
+    return json_response({"items": [item.to_json() for item in items]})
+
+
+class NoteInput(BaseModel):
+    """Body of POST /api/contacts/{id}/notes."""
+
+    model_config = ConfigDict(extra="forbid")
+    body: str = Field(min_length=1, max_length=20_000)
+    call_id: int | None = None
+
+
+async def post_note(request: web.Request) -> web.Response:
+    data = await read_model(request, NoteInput)
+    contact_id = _contact_id(request)
+    async with services(request).sessions.begin() as session:
+        await get_contact(session, contact_id)
+        note = await add_note(session, contact_id, data.body, request[IDENTITY].id, data.call_id)
+    return json_response(note_json(note), status=201)
+
+
+async def get_lookup(request: web.Request) -> web.Response:
+    svc = services(request)
+    async with svc.sessions() as session:
+        result = await lookup_contacts(
+            session,
+            request.query.get("number", ""),
+            svc.settings.general.default_region,
+            svc.settings.lookup.suffix_digits,
+        )
+    return json_response(result.to_json())
+
+
+async def post_import(request: web.Request) -> web.Response:
+    """Import an uploaded CSV/XLSX (multipart field ``file``, or the raw body + ?filename=)."""
+    data, filename = await _upload(request)
+    rows = read_rows(data, filename)
+    svc = services(request)
+    async with svc.sessions.begin() as session:
+        report = await import_contacts(session, rows, svc.settings.general.default_region)
+    return json_response(report.to_json())
+
+
+async def _upload(request: web.Request) -> tuple[bytes, str]:
+    if request.content_type.startswith("multipart/"):
+        reader = await request.multipart()
+        async for part in reader:
+            if getattr(part, "name", None) == "file":
+                return await part.read(decode=True), part.filename or "upload.csv"  # type: ignore[union-attr]
+        raise InvalidInput("file", "multipart upload needs a 'file' field")
+    filename = request.query.get("filename", "upload.csv")
+    return await request.read(), filename
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/contacts", get_contacts)
+    app.router.add_post("/api/contacts", post_contact)
+    app.router.add_post("/api/contacts/import", post_import)
+    app.router.add_get("/api/contacts/{contact_id}", get_one_contact)
+    app.router.add_put("/api/contacts/{contact_id}", put_contact)
+    app.router.add_delete("/api/contacts/{contact_id}", delete_one_contact)
+    app.router.add_get("/api/contacts/{contact_id}/history", get_history)
+    app.router.add_post("/api/contacts/{contact_id}/notes", post_note)
+    app.router.add_get("/api/lookup", get_lookup)

@@ -1,0 +1,139 @@
+"""HTTP plumbing shared by all handlers: JSON in/out, error mapping, bearer-token auth.
+
+Errors are translated once here: core's ``NotFound`` -> 404, ``InvalidInput`` ->
+422, ``AuthError`` -> 401, ``Conflict`` -> 409, a malformed body -> 400. Anything
+else is logged with its traceback and answered 500 without details.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from pydantic import BaseModel, ValidationError
+
+from core.agents import AgentIdentity
+from core.errors import AuthError, Conflict, InvalidInput, NotFound
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Authenticator = Callable[[str], Awaitable[AgentIdentity]]
+
+IDENTITY: web.RequestKey[AgentIdentity] = web.RequestKey("identity", AgentIdentity)
+TOKEN: web.RequestKey[str] = web.RequestKey("token", str)
+PUBLIC_API = frozenset({"/api/login"})
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """A JSON response encoded with orjson (datetimes as ISO 8601)."""
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def error_response(status: int, message: str) -> web.Response:
+    """The one error shape: ``{"error": message, "status": status}``."""
+    return json_response({"error": message, "status": status}, status=status)
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON; 400 if it is not JSON."""
+    try:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        raise web.HTTPBadRequest(reason="body is not valid JSON") from exc
+
+
+async def read_model(request: web.Request, model: type[M]) -> M:
+    """The request body validated into ``model``; 422 naming the field otherwise."""
+    body = await read_json(request)
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InvalidInput(field, first["msg"]) from exc
+
+
+def int_param(request: web.Request, name: str, default: int, maximum: int = 1000) -> int:
+    """A non-negative integer query parameter."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit():
+        raise InvalidInput(name, "must be a non-negative integer")
+    return min(int(raw), maximum)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Translate errors into JSON responses; never send a traceback."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, exc.reason)
+    except NotFound as exc:
+        return error_response(404, str(exc))
+    except InvalidInput as exc:
+        return error_response(422, str(exc))
+    except AuthError as exc:
+        return error_response(401, str(exc))
+    except Conflict as exc:
+        return error_response(409, str(exc))
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "internal error")
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The token from ``Authorization: Bearer`` (or ``?token=`` for websockets and audio)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.query.get("token") or None
+
+
+def auth_middleware(authenticate: Authenticator) -> Callable[..., Any]:
+    """Require a valid token on /api/ except login."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/api/") or request.path in PUBLIC_API:
+            return await handler(request)
+        token = bearer_token(request)
+        if token is None:
+            raise AuthError("missing bearer token")
+        request[IDENTITY] = await authenticate(token)
+        request[TOKEN] = token
+        return await handler(request)
+
+    return middleware
+
+
+def require_role(request: web.Request, *roles: str) -> AgentIdentity:
+    """The caller's identity if it has one of ``roles``; 403 otherwise."""
+    identity = request[IDENTITY]
+    if identity.role not in roles:
+        raise web.HTTPForbidden(reason=f"needs role {' or '.join(roles)}")
+    return identity
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request, path without the query string (it may carry a token)."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %s %d %.1fms",
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            time * 1000,
+        )

@@ -1,0 +1,36 @@
+"""Tasks API: my open call-backs, and ticking them off."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from core.errors import InvalidInput
+from core.history import task_json
+from core.tasks import complete_task, list_tasks
+from crmcomms.services import services
+from crmcomms.web.http import IDENTITY, int_param, json_response
+
+
+async def get_tasks(request: web.Request) -> web.Response:
+    identity = request[IDENTITY]
+    scope = None if identity.sees_everything else identity.extensions
+    open_only = request.query.get("open", "1") not in ("0", "false")
+    async with services(request).sessions() as session:
+        rows = await list_tasks(
+            session, scope, open_only, limit=int_param(request, "limit", 100, maximum=500)
+        )
+    return json_response({"tasks": [task_json(task) for task in rows]})
+
+
+async def post_done(request: web.Request) -> web.Response:
+    raw = request.match_info["task_id"]
+    if not raw.isdigit():
+        raise InvalidInput("id", "must be a task id")
+    async with services(request).sessions.begin() as session:
+        task = await complete_task(session, int(raw))
+    return json_response(task_json(task))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/tasks", get_tasks)
+    app.router.add_post("/api/tasks/{task_id}/done", post_done)

@@ -1,0 +1,96 @@
+"""Configuration: every error names the key; secrets come from files and the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crmcomms.config import ConfigError, load_settings, parse_settings
+
+EXAMPLE = Path(__file__).parents[2] / "config" / "crmcomms.example.toml"
+
+
+def test_example_config_is_valid_and_documents_every_key() -> None:
+    settings = load_settings(EXAMPLE, env={})
+    text = EXAMPLE.read_text()
+    for section in ("general", "database", "http", "lookup", "ami"):
+        model = getattr(settings, section)
+        for key in type(model).model_fields:
+            assert f"{key} =" in text or f"# {key} =" in text, f"{section}.{key} undocumented"
+    from crmcomms.config import MailboxSettings
+
+    for key in MailboxSettings.model_fields:
+        assert f"# {key} =" in text, f"mailboxes.{key} undocumented"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"general": {"colour": "red"}}, "general.colour: unknown key"),
+        ({"generl": {}}, "generl: unknown key"),
+        ({"http": {"port": 70000}}, "http.port: Input should be less than or equal to 65535"),
+        ({"http": {"port": "eighty"}}, "http.port: Input should be a valid integer"),
+        (
+            {"general": {"default_region": "XX"}},
+            "general.default_region: Value error, unknown region",
+        ),
+        ({"general": {"log_level": "LOUD"}}, "general.log_level: Input should be"),
+        ({"database": {"url": "mysql://x"}}, "database.url: Value error, must start with"),
+        (
+            {"ami": {"agent_channel_patterns": ["PJSIP/"]}},
+            "ami.agent_channel_patterns: Value error",
+        ),
+        (
+            {"mailboxes": [{"name": "a b", "address": "x@y"}]},
+            "mailboxes.0.name: String should match",
+        ),
+        ({"mailboxes": [{"name": "sales"}]}, "mailboxes.0.address: Field required"),
+    ],
+)
+def test_errors_name_the_key(raw: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_settings(raw, env={})
+    assert message in str(info.value)
+
+
+def test_toml_syntax_error_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[general\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: not valid TOML"):
+        load_settings(path, env={})
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_settings(tmp_path / "nope.toml", env={})
+
+
+def test_secrets_from_file_and_environment(tmp_path: Path) -> None:
+    (tmp_path / "ami.secret").write_text("from-file\n")
+    (tmp_path / "box.pw").write_text("box-file\n")
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[ami]\nsecret = "inline"\nsecret_file = "ami.secret"\n'
+        '[[mailboxes]]\nname = "sales-de"\naddress = "s@x.de"\npassword_file = "box.pw"\n'
+    )
+    settings = load_settings(path, env={})
+    assert settings.ami.secret == "from-file"
+    assert settings.mailboxes[0].password == "box-file"
+    assert settings.mailboxes[0].smtp_password == "box-file"
+    env = {"CRMCOMMS_AMI_SECRET": "from-env", "CRMCOMMS_MAILBOX_SALES_DE_PASSWORD": "box-env"}
+    settings = load_settings(path, env=env)
+    assert settings.ami.secret == "from-env"
+    assert settings.mailboxes[0].password == "box-env"
+
+
+def test_unreadable_secret_file_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"ami\.secret_file: cannot read"):
+        parse_settings({"ami": {"secret_file": "missing"}}, env={}, base=tmp_path)
+
+
+def test_default_database_is_sqlite_in_data_dir(tmp_path: Path) -> None:
+    settings = parse_settings({"general": {"data_dir": str(tmp_path)}}, env={})
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path}/crmcomms.sqlite3"
+    env = {"CRMCOMMS_DATABASE_URL": "postgresql+asyncpg://u@h/db"}
+    assert parse_settings({}, env=env).database_url == "postgresql+asyncpg://u@h/db"
