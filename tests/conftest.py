@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,9 +63,13 @@ def _as_postgres_user(cmd: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    """Start a real PostgreSQL server for the session (initdb in a temp dir)."""
-    base = tmp_path_factory.mktemp("pg")
+def postgres() -> Iterator[PostgresServer]:
+    """Start a real PostgreSQL server for the session (initdb in a temp dir).
+
+    As root the server runs as the ``postgres`` user, in a directory it owns
+    (pytest's own temp dirs are private to root).
+    """
+    base = Path(tempfile.mkdtemp(prefix="crmcomms-pg-"))
     data = base / "data"
     if os.geteuid() == 0:
         shutil.chown(base, "postgres")
@@ -81,6 +86,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServe
         yield PostgresServer(port)
     finally:
         run(PG_BIN / "pg_ctl", "-D", data, "-m", "immediate", "stop")
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

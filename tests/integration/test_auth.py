@@ -24,6 +24,7 @@ async def test_login_and_me(app_client: TestClient[Any, Any], make_agent: AgentF
         "name": "alice",
         "role": "agent",
         "extensions": ["101"],
+        "language": "en",
     }
 
 
