@@ -1,0 +1,255 @@
+"""The AMI adapter: one long-lived, self-healing Asterisk Manager connection.
+
+:class:`AmiClient` connects, reads the banner, logs in, then hands every event
+block to ``on_message`` synchronously and in wire order (the caller puts them on
+a queue with one consumer). After a successful login it pings every
+``ami.ping_interval``; no answer within ``ami.ping_timeout``, a read error or EOF
+means the link is lost, and it reconnects with capped exponential backoff and full
+jitter. A refused login is logged once as an ERROR and retried at the cap delay.
+State changes are logged once each, never once per attempt; the secret never is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random as _random
+import time
+from collections.abc import Awaitable, Callable
+
+from crmcomms.ami.errors import AmiError, AmiLoginRefused, AmiNotConnected, AmiTimeout
+from crmcomms.ami.framing import Malformed, Message
+from crmcomms.ami.link import AmiLink, open_link
+from crmcomms.config import AmiSettings
+
+log = logging.getLogger(__name__)
+
+FIRST_RETRY_DELAY = 0.5
+MIN_HANDSHAKE_TIMEOUT = 5.0
+
+
+class AmiClient:
+    """Owns the AMI connection until cancelled; exposes its state for health and metrics.
+
+    ``connected`` is True while logged in; ``last_error`` is the last reason the link
+    was down (None once it is up); ``messages_received`` counts event blocks handed to
+    ``on_message``; ``malformed_blocks`` unparsable blocks skipped; ``connect_attempts``
+    every connection attempt; ``reconnects`` successful logins after the first one.
+    """
+
+    def __init__(
+        self,
+        settings: AmiSettings,
+        on_message: Callable[[dict[str, str]], None],
+        *,
+        on_connected: Callable[[], Awaitable[None]] | None = None,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        self.connected = False
+        self.last_error: str | None = None
+        self.messages_received = 0
+        self.malformed_blocks = 0
+        self.connect_attempts = 0
+        self.reconnects = 0
+        self._settings = settings
+        self._on_message = on_message
+        self._on_connected = on_connected
+        self._random = random
+        self._where = f"{settings.host}:{settings.port}"
+        self._link: AmiLink | None = None
+        self._failures = 0
+        self._logged_reason: str | None = None
+        self._down_since: float | None = None
+        self._down_at_attempt = 0
+        self._ever_up = False
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes read on the current connection (0 when down)."""
+        return 0 if self._link is None else self._link.bytes_received
+
+    async def run(self) -> None:
+        """Connect, log in, serve, reconnect; forever, until cancelled."""
+        while True:
+            delay = await self._attempt()
+            await asyncio.sleep(delay)
+
+    async def send_action(self, action: dict[str, str], timeout: float = 10) -> dict[str, str]:
+        """Send ``action`` (an ActionID is added) and return its Response block.
+
+        Raises :class:`AmiNotConnected`, :class:`AmiActionError` or :class:`AmiTimeout`.
+        """
+        response, _ = await self._require_link().request(action, timeout)
+        return response
+
+    async def send_list_action(
+        self,
+        action: dict[str, str],
+        timeout: float = 10,
+    ) -> list[dict[str, str]]:
+        """Send a list action (e.g. ``CoreShowChannels``); return its items, in order.
+
+        The items carry our ActionID and are not passed to ``on_message``.
+        """
+        _, items = await self._require_link().request(action, timeout, is_list=True)
+        return items
+
+    # -- one connection ----------------------------------------------------------
+
+    async def _attempt(self) -> float:
+        """Run one connection from connect to loss; return the delay before the next one."""
+        self.connect_attempts += 1
+        try:
+            link = await self._open()
+        except AmiLoginRefused as exc:
+            self._note_refused(str(exc))
+            return self._settings.reconnect_max_delay * (0.5 + 0.5 * self._random())
+        except AmiError as exc:
+            self._note_down(str(exc))
+            return self._backoff()
+        try:
+            reason = await self._serve(link)
+        finally:
+            self._link = None
+            self.connected = False
+            link.close("client stopped")
+        self._note_down(f"connection to {self._where} lost: {reason}")
+        return self._backoff()
+
+    async def _open(self) -> AmiLink:
+        timeout = max(self._settings.ping_timeout, MIN_HANDSHAKE_TIMEOUT)
+        host, port = self._settings.host, self._settings.port
+        link = await open_link(host, port, timeout, self._deliver, self._skip_malformed)
+        try:
+            await link.login(self._settings.username, self._settings.secret, timeout)
+        except BaseException:
+            link.close("login failed")
+            raise
+        return link
+
+    async def _serve(self, link: AmiLink) -> str:
+        """Serve a logged-in link until it is lost; return why."""
+        self._link = link
+        self.connected = True
+        self._note_up()
+        keep_alive = asyncio.create_task(self._keep_alive(link), name="ami-keep-alive")
+        try:
+            await self._call_on_connected()
+            return await asyncio.shield(link.closed)
+        finally:
+            keep_alive.cancel()
+            await asyncio.wait([keep_alive])
+
+    async def _call_on_connected(self) -> None:
+        if self._on_connected is None:
+            return
+        try:
+            await self._on_connected()
+        except AmiError as exc:
+            log.warning("AMI on_connected hook failed: %s", exc)
+        except Exception:
+            log.exception("AMI on_connected hook raised; the link stays up")
+
+    async def _keep_alive(self, link: AmiLink) -> None:
+        interval, timeout = self._settings.ping_interval, self._settings.ping_timeout
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await link.request({"Action": "Ping"}, timeout)
+            except AmiTimeout:
+                link.close(f"no reply to Ping within {timeout:g} s")
+                return
+            except AmiNotConnected:
+                return
+            except AmiError as exc:
+                log.debug("AMI Ping answered with an error (link alive): %s", exc)
+
+    def _require_link(self) -> AmiLink:
+        if self._link is None or not self.connected:
+            raise AmiNotConnected(f"AMI link to {self._where} is down: {self.last_error}")
+        return self._link
+
+    # -- inbound blocks (hot path) -----------------------------------------------
+
+    def _deliver(self, message: Message) -> None:
+        self.messages_received += 1
+        self._on_message(message)
+
+    def _skip_malformed(self, block: Malformed) -> None:
+        self.malformed_blocks += 1
+        log.warning("AMI: skipped a malformed block from %s: %s", self._where, block.reason)
+
+    # -- state changes, logged once ------------------------------------------------
+
+    def _backoff(self) -> float:
+        ceiling = min(
+            self._settings.reconnect_max_delay, FIRST_RETRY_DELAY * 2.0 ** min(self._failures, 30)
+        )
+        self._failures += 1
+        return self._random() * ceiling
+
+    def _note_up(self) -> None:
+        suffix = ""
+        if self._down_since is not None:
+            down = time.monotonic() - self._down_since
+            attempts = self.connect_attempts - self._down_at_attempt
+            suffix = f" after {attempts} attempt(s), {down:.1f} s down"
+        if self._ever_up:
+            self.reconnects += 1
+        log.info(
+            "AMI link up: logged in to %s as %s%s", self._where, self._settings.username, suffix
+        )
+        self._ever_up = True
+        self._failures = 0
+        self._logged_reason = None
+        self._down_since = None
+        self.last_error = None
+
+    def _note_down(self, reason: str) -> None:
+        self.last_error = reason
+        self._mark_down()
+        if reason == self._logged_reason:
+            log.debug("AMI attempt %d failed: %s", self.connect_attempts, reason)
+            return
+        self._logged_reason = reason
+        log.warning("AMI link down: %s; retrying", reason)
+
+    def _mark_down(self) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            self._down_at_attempt = self.connect_attempts
+
+    def _note_refused(self, message: str) -> None:
+        self.last_error = f"login refused: {message}"
+        self._mark_down()
+        if self._logged_reason == self.last_error:
+            log.debug("AMI attempt %d: login still refused", self.connect_attempts)
+            return
+        self._logged_reason = self.last_error
+        log.error(
+            "AMI login as %s refused by %s: %s — check ami.username / ami.secret",
+            self._settings.username,
+            self._where,
+            message,
+        )
+
+
+async def check_login(settings: AmiSettings, timeout: float = 5) -> str | None:
+    """Try one connect + Login (for ``check-config``): None if fine, else one human line."""
+
+    def ignore(_: object) -> None:
+        return None
+
+    try:
+        link = await open_link(settings.host, settings.port, timeout, ignore, ignore)
+    except AmiError as exc:
+        return str(exc)
+    try:
+        await link.login(settings.username, settings.secret, timeout)
+    except AmiLoginRefused as exc:
+        return f"login refused: {exc}"
+    except AmiError as exc:
+        return str(exc)
+    finally:
+        link.close("check done")
+    return None

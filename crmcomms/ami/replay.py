@@ -1,0 +1,320 @@
+"""A loopback AMI server that replays recorded Asterisk streams (tests, benchmark, demo).
+
+It speaks enough AMI for :class:`~crmcomms.ami.client.AmiClient`: the banner,
+``Login`` (checked against the constructor's username/secret; a refused login is
+answered ``Authentication failed`` and the connection closed, as Asterisk does),
+``Ping``, ``CoreShowChannels`` (the channels alive in what was replayed so far),
+``Originate``, ``Logoff``; anything else gets ``Invalid/unknown command``. Every
+action received is kept in :attr:`AmiReplayServer.actions`.
+
+:meth:`AmiReplayServer.replay` sends the recorded event blocks, byte for byte, to
+every logged-in client: as fast as possible or at the recorded pace scaled by
+``speed``, ``repeat`` times or forever (``loop=True``), optionally as fresh calls
+(new Uniqueid/Linkedid each round, Timestamps moved to the present).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import count
+from pathlib import Path
+from types import TracebackType
+
+from crmcomms.ami.capture import CaptureBlock, Freshener, load_capture
+from crmcomms.ami.framing import AmiFramer, Malformed, Message, encode_action
+from crmcomms.ami.replay_channels import ChannelTable
+
+log = logging.getLogger(__name__)
+
+BANNER = b"Asterisk Call Manager/11.0.0\r\n"
+FLUSH_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedAction:
+    """An action received by the server: which connection (1, 2...), when, what."""
+
+    connection: int
+    at: float
+    fields: Message
+
+
+class _Client:
+    def __init__(self, number: int, writer: asyncio.StreamWriter) -> None:
+        self.number = number
+        self.writer = writer
+        self.logged_in = False
+
+    def send(self, request: Message, fields: Message) -> None:
+        """Write one response block, echoing the request's ActionID."""
+        block = {"Response": fields.pop("Response")}
+        if "ActionID" in request:
+            block["ActionID"] = request["ActionID"]
+        block.update(fields)
+        self.writer.write(encode_action(block))
+
+
+class AmiReplayServer:
+    """A real TCP AMI server on 127.0.0.1 replaying captures; see the module docstring."""
+
+    def __init__(
+        self,
+        username: str = "crm",
+        secret: str = "crmsecret",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.actions: list[RecordedAction] = []
+        self.pause_pings = False
+        self.connections = 0
+        self.logins = 0
+        self.failed_logins = 0
+        self.channels = ChannelTable()
+        self._username = username
+        self._secret = secret
+        self._host = host
+        self._port = port
+        self._server: asyncio.Server | None = None
+        self._clients: dict[int, _Client] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Event()
+        self._call_ids = count(1)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The port listened on (after :meth:`start`)."""
+        if self._server is None:
+            raise RuntimeError("AmiReplayServer not started")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def logged_in_clients(self) -> int:
+        """Connections currently logged in."""
+        return sum(1 for client in self._clients.values() if client.logged_in)
+
+    async def start(self) -> None:
+        """Listen on host:port (port 0: a free one)."""
+        self._server = await asyncio.start_server(self._serve_client, self._host, self._port)
+
+    async def stop(self) -> None:
+        """Stop listening and cut every connection."""
+        if self._server is None:
+            return
+        self._server.close()
+        for client in self._clients.values():
+            client.writer.transport.abort()
+        # Aborted connections end their handlers (EOF); cancelling them instead makes
+        # Python 3.11's StreamReaderProtocol log a spurious CancelledError.
+        await asyncio.gather(*self._tasks)
+        await self._server.wait_closed()
+        self._server = None
+
+    async def __aenter__(self) -> AmiReplayServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- test controls -------------------------------------------------------------
+
+    async def wait_for(
+        self, predicate: Callable[[], bool], within: float = 5.0, what: str = "condition"
+    ) -> None:
+        """Wait until ``predicate()`` holds (re-checked on every server change)."""
+        try:
+            async with asyncio.timeout(within):
+                while not predicate():
+                    await self._changed.wait()
+        except TimeoutError as exc:
+            raise TimeoutError(f"AMI replay server: {what} not reached in {within:g} s") from exc
+
+    async def wait_logged_in(self, logins: int, within: float = 5.0) -> None:
+        """Wait until ``logins`` successful logins happened since start (cumulative)."""
+        await self.wait_for(lambda: self.logins >= logins, within, f"{logins} login(s)")
+
+    async def drop_clients(self) -> None:
+        """Cut every connection abruptly (no Goodbye) and wait until they are gone."""
+        for client in list(self._clients.values()):
+            client.writer.transport.abort()
+        await self.wait_for(lambda: not self._clients, what="all clients gone")
+
+    async def send_raw(self, data: bytes) -> None:
+        """Write ``data`` as one write to every logged-in client (for framing tests)."""
+        await self._flush(data)
+
+    # -- replay ------------------------------------------------------------------------
+
+    async def replay(
+        self,
+        source: Path | str | bytes | Sequence[CaptureBlock],
+        *,
+        speed: float | None = None,
+        repeat: int = 1,
+        loop: bool = False,
+        rewrite_ids: bool = False,
+        shift_timestamps: bool = False,
+    ) -> int:
+        """Send a capture's event blocks to the logged-in clients; return blocks sent.
+
+        ``speed`` None: as fast as possible; else the recorded pace times ``speed``
+        (needs the ``.times.jsonl``). ``loop`` repeats until cancelled.
+        """
+        blocks = _as_blocks(source)
+        freshener = Freshener(blocks, self._call_ids) if rewrite_ids or shift_timestamps else None
+        sent = 0
+        rounds = 0
+        while loop or rounds < repeat:
+            rounds += 1
+            if freshener is not None:
+                round_blocks = _refresh(blocks, freshener, rewrite_ids, shift_timestamps)
+            else:
+                round_blocks = list(blocks)
+            sent += await self._play(round_blocks, speed)
+        return sent
+
+    async def _play(self, blocks: list[CaptureBlock], speed: float | None) -> int:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        first = next((b.t for b in blocks if b.t is not None), None)
+        buffer = bytearray()
+        for block in blocks:
+            if speed is not None and first is not None and block.t is not None:
+                delay = start + (block.t - first) / speed - loop.time()
+                if delay > 0:
+                    await self._flush(bytes(buffer))
+                    buffer.clear()
+                    await asyncio.sleep(delay)
+            buffer += block.raw
+            self.channels.apply(block.fields)
+            if len(buffer) >= FLUSH_BYTES:
+                await self._flush(bytes(buffer))
+                buffer.clear()
+        await self._flush(bytes(buffer))
+        return len(blocks)
+
+    async def _flush(self, data: bytes) -> None:
+        """Write to every logged-in client first (synchronously), then wait for each."""
+        receivers = [c for c in self._clients.values() if c.logged_in and data]
+        receivers = [c for c in receivers if not c.writer.is_closing()]
+        for client in receivers:
+            client.writer.write(data)
+        await asyncio.sleep(0)  # let clients and actions in, even when nobody reads
+        for client in receivers:
+            try:
+                await client.writer.drain()
+            except ConnectionError as exc:
+                log.debug("AMI replay: client %d gone during write: %s", client.number, exc)
+
+    # -- one connection ------------------------------------------------------------------
+
+    async def _serve_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self.connections += 1
+        client = _Client(self.connections, writer)
+        self._clients[client.number] = client
+        self._notify()
+        try:
+            writer.write(BANNER)
+            await self._read_actions(client, reader)
+        except ConnectionError as exc:
+            log.debug("AMI replay: client %d: %s", client.number, exc)
+        finally:
+            writer.close()
+            del self._clients[client.number]
+            self._tasks.discard(task)
+            self._notify()
+
+    async def _read_actions(self, client: _Client, reader: asyncio.StreamReader) -> None:
+        framer = AmiFramer()
+        framer.banner = ""  # clients send no banner
+        while data := await reader.read(65536):
+            for action in framer.feed(data):
+                if isinstance(action, Malformed):
+                    client.send({}, {"Response": "Error", "Message": "Missing action in request"})
+                else:
+                    self._answer(client, action)
+            if client.writer.is_closing():
+                return
+            await client.writer.drain()
+
+    def _answer(self, client: _Client, action: Message) -> None:
+        self.actions.append(RecordedAction(client.number, time.monotonic(), action))
+        self._notify()
+        name = action.get("Action", "").lower()
+        if name == "login":
+            self._login(client, action)
+        elif not client.logged_in:
+            client.send(action, {"Response": "Error", "Message": "Permission denied"})
+        elif name == "ping":
+            if not self.pause_pings:
+                pong = {"Response": "Success", "Ping": "Pong", "Timestamp": f"{time.time():.6f}"}
+                client.send(action, pong)
+        elif name == "coreshowchannels":
+            self._show_channels(client, action)
+        elif name == "originate":
+            client.send(action, {"Response": "Success", "Message": "Originate successfully queued"})
+        elif name == "logoff":
+            client.send(action, {"Response": "Goodbye", "Message": "Thanks for all the fish."})
+            client.writer.close()
+        else:
+            client.send(action, {"Response": "Error", "Message": "Invalid/unknown command"})
+
+    def _login(self, client: _Client, action: Message) -> None:
+        if action.get("Username") == self._username and action.get("Secret") == self._secret:
+            client.logged_in = True
+            self.logins += 1
+            client.send(action, {"Response": "Success", "Message": "Authentication accepted"})
+        else:
+            self.failed_logins += 1
+            client.send(action, {"Response": "Error", "Message": "Authentication failed"})
+            client.writer.close()  # Asterisk hangs up after a failed login
+        self._notify()
+
+    def _show_channels(self, client: _Client, action: Message) -> None:
+        action_id = action.get("ActionID", "")
+        start = {"Response": "Success", "EventList": "start", "Message": "Channels will follow"}
+        client.send(action, start)
+        items = self.channels.items(action_id)
+        for item in items:
+            client.writer.write(encode_action(item))
+        done = {"Event": "CoreShowChannelsComplete", "ActionID": action_id}
+        done.update({"EventList": "Complete", "ListItems": str(len(items))})
+        client.writer.write(encode_action(done))
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+
+def _as_blocks(source: Path | str | bytes | Sequence[CaptureBlock]) -> list[CaptureBlock]:
+    if isinstance(source, str):
+        return load_capture(Path(source))
+    if isinstance(source, Path | bytes):
+        return load_capture(source)
+    return list(source)
+
+
+def _refresh(
+    blocks: list[CaptureBlock], freshener: Freshener, rewrite_ids: bool, shift: bool
+) -> list[CaptureBlock]:
+    ids = freshener.mapping(int(time.time())) if rewrite_ids else {}
+    offset = freshener.shift_to(time.time()) if shift else 0.0
+    return [freshener.rewrite(block, ids, offset) for block in blocks]
