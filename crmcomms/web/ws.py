@@ -1,0 +1,188 @@
+"""``GET /ws``: the live event stream of one agent's browser.
+
+Protocol (server to client, JSON text frames): first
+``{"type": "hello", "seq": current, "epoch": ...}``; then, when the client gave
+``?since=<seq>[&epoch=<epoch>]``, either the events it missed, in order, or
+``{"type": "reload", "seq": current}``; then live events. A client may send
+``{"type": "ping"}`` and gets ``{"type": "pong"}``; anything else is ignored.
+
+The token comes from ``Authorization: Bearer`` or, since browsers cannot set
+headers on websockets, ``?token=``. A client too slow for its queue is closed
+with code 4000 and reconnects with ``since``; on shutdown (``hub.close()``,
+wired through :func:`shutdown_hook`) clients get 1001.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import orjson
+from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp.typedefs import Handler
+
+from crmcomms.push import EndReason, HubClosedError, Identity, PushHub, Subscription
+
+log = logging.getLogger(__name__)
+
+Authenticate = Callable[[str], Awaitable[Identity | None]]
+
+TOO_SLOW_CODE = 4000
+TOO_SLOW_REASON = b"too slow, reconnect with since"
+_PONG = orjson.dumps({"type": "pong"})
+_BACKLOG_SLICE = 200  # frames sent in a row before yielding while replaying a backlog
+
+
+@dataclass(frozen=True, slots=True)
+class _Cursor:
+    since: int | None
+    epoch: str | None
+
+
+class _BadRequestError(Exception):
+    """A query parameter is malformed; the message is shown to the client."""
+
+
+def websocket_handler(
+    hub: PushHub,
+    authenticate: Authenticate,
+    heartbeat: float = 20.0,
+    close_timeout: float = 5.0,
+) -> Handler:
+    """Build the ``GET /ws`` handler serving ``hub`` to authenticated agents."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        token = _token(request)
+        identity = await authenticate(token) if token else None
+        if identity is None:
+            return _error(401, "missing or invalid token", {"WWW-Authenticate": "Bearer"})
+        try:
+            cursor = _cursor(request)
+        except _BadRequestError as exc:
+            return _error(400, str(exc))
+        ws = web.WebSocketResponse(heartbeat=heartbeat, timeout=close_timeout, compress=False)
+        if not ws.can_prepare(request).ok:
+            return _error(400, "websocket upgrade expected")
+        try:
+            subscription = hub.subscribe(identity, cursor.since, cursor.epoch)
+        except HubClosedError as exc:
+            return _error(503, str(exc))
+        try:
+            await ws.prepare(request)
+            await _serve(ws, subscription)
+            await _close(ws, subscription.end_reason, close_timeout)
+        finally:
+            hub.unsubscribe(subscription)
+        return ws
+
+    return handle
+
+
+def shutdown_hook(hub: PushHub) -> Callable[[web.Application], Awaitable[None]]:
+    """An ``app.on_shutdown`` callback ending every websocket session cleanly.
+
+    It must run in ``on_shutdown`` (before aiohttp waits for handlers), not in
+    ``cleanup_ctx`` (after).
+    """
+
+    async def on_shutdown(app: web.Application) -> None:
+        hub.close()
+
+    return on_shutdown
+
+
+def _token(request: web.Request) -> str | None:
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.query.get("token") or None
+
+
+def _cursor(request: web.Request) -> _Cursor:
+    raw_since = request.query.get("since")
+    epoch = request.query.get("epoch") or None
+    if raw_since is None or raw_since == "":
+        return _Cursor(since=None, epoch=epoch)
+    if not raw_since.isdigit():
+        raise _BadRequestError("since must be a non-negative integer")
+    return _Cursor(since=int(raw_since), epoch=epoch)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+async def _serve(ws: web.WebSocketResponse, subscription: Subscription) -> None:
+    """Run until the client goes away, the pump fails or the hub ends us."""
+    tasks = {
+        asyncio.create_task(_read_client(ws), name="ws-read"),
+        asyncio.create_task(_pump(ws, subscription), name="ws-pump"),
+        asyncio.create_task(subscription.wait_ended(), name="ws-ended"),
+    }
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+    for task in tasks:
+        if not task.cancelled():
+            task.result()  # re-raise an unexpected failure of the reader or the pump
+
+
+async def _read_client(ws: web.WebSocketResponse) -> None:
+    """Answer ``ping`` messages; return when the socket closes or errs.
+
+    Reading also processes close frames and the heartbeat's pongs.
+    """
+    async for message in ws:
+        if message.type is WSMsgType.TEXT and _is_ping(message.data):
+            with contextlib.suppress(ConnectionError):
+                await ws.send_frame(_PONG, WSMsgType.TEXT)
+        elif message.type is WSMsgType.ERROR:
+            log.info("websocket error: %s", ws.exception())
+            return
+
+
+def _is_ping(text: str) -> bool:
+    try:
+        message = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(message, dict) and message.get("type") == "ping"
+
+
+async def _pump(ws: web.WebSocketResponse, subscription: Subscription) -> None:
+    """Send greeting and backlog, then live frames; return if the peer is gone."""
+    try:
+        for count, frame in enumerate(subscription.initial_frames(), start=1):
+            await ws.send_frame(frame, WSMsgType.TEXT)
+            if count % _BACKLOG_SLICE == 0:
+                await asyncio.sleep(0)  # let other clients and the event path run
+        while True:
+            frame = await subscription.next_frame()
+            await ws.send_frame(frame, WSMsgType.TEXT)
+    except ConnectionError:
+        return
+
+
+def _close_frame(reason: EndReason | None) -> tuple[int, bytes]:
+    """The close code and message telling the client why it was ended."""
+    if reason is EndReason.OVERFLOW:
+        return TOO_SLOW_CODE, TOO_SLOW_REASON
+    if reason is EndReason.SHUTDOWN:
+        return int(WSCloseCode.GOING_AWAY), b"server shutting down"
+    return int(WSCloseCode.OK), b""
+
+
+async def _close(ws: web.WebSocketResponse, reason: EndReason | None, grace: float) -> None:
+    """Close, telling the client why; a peer that does not answer is cut after ``grace``."""
+    code, message = _close_frame(reason)
+    try:
+        async with asyncio.timeout(grace):
+            await ws.close(code=code, message=message, drain=False)
+    except TimeoutError:
+        log.info("websocket peer did not complete the close handshake; connection cut")
