@@ -116,7 +116,7 @@ async def record_call(
     call = await session.scalar(select(Call).where(Call.linkedid == facts.linkedid))
     created = call is None
     if call is None:
-        call = Call(linkedid=facts.linkedid)
+        call = Call(linkedid=facts.linkedid, contacts=[])
         session.add(call)
     elif call.status in FINAL_STATUSES:
         return RecordedCall(call, created=False, became_final=False)

@@ -65,7 +65,7 @@ class CallPublisher:
         self._contacts: dict[str, list[int]] = {}
 
     async def handle(self, events: Sequence[CallEvent]) -> None:
-        """Record and publish one batch of tracker events, in order."""
+        """Record one batch of tracker events, then publish them in order."""
         async with self._svc.sessions.begin() as session:
             rows = await self._record(session, events)
             cards = {
@@ -73,11 +73,15 @@ class CallPublisher:
                 for e in events
                 if isinstance(e, CallRinging)
             }
+            outgoing = [self._message(e, rows[e.call.linkedid], cards) for e in events]
             tasks = await self._callbacks(session, rows, events)
-        for event in events:
-            self._publish(event, rows[event.call.linkedid], cards.get(event.call.linkedid))
-        for task, call in tasks:
-            self._svc.hub.publish("task.created", {"task": task_json(task)}, _task_audience(call))
+            outgoing += [
+                ("task.created", {"task": task_json(task)}, _task_audience(call))
+                for task, call in tasks
+            ]
+        for type_, payload, audience in outgoing:
+            self._svc.hub.publish(type_, payload, audience)
+            self._svc.metrics.push_events.labels(type=type_).inc()
         for event in events:
             if isinstance(event, CallEnded):
                 self._contacts.pop(event.call.linkedid, None)
@@ -135,15 +139,22 @@ class CallPublisher:
                         created.append((task, rows[call.linkedid]))
         return created
 
-    def _publish(self, event: CallEvent, row: Call, card: dict[str, Any] | None) -> None:
+    def _message(
+        self, event: CallEvent, row: Call, cards: dict[str, dict[str, Any]]
+    ) -> tuple[str, dict[str, Any], Audience]:
         agent = getattr(event, "agent", None)
         preview = snapshot_row(row, event.call, self._region)
         payload: dict[str, Any] = {"call": call_json(preview), "agent": agent}
-        if card is not None:
-            payload["card"] = card
-        type_ = EVENT_TYPES[type(event)]
-        self._svc.hub.publish(type_, payload, audience_of(event.call, agent))
-        self._svc.metrics.push_events.labels(type=type_).inc()
+        if isinstance(event, CallRinging):
+            payload["card"] = cards[event.call.linkedid]
+        return EVENT_TYPES[type(event)], payload, audience_for(event)
+
+
+def audience_for(event: CallEvent) -> Audience:
+    """A pop (and its withdrawal) goes to the ringing agent; the rest to everyone involved."""
+    if isinstance(event, CallRinging | CallRingStopped):
+        return Audience.of(event.agent)
+    return audience_of(event.call, getattr(event, "agent", None))
 
 
 def _task_audience(call: Call) -> Audience:

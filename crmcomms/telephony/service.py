@@ -21,6 +21,7 @@ from crmcomms.ami.errors import AmiError
 from crmcomms.services import Services
 from crmcomms.telephony.calls import CallEvent, CallSnapshot
 from crmcomms.telephony.dialer import Dialer
+from crmcomms.telephony.events import CoreShowChannel, MalformedEvent, translate
 from crmcomms.telephony.publisher import CallPublisher
 from crmcomms.telephony.tracker import CallTracker
 
@@ -38,6 +39,20 @@ class Resync:
 
 
 Item = dict[str, str] | Resync
+
+
+def channels_of(items: Sequence[dict[str, str]]) -> list[CoreShowChannel]:
+    """The CoreShowChannel items of a CoreShowChannels answer; bad items are logged."""
+    channels = []
+    for item in items:
+        try:
+            event = translate(item)
+        except MalformedEvent as exc:
+            log.warning("skipping a CoreShowChannel item: %s", exc)
+            continue
+        if isinstance(event, CoreShowChannel):
+            channels.append(event)
+    return channels
 
 
 class TelephonyService:
@@ -109,7 +124,7 @@ class TelephonyService:
 
     def _feed(self, item: Item) -> list[CallEvent]:
         if isinstance(item, Resync):
-            return self.tracker.resync_messages(item.channels, item.now)
+            return self.tracker.resync(channels_of(item.channels), item.now)
         return self.tracker.feed_message(item)
 
     def active_calls(self) -> list[CallSnapshot]:

@@ -1,0 +1,157 @@
+// The agent page: sign-in, the live link, screen pops and the views (my calls,
+// contact, supervisor wall), routed by the URL hash.
+
+import { CallsView } from "./calls.js";
+import { ContactView } from "./contact.js";
+import { setLanguage, t } from "./i18n.js";
+import { LiveLink } from "./live.js";
+import { PopBoard } from "./pop.js";
+import { api, h, toast } from "./ui.js";
+import { Wall } from "./wall.js";
+
+const TOKEN_KEY = "crmcomms.token";
+const $ = (selector) => document.querySelector(selector);
+
+const app = {
+  me: null,
+  link: null,
+  pops: null,
+  views: {},
+  current: null,
+};
+window.crm = app; // for the browser tests and the curious
+
+function translateStatic() {
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  document.title = t("app_title");
+}
+
+async function boot() {
+  setLanguage((navigator.language || "en").slice(0, 2));
+  translateStatic();
+  api.onUnauthorized = () => signOut(false);
+  $("#login-form").addEventListener("submit", signIn);
+  $("#logout").addEventListener("click", () => signOut(true));
+  $("#notify").addEventListener("click", () => Notification.requestPermission().then(updateNotifyButton));
+  window.addEventListener("hashchange", route);
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) return showLogin();
+  api.token = token;
+  try {
+    start(await api.get("/api/me"));
+  } catch {
+    showLogin();
+  }
+}
+
+async function signIn(ev) {
+  ev.preventDefault();
+  const form = ev.target;
+  const error = $("#login-error");
+  error.textContent = "";
+  try {
+    const data = await api.post("/api/login", { username: form.username.value, password: form.password.value });
+    sessionStorage.setItem(TOKEN_KEY, data.token);
+    api.token = data.token;
+    form.reset();
+    start(data.agent);
+  } catch (err) {
+    error.textContent = t("login_failed", { error: err.message });
+  }
+}
+
+async function signOut(tellServer) {
+  if (tellServer && api.token) await api.post("/api/logout").catch(() => {});
+  sessionStorage.removeItem(TOKEN_KEY);
+  api.token = null;
+  app.link?.stop();
+  app.link = null;
+  app.pops?.clear();
+  app.me = null;
+  showLogin();
+}
+
+function showLogin() {
+  document.body.dataset.view = "login";
+  $("#login").hidden = false;
+  $("#shell").hidden = true;
+  $("#login-form").username.focus();
+}
+
+function start(me) {
+  app.me = me;
+  setLanguage(me.language || "en");
+  translateStatic();
+  document.body.dataset.role = me.role;
+  $("#login").hidden = true;
+  $("#shell").hidden = false;
+  $("#me").textContent = me.extensions.length ? `${me.name} · ${me.extensions.join(", ")}` : me.name;
+  $("#nav-wall").hidden = me.role === "agent";
+  updateNotifyButton();
+  const main = $("#main");
+  const mine = () => new Set(app.me?.extensions || []);
+  app.pops = new PopBoard($("#pops"), mine);
+  app.views = { calls: new CallsView(main), contact: new ContactView(main), wall: new Wall(main) };
+  app.link = new LiveLink(() => api.token, { onEvent, onReload, onState, onAuthLost });
+  onState(app.link.state);
+  app.link.start();
+  route();
+}
+
+function onEvent(event) {
+  app.pops.handle(event);
+  app.current?.handle?.(event);
+}
+
+function onReload() {
+  // First hello, or a gap too old to replay: the views refetch from the API.
+  app.pops.resync();
+  app.current?.reload();
+}
+
+function onState(state) {
+  const badge = $("#link");
+  badge.dataset.state = state;
+  badge.textContent = t(`link_${state}`);
+}
+
+async function onAuthLost() {
+  try {
+    await api.get("/api/me");
+    return true;
+  } catch (err) {
+    return err.status !== 401;
+  }
+}
+
+function updateNotifyButton() {
+  const button = $("#notify");
+  button.hidden = !("Notification" in window) || Notification.permission !== "default";
+}
+
+async function route() {
+  if (!app.me) return;
+  const [, name = "", arg] = location.hash.split("/");
+  const wall = name === "wall" || (name === "" && app.me.role !== "agent");
+  for (const link of document.querySelectorAll("nav a")) link.removeAttribute("aria-current");
+  try {
+    if (name === "contact" && arg) {
+      app.current = app.views.contact;
+      await app.current.show(Number(arg));
+    } else if (wall && app.me.role !== "agent") {
+      $("#nav-wall").setAttribute("aria-current", "page");
+      app.current = app.views.wall;
+      await app.current.show();
+    } else {
+      $("#nav-calls").setAttribute("aria-current", "page");
+      app.current = app.views.calls;
+      await app.current.show();
+    }
+    document.body.dataset.view = app.current === app.views.wall ? "wall" : app.current === app.views.contact ? "contact" : "calls";
+  } catch (err) {
+    $("#main").replaceChildren(h("p", { class: "error", role: "alert", text: t("error", { error: err.message }) }));
+    toast(err.message, "error");
+  }
+}
+
+boot();

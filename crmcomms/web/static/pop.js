@@ -1,0 +1,260 @@
+// Screen pops: one card per ringing call of this agent, built synchronously in the
+// websocket handler (same frame), updated on answer (timer) and end (outcome, the
+// note field stays open), withdrawn on ring_stopped or when someone else answers.
+
+import { fmtDateTime, fmtDuration, t } from "./i18n.js";
+import { api, customerNumber, dialButton, formatNumber, h, toast } from "./ui.js";
+
+export class PopBoard {
+  /** @param {HTMLElement} root the aria-live container; @param {() => Set<string>} myExtensions */
+  constructor(root, myExtensions) {
+    this.root = root;
+    this.mine = myExtensions;
+    this.cards = new Map(); // linkedid -> {node, call, contactId}
+    this.ticker = null;
+  }
+
+  clear() {
+    for (const card of this.cards.values()) card.node.remove();
+    this.cards.clear();
+  }
+
+  /** After a `reload`: bring every card up to date from the call log. */
+  async resync() {
+    for (const [linkedid, card] of [...this.cards]) {
+      const call = await api.get(`/api/calls/${card.call.id}`).catch(() => null);
+      if (!call || !this.cards.has(linkedid)) continue;
+      if (call.status === "talking" && call.answered_by && !this.mine().has(call.answered_by)) this.withdraw(linkedid);
+      else if (call.status === "talking" && card.state === "ringing") this.answered(card, { call }, true);
+      else if (!["ringing", "talking"].includes(call.status) && card.state !== "ended") this.ended(card, call);
+    }
+  }
+
+  handle(event) {
+    const call = event.call;
+    if (!call) return;
+    const mineNow = event.agent && this.mine().has(event.agent);
+    const card = this.cards.get(call.linkedid);
+    if (event.type === "call.ringing" && mineNow && !card) this.open(event);
+    else if (!card) return;
+    else if (event.type === "call.ring_stopped" && mineNow && card.state === "ringing") this.withdraw(call.linkedid);
+    else if (event.type === "call.answered") this.answered(card, event, mineNow);
+    else if (event.type === "call.ended") this.ended(card, call);
+  }
+
+  open(event) {
+    const { call, card: info = {} } = event;
+    const number = info.number || customerNumber(call);
+    const matches = info.matches || [];
+    const contact = matches.length === 1 ? matches[0] : null;
+    const internal = call.direction === "internal";
+    const who = contact ? contact.display_name : matches.length ? t("several_matches", { count: matches.length }) : internal ? `${t("dir_internal")} ${call.caller}` : t("unknown_caller");
+    const state = h("span", { class: "state", text: t("state_ringing") });
+    const timer = h("span", { class: "timer", role: "timer", "aria-label": t("duration") });
+    const node = h(
+      "article",
+      { class: "pop", dataset: { state: "ringing", linkedid: call.linkedid, callId: call.id }, "aria-label": t("new_call_from", { who }) },
+      h("header", {}, state, timer, h("button", { type: "button", class: "close", "aria-label": t("dismiss"), text: "×", onclick: () => this.withdraw(call.linkedid) })),
+      h("h2", { class: "who", text: who }),
+      contact && contact.organization ? h("p", { class: "org", text: contact.organization.name }) : null,
+      numberLine(number, call),
+      viaLine(call),
+      matches.length > 1 ? h("ul", { class: "matches" }, matches.map((m) => h("li", {}, h("a", { href: `#/contact/${m.id}`, text: contactLabel(m) })))) : null,
+      contact || matches.length || internal ? null : this.createForm(call, number),
+      recentList((info.recent || []).filter((item) => !(item.kind === "call" && item.id === call.id))),
+      taskList(info.tasks || []),
+      h("p", { class: "outcome", hidden: true }),
+      this.actions(call, contact),
+    );
+    const entry = { node, call, state: "ringing", contactId: contact ? contact.id : null, stateEl: state, timerEl: timer };
+    this.cards.set(call.linkedid, entry);
+    this.root.prepend(node);
+    notify(who, number);
+  }
+
+  actions(call, contact) {
+    const bar = h("div", { class: "actions" });
+    if (contact) bar.append(h("a", { class: "button", href: `#/contact/${contact.id}`, text: t("open_contact") }));
+    bar.append(h("button", { type: "button", class: "add-note", text: t("add_note"), onclick: () => this.toggleNote(call.linkedid), hidden: !contact }));
+    return bar;
+  }
+
+  toggleNote(linkedid, keepOpen = false) {
+    const card = this.cards.get(linkedid);
+    if (!card || !card.contactId) return;
+    let form = card.node.querySelector("form.note");
+    if (form) {
+      if (!keepOpen) form.remove();
+      return;
+    }
+    const id = `note-${linkedid.replace(/\W/g, "_")}`;
+    const area = h("textarea", { id, name: "body", rows: 3, required: true });
+    form = h(
+      "form",
+      { class: "note" },
+      h("label", { for: id, text: t("note_label") }),
+      area,
+      h("button", { type: "submit", text: t("save_note") }),
+    );
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      try {
+        await api.post(`/api/contacts/${card.contactId}/notes`, { body: area.value, call_id: card.call.id });
+        toast(t("note_saved"));
+        form.remove();
+      } catch (err) {
+        toast(t("error", { error: err.message }), "error");
+      }
+    });
+    card.node.querySelector(".actions").before(form);
+    area.focus();
+  }
+
+  createForm(call, number) {
+    const field = (name, label, value = "") => {
+      const id = `new-${name}-${call.linkedid.replace(/\W/g, "_")}`;
+      return h("div", { class: "field" }, h("label", { for: id, text: label }), h("input", { id, name, value }));
+    };
+    const form = h(
+      "form",
+      { class: "create-contact" },
+      h("h3", { text: t("create_contact") }),
+      field("first_name", t("first_name")),
+      field("last_name", t("last_name")),
+      field("organization", t("organization")),
+      field("phone", t("number"), number),
+      h("button", { type: "submit", text: t("create_contact") }),
+    );
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const data = Object.fromEntries(new FormData(form));
+      try {
+        const contact = await api.post("/api/contacts", {
+          first_name: data.first_name,
+          last_name: data.last_name,
+          organization: data.organization || null,
+          phones: data.phone ? [{ raw: data.phone }] : [],
+        });
+        this.adopt(call.linkedid, contact);
+      } catch (err) {
+        toast(t("error", { error: err.message }), "error");
+      }
+    });
+    return form;
+  }
+
+  adopt(linkedid, contact) {
+    const card = this.cards.get(linkedid);
+    if (!card) return;
+    card.contactId = contact.id;
+    card.node.querySelector(".who").textContent = contact.display_name;
+    card.node.querySelector("form.create-contact")?.remove();
+    const actions = card.node.querySelector(".actions");
+    actions.prepend(h("a", { class: "button", href: `#/contact/${contact.id}`, text: t("open_contact") }));
+    actions.querySelector(".add-note").hidden = false;
+  }
+
+  answered(card, event, mineNow) {
+    if (!mineNow) {
+      if (card.state === "ringing") this.withdraw(event.call.linkedid);
+      return;
+    }
+    card.call = event.call;
+    this.setState(card, "talking");
+    card.answeredAt = Date.parse(event.call.answered_at || "") || Date.now();
+    this.tick();
+    this.ticker ??= setInterval(() => this.tick(), 1000);
+  }
+
+  ended(card, call) {
+    card.call = call;
+    this.setState(card, "ended");
+    card.timerEl.textContent = fmtDuration(call.talk_seconds);
+    const outcome = card.node.querySelector(".outcome");
+    outcome.hidden = false;
+    outcome.textContent = `${t(`status_${call.status}`)} · ${fmtDuration(call.talk_seconds)}`;
+    if (call.status === "answered") this.toggleNote(call.linkedid, true);
+  }
+
+  setState(card, state) {
+    card.state = state;
+    card.node.dataset.state = state;
+    card.stateEl.textContent = t(`state_${state}`);
+  }
+
+  tick() {
+    let talking = 0;
+    for (const card of this.cards.values()) {
+      if (card.state !== "talking") continue;
+      talking += 1;
+      card.timerEl.textContent = fmtDuration((Date.now() - card.answeredAt) / 1000);
+    }
+    if (!talking) {
+      clearInterval(this.ticker);
+      this.ticker = null;
+    }
+  }
+
+  withdraw(linkedid) {
+    const card = this.cards.get(linkedid);
+    if (!card) return;
+    card.node.remove();
+    this.cards.delete(linkedid);
+  }
+}
+
+function contactLabel(contact) {
+  return contact.organization ? `${contact.display_name} (${contact.organization.name})` : contact.display_name;
+}
+
+function numberLine(number, call) {
+  const shown = formatNumber(number);
+  const raw = String(number || "");
+  return h(
+    "p",
+    { class: "number" },
+    number ? dialButton(number, shown) : null,
+    raw && raw !== shown ? h("span", { class: "dialled", text: ` ${t("dialled_as", { number: raw })}` }) : null,
+    call.caller_name && call.caller_name !== raw ? h("span", { class: "cid", text: ` “${call.caller_name}”` }) : null,
+  );
+}
+
+function viaLine(call) {
+  const parts = [];
+  if (call.queue) parts.push(t("via_queue", { queue: call.queue }));
+  if (call.did) parts.push(t("via_did", { did: formatNumber(call.did) }));
+  return parts.length ? h("p", { class: "via", text: parts.join(" · ") }) : null;
+}
+
+/** The card's last interactions: calls with status and duration, e-mails with subject. */
+export function recentList(items) {
+  return h(
+    "section",
+    { class: "recent" },
+    h("h3", { text: t("recent") }),
+    items.length
+      ? h("ul", {}, items.slice(0, 10).map((item) => h("li", { class: item.kind }, describe(item))))
+      : h("p", { class: "empty", text: t("nothing_yet") }),
+  );
+}
+
+function describe(item) {
+  const when = fmtDateTime(item.at);
+  if (item.kind === "call") {
+    return `${when} · ${t(`dir_${item.direction}`)} · ${t(`status_${item.status}`)} · ${fmtDuration(item.talk_seconds)}`;
+  }
+  if (item.kind === "email") return `${when} · ✉ ${item.subject || ""}`;
+  if (item.kind === "note") return `${when} · ✎ ${item.body.slice(0, 80)}`;
+  return `${when} · ${item.title || item.kind}`;
+}
+
+function taskList(tasks) {
+  if (!tasks.length) return null;
+  return h("section", { class: "tasks" }, h("h3", { text: t("open_tasks") }), h("ul", {}, tasks.map((task) => h("li", { text: task.title }))));
+}
+
+function notify(who, number) {
+  if (!document.hidden || !("Notification" in window) || Notification.permission !== "granted") return;
+  const note = new Notification(t("new_call_from", { who }), { body: formatNumber(number), tag: "crmcomms-pop" });
+  note.onclick = () => window.focus();
+}
