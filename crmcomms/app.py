@@ -27,7 +27,7 @@ from crmcomms.push import PushHub
 from crmcomms.sdnotify import SystemdNotifier
 from crmcomms.services import SERVICES, Services
 from crmcomms.telephony.dialer import DIALER
-from crmcomms.telephony.service import TelephonyService
+from crmcomms.telephony.service import TELEPHONY, TelephonyService
 from crmcomms.web import calls, contacts, session, system, tasks
 from crmcomms.web.http import AccessLogger, auth_middleware, error_middleware
 from crmcomms.web.ws import shutdown_hook, websocket_handler
@@ -35,7 +35,6 @@ from crmcomms.web.ws import shutdown_hook, websocket_handler
 log = logging.getLogger(__name__)
 
 Worker = Callable[[], Coroutine[Any, Any, None]]
-TELEPHONY: web.AppKey[TelephonyService] = web.AppKey("telephony", TelephonyService)
 STATIC = Path(__file__).parent / "web" / "static"
 
 

@@ -19,7 +19,6 @@ from crmcomms.push import PushHub
 class Health:
     """Live state of the workers, as /healthz reports it."""
 
-    ami: str = "disabled"
     mailboxes: dict[str, str] = field(default_factory=dict)
 
 

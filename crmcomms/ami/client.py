@@ -31,7 +31,8 @@ MIN_HANDSHAKE_TIMEOUT = 5.0
 class AmiClient:
     """Owns the AMI connection until cancelled; exposes its state for health and metrics.
 
-    ``connected`` is True while logged in; ``last_error`` is the last reason the link
+    ``connected`` is True while logged in (``link_changed`` is set whenever it flips;
+    waiters clear it); ``last_error`` is the last reason the link
     was down (None once it is up); ``messages_received`` counts event blocks handed to
     ``on_message``; ``malformed_blocks`` unparsable blocks skipped; ``connect_attempts``
     every connection attempt; ``reconnects`` successful logins after the first one.
@@ -46,6 +47,7 @@ class AmiClient:
         random: Callable[[], float] = _random.random,
     ) -> None:
         self.connected = False
+        self.link_changed = asyncio.Event()
         self.last_error: str | None = None
         self.messages_received = 0
         self.malformed_blocks = 0
@@ -112,6 +114,7 @@ class AmiClient:
         finally:
             self._link = None
             self.connected = False
+            self.link_changed.set()
             link.close("client stopped")
         self._note_down(f"connection to {self._where} lost: {reason}")
         return self._backoff()
@@ -131,6 +134,7 @@ class AmiClient:
         """Serve a logged-in link until it is lost; return why."""
         self._link = link
         self.connected = True
+        self.link_changed.set()
         self._note_up()
         keep_alive = asyncio.create_task(self._keep_alive(link), name="ami-keep-alive")
         try:

@@ -16,12 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from aiohttp import web
+
 from crmcomms.ami.client import AmiClient
 from crmcomms.ami.errors import AmiError
 from crmcomms.services import Services
 from crmcomms.telephony.calls import CallEvent, CallSnapshot
 from crmcomms.telephony.dialer import Dialer
 from crmcomms.telephony.events import CoreShowChannel, MalformedEvent, translate
+from crmcomms.telephony.metrics import TelephonyCollector
 from crmcomms.telephony.publisher import CallPublisher
 from crmcomms.telephony.tracker import CallTracker
 
@@ -66,23 +69,24 @@ class TelephonyService:
         self.client = AmiClient(settings.ami, self._queue.put_nowait, on_connected=self._resync)
         self.dialer = Dialer(self.client, settings.ami, settings.general.default_region)
         self.publisher = CallPublisher(svc)
+        svc.metrics.registry.register(TelephonyCollector(self))
         self.idle = asyncio.Event()
         self.progress = asyncio.Event()
         self.consumed = 0
 
     async def run(self) -> None:
         """Run the AMI link and the consumer until cancelled."""
-        self._svc.health.ami = "connecting"
-        try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self.client.run(), name="ami-link")
-                group.create_task(self._consume(), name="ami-consumer")
-        finally:
-            self._svc.health.ami = "stopped"
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.client.run(), name="ami-link")
+            group.create_task(self._consume(), name="ami-consumer")
+
+    def link_state(self) -> str:
+        """ "connected", or "down: <last error>" for /healthz."""
+        if self.client.connected:
+            return "connected"
+        return f"down: {self.client.last_error or 'connecting'}"
 
     async def _resync(self) -> None:
-        self._svc.health.ami = "connected"
-        self._svc.metrics.ami_connected.set(1)
         try:
             channels = await self.client.send_list_action({"Action": "CoreShowChannels"})
         except AmiError as exc:
@@ -94,7 +98,6 @@ class TelephonyService:
         while True:
             if self._queue.empty():
                 self.idle.set()
-                self._note_link()
             batch = [await self._queue.get()]
             self.idle.clear()
             while len(batch) < BATCH and not self._queue.empty():
@@ -103,16 +106,10 @@ class TelephonyService:
             self.consumed += sum(1 for item in batch if isinstance(item, dict))
             self.progress.set()
 
-    def _note_link(self) -> None:
-        connected = self.client.connected
-        self._svc.metrics.ami_connected.set(1 if connected else 0)
-        self._svc.health.ami = "connected" if connected else "disconnected"
-
     async def _process(self, batch: list[Item]) -> None:
         events: list[CallEvent] = []
         for item in batch:
             events += self._feed(item)
-        self._svc.metrics.ami_events.inc(sum(1 for item in batch if isinstance(item, dict)))
         if not events:
             return
         try:
@@ -130,3 +127,6 @@ class TelephonyService:
     def active_calls(self) -> list[CallSnapshot]:
         """The calls in progress, for the supervisor wall."""
         return self.tracker.active_calls()
+
+
+TELEPHONY: web.AppKey[TelephonyService] = web.AppKey("telephony", TelephonyService)

@@ -6,6 +6,7 @@ from aiohttp import web
 from sqlalchemy import text
 
 from crmcomms.services import services
+from crmcomms.telephony.service import TELEPHONY
 from crmcomms.web.http import json_response
 
 
@@ -22,11 +23,16 @@ async def get_healthz(request: web.Request) -> web.Response:
     body = {
         "status": "ok" if healthy else "degraded",
         "database": database,
-        "ami": svc.health.ami,
+        "ami": _ami_state(request.app),
         "mailboxes": svc.health.mailboxes,
         "websocket_clients": svc.hub.clients,
     }
     return json_response(body, status=200 if healthy else 503)
+
+
+def _ami_state(app: web.Application) -> str:
+    telephony = app.get(TELEPHONY)
+    return telephony.link_state() if telephony is not None else "disabled"
 
 
 async def get_metrics(request: web.Request) -> web.Response:

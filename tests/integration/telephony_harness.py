@@ -16,16 +16,17 @@ from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestClient, TestServer
-from core.contacts import ContactInput, create_contact
 
 from core.agents import add_agent
+from core.contacts import ContactInput, create_contact
 from core.db import create_engine
 from core.migrate import upgrade
 from crmcomms.ami.framing import AmiFramer
 from crmcomms.ami.replay import AmiReplayServer
-from crmcomms.app import TELEPHONY, build_app
+from crmcomms.app import build_app
 from crmcomms.config import Settings
 from crmcomms.services import SERVICES
+from crmcomms.telephony.service import TELEPHONY
 from tests.conftest import make_settings
 
 CAPTURES = Path(__file__).parents[1] / "fixtures" / "ami"

@@ -1,0 +1,44 @@
+"""Prometheus view of the AMI link and the tracker, read at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from crmcomms.ami.client import AmiClient
+from crmcomms.telephony.tracker import CallTracker
+
+
+class _Telephony(Protocol):
+    client: AmiClient
+    tracker: CallTracker
+
+
+class TelephonyCollector(Collector):
+    """Link state, event counters and calls in progress of one telephony service."""
+
+    def __init__(self, telephony: _Telephony) -> None:
+        self._telephony = telephony
+
+    def collect(self) -> Iterator[Metric]:
+        client, tracker = self._telephony.client, self._telephony.tracker
+        yield GaugeMetricFamily(
+            "crmcomms_ami_connected", "1 while logged in to the AMI", value=int(client.connected)
+        )
+        yield CounterMetricFamily(
+            "crmcomms_ami_events", "AMI event blocks received", value=client.messages_received
+        )
+        yield CounterMetricFamily(
+            "crmcomms_ami_malformed",
+            "AMI blocks or events skipped as malformed",
+            value=client.malformed_blocks + tracker.stats.malformed,
+        )
+        yield CounterMetricFamily(
+            "crmcomms_ami_reconnects", "AMI logins after the first", value=client.reconnects
+        )
+        yield GaugeMetricFamily(
+            "crmcomms_calls_active", "Calls in progress", value=len(tracker.active_calls())
+        )
