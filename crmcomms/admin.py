@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from core.importer import ImportReport, import_contacts, read_rows
-
 from core.agents import AgentIdentity, add_agent
 from core.db import create_engine
+from core.importer import ImportReport, import_contacts, read_rows
 from core.migrate import current_revision, upgrade
 from crmcomms.app import build_services, check_schema
 from crmcomms.config import Settings

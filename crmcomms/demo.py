@@ -14,9 +14,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from core.contacts import ContactInput, create_contact
-
 from core.agents import add_agent
+from core.contacts import ContactInput, create_contact
 from core.migrate import upgrade
 from crmcomms.ami.replay import AmiReplayServer
 from crmcomms.app import build_app, run_until_signalled

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
 from core.contacts import (
     ContactInput,
     create_contact,
@@ -11,11 +13,9 @@ from core.contacts import (
     search_contacts,
     update_contact,
 )
-from core.importer import import_contacts, read_rows
-from pydantic import BaseModel, ConfigDict, Field
-
 from core.errors import InvalidInput
 from core.history import add_note, contact_history, note_json
+from core.importer import import_contacts, read_rows
 from core.lookup import lookup_contacts
 from crmcomms.services import services
 from crmcomms.web.http import IDENTITY, int_param, json_response, read_model

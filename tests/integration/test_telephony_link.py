@@ -86,13 +86,14 @@ async def test_garbage_and_truncated_blocks_are_counted_and_skipped(tmp_path: Pa
         resp = await daemon.client.get("/metrics")
         metrics = await resp.text()
         assert "crmcomms_ami_malformed_total 3.0" in metrics
-        assert "crmcomms_calls_total{status=\"answered\"} 1.0" in metrics
+        assert 'crmcomms_calls_total{status="answered"} 1.0' in metrics
 
 
 async def test_click_to_dial_originates_from_own_extension(tmp_path: Path) -> None:
     async with running_daemon(tmp_path, originate_context="from-agents") as daemon:
         headers = {"Authorization": f"Bearer {daemon.tokens['alice']}"}
-        resp = await daemon.client.post("/api/calls", json={"to": "+49 171 5559876"}, headers=headers)
+        body = {"to": "+49 171 5559876"}
+        resp = await daemon.client.post("/api/calls", json=body, headers=headers)
         assert resp.status == 202, await resp.text()
         assert (await resp.json())["dialled"] == "01715559876"
         originate = [a.fields for a in daemon.pbx.actions if a.fields["Action"] == "Originate"]
