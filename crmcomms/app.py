@@ -128,8 +128,13 @@ async def check_schema(svc: Services) -> None:
         )
 
 
-async def serve(app: web.Application, stop: asyncio.Event) -> None:
-    """Serve ``app`` until ``stop`` is set; tells systemd READY/STOPPING/WATCHDOG."""
+async def serve(
+    app: web.Application, stop: asyncio.Event, on_ready: Callable[[str], None] | None = None
+) -> None:
+    """Serve ``app`` until ``stop`` is set; tells systemd READY/STOPPING/WATCHDOG.
+
+    ``on_ready`` is called with the URL once the port is bound.
+    """
     svc = app[SERVICES]
     await check_schema(svc)
     notifier = SystemdNotifier()
@@ -138,7 +143,10 @@ async def serve(app: web.Application, stop: asyncio.Event) -> None:
     try:
         site = web.TCPSite(runner, svc.settings.http.host, svc.settings.http.port)
         await site.start()
-        log.info("listening on http://%s:%d", svc.settings.http.host, _bound_port(runner))
+        url = f"http://{svc.settings.http.host}:{_bound_port(runner)}"
+        log.info("listening on %s", url)
+        if on_ready is not None:
+            on_ready(url)
         notifier.notify("READY=1")
         watchdog = asyncio.create_task(notifier.watchdog())
         await stop.wait()
@@ -159,10 +167,12 @@ def _bound_port(runner: web.AppRunner) -> int:
     return 0
 
 
-async def run_until_signalled(app: web.Application) -> None:
+async def run_until_signalled(
+    app: web.Application, on_ready: Callable[[str], None] | None = None
+) -> None:
     """Serve until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await serve(app, stop)
+    await serve(app, stop, on_ready)

@@ -110,20 +110,19 @@ async def run_demo(port: int, speed: float, emit: Callable[[str], None] = print)
             svc = app[SERVICES]
             await upgrade(svc.engine)
             logins = await seed(svc)
-            _banner(emit, port, logins)
             replay = asyncio.create_task(_replay_forever(pbx, speed))
             try:
-                await run_until_signalled(app)
+                await run_until_signalled(app, lambda url: _banner(emit, url, logins))
             finally:
                 replay.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await replay
 
 
-def _banner(emit: Callable[[str], None], port: int, logins: list[tuple[str, str, str]]) -> None:
+def _banner(emit: Callable[[str], None], url: str, logins: list[tuple[str, str, str]]) -> None:
     emit("=" * 72)
     emit("crmcomms DEMO - temporary database, replayed recorded calls, no real PBX.")
-    emit(f"Open http://127.0.0.1:{port}/ and log in as:")
+    emit(f"Open {url}/ and log in as:")
     for name, password, what in logins:
         emit(f"    {name:<6} password {password:<14} ({what})")
     emit("Calls replay in a loop (queue, direct, missed, outbound, busy, internal).")
