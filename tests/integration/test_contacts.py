@@ -1,0 +1,234 @@
+"""Contact services (CRUD, search, duplicates) against a real SQLite database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from sqlalchemy import func, select
+
+from core.contacts import (
+    ContactInput,
+    EmailInput,
+    PhoneInput,
+    contact_input_from_json,
+    create_contact,
+    delete_contact,
+    find_duplicates,
+    get_contact,
+    search_contacts,
+    update_contact,
+)
+from core.db import SessionFactory, create_engine, session_factory
+from core.errors import InvalidInput, NotFound
+from core.migrate import upgrade
+from core.models import EmailAddress, Organization, PhoneNumber
+
+REGION = "DE"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SessionFactory]:
+    """A migrated database: SQLite in tmp_path, or a fresh one on the session's PostgreSQL."""
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres").create_database(f"contacts_{uuid4().hex}")
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'crm.sqlite3'}"
+    engine = create_engine(url)
+    await upgrade(engine)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+def anna() -> ContactInput:
+    return ContactInput(
+        first_name="Anna",
+        last_name="Schmidt",
+        organization="Acme  GmbH",
+        phones=(PhoneInput(raw="030 1234567", label="work"), PhoneInput(raw="0171 1234567")),
+        emails=(EmailInput(address=" Anna.Schmidt@Acme.Example ", label="work"),),
+    )
+
+
+async def test_create_and_get(db: SessionFactory) -> None:
+    async with db.begin() as session:
+        card = await create_contact(session, anna(), REGION)
+    async with db.begin() as session:
+        assert await get_contact(session, card.id) == card
+    assert card.display_name == "Anna Schmidt"
+    assert card.organization is not None and card.organization.name == "Acme GmbH"
+    assert [(p.raw, p.e164, p.label) for p in card.phones] == [
+        ("030 1234567", "+49301234567", "work"),
+        ("0171 1234567", "+491711234567", ""),
+    ]
+    assert [(e.address, e.label) for e in card.emails] == [("anna.schmidt@acme.example", "work")]
+
+
+async def test_numbers_are_stored_with_reversed_digits(db: SessionFactory) -> None:
+    async with db.begin() as session:
+        await create_contact(session, anna(), REGION)
+        rows = (await session.scalars(select(PhoneNumber.rev_digits))).all()
+    assert sorted(rows) == ["76543210394", "765432117194"]
+
+
+async def test_organization_is_shared_by_name(db: SessionFactory) -> None:
+    async with db.begin() as session:
+        first = await create_contact(session, anna(), REGION)
+        second = await create_contact(
+            session, ContactInput(first_name="Bernd", organization="Acme GmbH"), REGION
+        )
+        count = await session.scalar(select(func.count()).select_from(Organization))
+    assert first.organization == second.organization
+    assert count == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (ContactInput(first_name="Anna"), "Anna"),
+        (ContactInput(organization="Acme GmbH"), "Acme GmbH"),
+        (ContactInput(emails=(EmailInput(address="X@Example.com"),)), "x@example.com"),
+        (ContactInput(phones=(PhoneInput(raw="030 1234567"),)), "030 1234567"),
+        (ContactInput(first_name="A", display_name="Dr. A"), "Dr. A"),
+    ],
+)
+async def test_display_name_is_derived(
+    db: SessionFactory, data: ContactInput, expected: str
+) -> None:
+    async with db.begin() as session:
+        assert (await create_contact(session, data, REGION)).display_name == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (ContactInput(), "display_name"),
+        (ContactInput(first_name="A", emails=(EmailInput(address="nope"),)), "emails.0.address"),
+        (
+            ContactInput(
+                first_name="A",
+                emails=(EmailInput(address="a@b.example"), EmailInput(address="a@b")),
+            ),
+            "emails.1.address",
+        ),
+        (ContactInput(first_name="A", phones=(PhoneInput(raw="030 12"),)), "phones.0.raw"),
+        (ContactInput(first_name="A", phones=(PhoneInput(raw="anonymous"),)), "phones.0.raw"),
+    ],
+)
+async def test_invalid_input_names_the_field(
+    db: SessionFactory, data: ContactInput, field: str
+) -> None:
+    async with db.begin() as session:
+        with pytest.raises(InvalidInput) as info:
+            await create_contact(session, data, REGION)
+    assert info.value.field == field
+
+
+def test_contact_input_from_json() -> None:
+    data = contact_input_from_json({"first_name": "A", "phones": [{"raw": "101"}]})
+    assert data.phones == (PhoneInput(raw="101"),)
+    with pytest.raises(InvalidInput) as info:
+        contact_input_from_json({"first_name": "A", "emails": [{"label": "x"}]})
+    assert info.value.field == "emails.0.address"
+    with pytest.raises(InvalidInput):
+        contact_input_from_json({"first_name": "A" * 101})
+
+
+async def test_update_replaces_phones_and_emails(db: SessionFactory) -> None:
+    async with db.begin() as session:
+        card = await create_contact(session, anna(), REGION)
+        new = ContactInput(
+            first_name="Anna",
+            last_name="Schulz",
+            phones=(PhoneInput(raw="+44 20 7946 0958"),),
+            emails=(),
+        )
+        updated = await update_contact(session, card.id, new, REGION)
+        phones = await session.scalar(select(func.count()).select_from(PhoneNumber))
+        emails = await session.scalar(select(func.count()).select_from(EmailAddress))
+    assert updated.id == card.id
+    assert (updated.display_name, updated.organization) == ("Anna Schulz", None)
+    assert [p.e164 for p in updated.phones] == ["+442079460958"]
+    assert (phones, emails) == (1, 0)
+
+
+async def test_delete(db: SessionFactory) -> None:
+    async with db.begin() as session:
+        card = await create_contact(session, anna(), REGION)
+        await delete_contact(session, card.id)
+        phones = await session.scalar(select(func.count()).select_from(PhoneNumber))
+        with pytest.raises(NotFound):
+            await get_contact(session, card.id)
+        with pytest.raises(NotFound):
+            await delete_contact(session, card.id)
+        with pytest.raises(NotFound):
+            await update_contact(session, card.id, anna(), REGION)
+    assert phones == 0
+
+
+@pytest.fixture
+async def people(db: SessionFactory) -> dict[str, int]:
+    people = [
+        anna(),
+        ContactInput(
+            first_name="Bernd",
+            last_name="Meier",
+            organization="Bäckerei Müller",
+            phones=(PhoneInput(raw="+49 89 12345678"),),
+            emails=(EmailInput(address="bernd@baeckerei.example"),),
+        ),
+        ContactInput(
+            first_name="Carla",
+            last_name="100%_Zimmer",
+            phones=(PhoneInput(raw="+44 20 7946 0958"),),
+        ),
+    ]
+    async with db.begin() as session:
+        return {p.first_name: (await create_contact(session, p, REGION)).id for p in people}
+
+
+@pytest.mark.parametrize(
+    ("q", "names"),
+    [
+        ("anna", ["Anna"]),
+        ("SCHMIDT", ["Anna"]),
+        ("nna schm", ["Anna"]),
+        ("acme", ["Anna"]),
+        ("Müller", ["Bernd"]),
+        ("baeckerei.EXAMPLE", ["Bernd"]),
+        ("@", ["Anna", "Bernd"]),
+        ("100%", ["Carla"]),
+        ("_", ["Carla"]),
+        ("030 1234567", ["Anna"]),
+        ("+49301234567", ["Anna"]),
+        ("0049 (0)30 123-4567", ["Anna"]),
+        ("1234567", ["Anna"]),  # the last digits of two of Anna's numbers: one card
+        ("12345678", ["Bernd"]),
+        ("0044 20 7946 0958", ["Carla"]),
+        ("7946 0958", ["Carla"]),
+        ("", ["Anna", "Bernd", "Carla"]),
+        ("nobody", []),
+        ("999 999", []),
+    ],
+)
+async def test_search(db: SessionFactory, people: dict[str, int], q: str, names: list[str]) -> None:
+    async with db.begin() as session:
+        found = await search_contacts(session, q, REGION)
+    assert [card.id for card in found] == [people[name] for name in names]
+
+
+async def test_search_pages(db: SessionFactory, people: dict[str, int]) -> None:
+    async with db.begin() as session:
+        page = await search_contacts(session, "", REGION, limit=2, offset=1)
+    assert [card.id for card in page] == [people["Bernd"], people["Carla"]]
+
+
+async def test_find_duplicates(db: SessionFactory, people: dict[str, int]) -> None:
+    async with db.begin() as session:
+        assert await find_duplicates(session, ["+49301234567"], []) == [people["Anna"]]
+        assert await find_duplicates(session, [], ["BERND@baeckerei.example"]) == [people["Bernd"]]
+        both = await find_duplicates(session, ["+442079460958"], ["anna.schmidt@acme.example"])
+        assert both == sorted([people["Anna"], people["Carla"]])
+        assert await find_duplicates(session, ["+4940999999", "101"], ["x@y.example"]) == []
