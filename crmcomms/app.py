@@ -22,13 +22,15 @@ from core.db import create_engine, session_factory
 from core.migrate import current_revision, head_revision
 from crmcomms.config import Settings
 from crmcomms.errors import StartupError
+from crmcomms.mail.smtp import OUTBOX_WAKEUPS, OutboxWakeups, OutboxWorker
+from crmcomms.mail.sync import MailboxWorker
 from crmcomms.metrics import Metrics
 from crmcomms.push import PushHub
 from crmcomms.sdnotify import SystemdNotifier
 from crmcomms.services import SERVICES, Services
 from crmcomms.telephony.dialer import DIALER
 from crmcomms.telephony.service import TELEPHONY, TelephonyService
-from crmcomms.web import calls, contacts, session, system, tasks
+from crmcomms.web import calls, contacts, emails, session, system, tasks
 from crmcomms.web.http import AccessLogger, auth_middleware, error_middleware
 from crmcomms.web.ws import shutdown_hook, websocket_handler
 
@@ -52,7 +54,7 @@ def build_app(settings: Settings, workers: Sequence[Worker] = ()) -> web.Applica
         client_max_size=50 * 2**20,
     )
     app[SERVICES] = svc
-    for module in (session, system, contacts, calls, tasks):
+    for module in (session, system, contacts, calls, tasks, emails):
         module.add_routes(app)
     app.router.add_get("/ws", websocket_handler(svc.hub, _optional_identity(svc)))
     app.on_shutdown.append(shutdown_hook(svc.hub))
@@ -70,6 +72,9 @@ def _workers(app: web.Application, svc: Services) -> list[Worker]:
         app[TELEPHONY] = telephony
         app[DIALER] = telephony.dialer
         workers.append(telephony.run)
+    wakeups = app[OUTBOX_WAKEUPS] = OutboxWakeups()
+    for box in svc.settings.mailboxes:
+        workers += [MailboxWorker(svc, box).run, OutboxWorker(svc, box, wakeups).run]
     return workers
 
 

@@ -11,6 +11,7 @@ from core.db import create_engine
 from core.migrate import current_revision, head_revision
 from crmcomms.ami.client import check_login
 from crmcomms.config import Settings
+from crmcomms.mail.check import check_mailbox
 
 Emit = Callable[[str], None]
 Check = Callable[[Settings], Awaitable[str | None]]
@@ -78,6 +79,13 @@ async def run_checks(settings: Settings, emit: Emit) -> list[str]:
         if problem:
             problems.append(problem)
             emit(f"FAIL {problem}")
-        elif name != "ami" or settings.ami.enabled:
+        elif name not in ("ami", "recordings") or settings.ami.enabled:
             emit(f"ok   {name}")
+    for box in settings.mailboxes:
+        found = await check_mailbox(box)
+        problems += found
+        for problem in found:
+            emit(f"FAIL {problem}")
+        if not found:
+            emit(f"ok   mailbox {box.name} (IMAP and SMTP)")
     return problems

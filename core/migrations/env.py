@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import core.mail.models  # noqa: F401  (registers the mail tables on Base)
 from core.models import Base
 
 connection = context.config.attributes.get("connection")

@@ -14,11 +14,14 @@ from core.contacts import (
     update_contact,
 )
 from core.errors import InvalidInput
-from core.history import add_note, contact_history, note_json
+from core.history import DEFAULT_SOURCES, add_note, contact_history, note_json
 from core.importer import import_contacts, read_rows
 from core.lookup import lookup_contacts
+from core.mail.queries import email_history
 from crmcomms.services import services
 from crmcomms.web.http import IDENTITY, int_param, json_response, read_model
+
+HISTORY_SOURCES = (*DEFAULT_SOURCES, email_history)
 
 
 def _contact_id(request: web.Request) -> int:
@@ -78,6 +81,7 @@ async def get_history(request: web.Request) -> web.Response:
         items = await contact_history(
             session,
             [contact_id],
+            sources=HISTORY_SOURCES,
             limit=int_param(request, "limit", 50, maximum=200),
             offset=int_param(request, "offset", 0, maximum=10**9),
         )

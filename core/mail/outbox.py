@@ -1,0 +1,227 @@
+"""The outbox: composing, queueing and the state machine of outgoing mail.
+
+States: ``queued`` -> ``sending`` -> ``sent`` | ``failed``; a temporary
+failure goes back to ``queued`` with ``next_attempt_at`` pushed out. The
+message is composed (Message-ID included) once, when queued, and its raw
+bytes stored: every attempt sends the same bytes, and the copy appended to
+the Sent folder is recognised by its Message-ID when that folder syncs.
+
+Restart guarantee: a message found in ``sending`` at start-up was handed to
+SMTP when the daemon stopped, and whether the server accepted it is unknown.
+It is queued again (at-least-once): nothing is lost; a duplicate is possible
+only when the crash fell between the server's final "250" and our commit,
+and it carries the same Message-ID, which mail clients use to fold duplicates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage as MimeMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import NotFound
+from core.mail import parse_message
+from core.mail.blobs import BlobStore
+from core.mail.models import EmailMessage, EmailRaw
+from core.mail.store import (
+    StoreOptions,
+    add_attachments,
+    add_refs,
+    choose_thread,
+    dedupe_key,
+    link_contacts,
+    new_message,
+)
+
+STATES = ("queued", "sending", "sent", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingAttachment:
+    """A file to attach to an outgoing message."""
+
+    filename: str
+    content_type: str
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An e-mail an agent wants sent from ``mailbox`` (whose address is ``sender``)."""
+
+    mailbox: str
+    sender: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...] = ()
+    subject: str = ""
+    text: str = ""
+    html: str | None = None
+    attachments: tuple[OutgoingAttachment, ...] = ()
+    in_reply_to: int | None = None
+
+
+def compose(draft: Draft, parent: EmailMessage | None, now: datetime) -> bytes:
+    """The RFC 5322 bytes of ``draft``, with a new Message-ID and reply headers."""
+    mime = MimeMessage(policy=SMTP)
+    mime["From"] = draft.sender
+    mime["To"] = ", ".join(draft.to)
+    if draft.cc:
+        mime["Cc"] = ", ".join(draft.cc)
+    mime["Subject"] = draft.subject
+    mime["Date"] = format_datetime(now)
+    mime["Message-ID"] = make_msgid(domain=draft.sender.rpartition("@")[2] or None)
+    if parent is not None and parent.message_id:
+        mime["In-Reply-To"] = f"<{parent.message_id}>"
+        chain = [*parent.references, parent.message_id]
+        mime["References"] = " ".join(f"<{ref}>" for ref in chain)
+    mime.set_content(draft.text)
+    if draft.html is not None:
+        mime.add_alternative(draft.html, subtype="html")
+    for part in draft.attachments:
+        maintype, _, subtype = part.content_type.partition("/")
+        mime.add_attachment(
+            part.content, maintype=maintype, subtype=subtype or "octet-stream",
+            filename=part.filename,
+        )  # fmt: skip
+    return mime.as_bytes()
+
+
+async def enqueue(
+    session: AsyncSession,
+    draft: Draft,
+    blobs: BlobStore,
+    now: datetime,
+    agent_id: int | None = None,
+    options: StoreOptions | None = None,
+) -> EmailMessage:
+    """Compose ``draft`` and store it as ``queued``; the SMTP worker takes it from there."""
+    options = options or StoreOptions()
+    parent = await _parent(session, draft.in_reply_to)
+    raw = compose(draft, parent, now)
+    item = parse_message(raw)
+    assert item.message_id is not None  # compose always writes one
+    message = new_message(draft.mailbox, dedupe_key("id", item.message_id), raw, item)
+    message.direction, message.state, message.next_attempt_at = "out", "queued", now
+    message.agent_id = agent_id
+    message.thread_id = (
+        parent.thread_id if parent else await choose_thread(session, item, options.thread_policy)
+    )
+    session.add(message)
+    await session.flush()
+    session.add(EmailRaw(email_id=message.id, raw=raw))
+    add_refs(session, message.id, item)
+    add_attachments(session, message.id, item, blobs)
+    await link_contacts(session, message.id, item, options)
+    return message
+
+
+async def _parent(session: AsyncSession, email_id: int | None) -> EmailMessage | None:
+    if email_id is None:
+        return None
+    parent = await session.get(EmailMessage, email_id)
+    if parent is None:
+        raise NotFound(f"e-mail {email_id} not found")
+    return parent
+
+
+async def claim_next(session: AsyncSession, mailbox: str, now: datetime) -> EmailMessage | None:
+    """Move the oldest due ``queued`` message of ``mailbox`` to ``sending`` and return it."""
+    candidate = await session.scalar(
+        select(EmailMessage.id)
+        .where(
+            EmailMessage.mailbox == mailbox,
+            EmailMessage.state == "queued",
+            EmailMessage.next_attempt_at <= now,
+        )
+        .order_by(EmailMessage.next_attempt_at, EmailMessage.id)
+        .limit(1)
+    )
+    if candidate is None:
+        return None
+    claimed = await session.execute(
+        update(EmailMessage)
+        .where(EmailMessage.id == candidate, EmailMessage.state == "queued")
+        .values(state="sending", attempts=EmailMessage.attempts + 1)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        return None  # another process took it
+    return await session.get(EmailMessage, candidate, populate_existing=True)
+
+
+async def raw_of(session: AsyncSession, email_id: int) -> bytes:
+    """The stored raw bytes of a message."""
+    raw = await session.scalar(select(EmailRaw.raw).where(EmailRaw.email_id == email_id))
+    if raw is None:
+        raise NotFound(f"raw message of e-mail {email_id} not found")
+    return raw
+
+
+async def mark_sent(session: AsyncSession, email_id: int, now: datetime) -> None:
+    """The server accepted the message; it still has to be appended to Sent."""
+    await _set(session, email_id, state="sent", sent_at=now, error=None, sent_folder_pending=True)
+
+
+async def mark_failed(session: AsyncSession, email_id: int, reason: str) -> None:
+    """The server refused the message for good."""
+    await _set(session, email_id, state="failed", error=reason[:2000], next_attempt_at=None)
+
+
+async def retry_later(session: AsyncSession, email_id: int, reason: str, when: datetime) -> None:
+    """A temporary failure: back to ``queued`` until ``when``."""
+    await _set(session, email_id, state="queued", error=reason[:2000], next_attempt_at=when)
+
+
+async def mark_appended(session: AsyncSession, email_id: int) -> None:
+    """The copy is in the Sent folder."""
+    await _set(session, email_id, sent_folder_pending=False)
+
+
+async def _set(session: AsyncSession, email_id: int, **values: object) -> None:
+    await session.execute(update(EmailMessage).where(EmailMessage.id == email_id).values(**values))
+
+
+async def requeue_interrupted(session: AsyncSession, mailbox: str) -> int:
+    """At start-up: messages left in ``sending`` are queued again (see module docstring)."""
+    result = await session.execute(
+        update(EmailMessage)
+        .where(EmailMessage.mailbox == mailbox, EmailMessage.state == "sending")
+        .values(state="queued")
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def next_due(session: AsyncSession, mailbox: str) -> datetime | None:
+    """When the next queued message of ``mailbox`` is due, if any."""
+    return await session.scalar(
+        select(func.min(EmailMessage.next_attempt_at)).where(
+            EmailMessage.mailbox == mailbox, EmailMessage.state == "queued"
+        )
+    )
+
+
+async def pending_appends(session: AsyncSession, mailbox: str) -> Sequence[EmailMessage]:
+    """Sent messages whose copy is not in the Sent folder yet."""
+    rows = await session.scalars(
+        select(EmailMessage).where(
+            EmailMessage.mailbox == mailbox, EmailMessage.sent_folder_pending.is_(True)
+        )
+    )
+    return rows.all()
+
+
+async def outbox_counts(session: AsyncSession) -> dict[str, int]:
+    """Number of outgoing messages per state (for the metrics gauge)."""
+    rows = await session.execute(
+        select(EmailMessage.state, func.count())
+        .where(EmailMessage.state.is_not(None))
+        .group_by(EmailMessage.state)
+    )
+    counts = dict.fromkeys(STATES, 0)
+    counts.update({state: count for state, count in rows if state is not None})
+    return counts

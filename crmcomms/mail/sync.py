@@ -1,0 +1,295 @@
+"""The mailbox worker: mirrors a mailbox's folders into the database, then waits for mail.
+
+Per folder the database keeps the UIDVALIDITY seen and the last UID
+committed (:class:`core.mail.models.FolderState`). A round, for each folder:
+EXAMINE (read-only); if UIDVALIDITY changed, the folder's old locations are
+forgotten and it is fetched again from UID 1 (messages already stored are
+recognised by Message-ID or content hash, and only gain a new location);
+then the (UID, size) of every newer message is listed and the bodies are
+fetched with ``BODY.PEEK[]`` in batches bounded by count and bytes. Each
+batch is parsed off the event loop and stored in one transaction together
+with the folder's new last UID: a connection lost or a daemon killed
+mid-batch repeats at most that batch, and storing is idempotent.
+
+Between rounds the worker IDLEs on INBOX (re-issued every ``idle_timeout``,
+below the servers' 30 minutes) or, without IDLE, sleeps ``poll_interval``.
+Errors: the connection is re-opened with exponential backoff; a refused
+login is logged once, shown in /healthz, and retried every ``auth_retry``.
+
+Push: ``email.received`` for each new incoming message of an incremental
+round (not for the initial import). Contacts carry no owner in the CRM, so a
+message linked to a contact goes to every agent; otherwise to the agents
+whose own address it names (supervisors see all in both cases).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.mail import MailItem, parse_message
+from core.mail.batch import Fetched, store_batch
+from core.mail.models import EmailLocation, FolderState
+from core.mail.store import Copy, StoredMessage, addresses_json
+from core.models import Agent, AgentExtension, utcnow
+from crmcomms.config import MailboxSettings
+from crmcomms.mail import blob_store, imap_endpoint, store_options
+from crmcomms.mail.imap import ImapAuthError, ImapClient, ImapCommandError, ImapError, connect
+from crmcomms.push import Audience
+from crmcomms.services import Services
+
+log = logging.getLogger(__name__)
+MAX_ATTACHMENT_BYTES = 25 * 2**20
+
+
+@dataclass(frozen=True, slots=True)
+class SyncTuning:
+    """Batch sizes and timings (tests shorten them)."""
+
+    batch_messages: int = 500
+    batch_bytes: int = 32 * 2**20
+    idle_timeout: float = 25 * 60.0
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    auth_retry: float = 300.0
+    timeout: float = 120.0
+    max_attachment_bytes: int = MAX_ATTACHMENT_BYTES
+
+
+def parse_all(raws: Sequence[bytes], max_attachment_bytes: int) -> list[MailItem]:
+    """Parse a batch (a plain function, so a process pool can run it)."""
+    return [parse_message(raw, max_attachment_bytes=max_attachment_bytes) for raw in raws]
+
+
+def batches(
+    pending: Sequence[tuple[int, int]], max_count: int, max_bytes: int
+) -> Iterator[list[tuple[int, int]]]:
+    """Split (UID, size) pairs into batches of at most ``max_count`` messages and about
+    ``max_bytes`` bytes (a single bigger message forms its own batch)."""
+    batch: list[tuple[int, int]] = []
+    size = 0
+    for uid, length in pending:
+        if batch and (len(batch) >= max_count or size + length > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append((uid, length))
+        size += length
+    if batch:
+        yield batch
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    uid: int
+    raw: bytes
+    item: MailItem
+
+
+class MailboxWorker:
+    """Mirrors one mailbox; ``run()`` never returns (cancel it to stop)."""
+
+    def __init__(
+        self,
+        svc: Services,
+        settings: MailboxSettings,
+        tuning: SyncTuning | None = None,
+        executor: Executor | None = None,
+    ) -> None:
+        self.svc = svc
+        self.settings = settings
+        self.tuning = tuning or SyncTuning(
+            idle_timeout=settings.idle_timeout, max_attachment_bytes=settings.max_attachment_bytes
+        )
+        self.executor = executor
+        self.blobs = blob_store(svc.settings)
+        self.options = store_options(settings)
+        self.round_done = asyncio.Event()
+        self._delay = self.tuning.backoff_initial
+        self._auth_reported = False
+        self.login_failures = 0
+        self._last_sync = time.monotonic()
+        svc.metrics.imap_lag.labels(settings.name).set_function(
+            lambda: time.monotonic() - self._last_sync
+        )
+
+    async def run(self) -> None:
+        """Sync, wait for mail, repeat; reconnect on errors, forever."""
+        while True:
+            if not self._auth_reported:
+                self._health("connecting")
+            try:
+                await self._session()
+            except ImapAuthError as exc:
+                self._login_refused(exc)
+                await asyncio.sleep(self.tuning.auth_retry)
+                continue
+            except (ImapError, SQLAlchemyError) as exc:
+                log.warning("mailbox %s: %s; retrying in %.0f s", self.name, exc, self._delay)
+                self._health(f"reconnecting: {exc}")
+            await asyncio.sleep(self._delay)
+            self._delay = min(self._delay * 2, self.tuning.backoff_max)
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def _health(self, state: str) -> None:
+        self.svc.health.mailboxes[self.name] = state
+
+    def _login_refused(self, exc: ImapAuthError) -> None:
+        self.login_failures += 1
+        if not self._auth_reported:
+            log.error(
+                "mailbox %s: IMAP login as %r refused (%s); check the password; "
+                "retrying every %.0f s",
+                self.name,
+                imap_endpoint(self.settings).username,
+                exc,
+                self.tuning.auth_retry,
+            )
+            self._auth_reported = True
+        self._health(f"login refused: {exc}")
+
+    async def _session(self) -> None:
+        endpoint = imap_endpoint(self.settings, self.tuning.timeout)
+        async with connect(endpoint) as client:
+            self._auth_reported = False
+            folders = await self.folders(client)
+            watch = "INBOX" if "INBOX" in folders else folders[0]
+            while True:
+                for folder in folders:
+                    await self._sync_folder_logged(client, folder)
+                self._round_finished()
+                await self._wait_for_mail(client, watch)
+
+    async def folders(self, client: ImapClient) -> list[str]:
+        """The configured folders, else INBOX and the folder marked ``\\Sent``."""
+        if self.settings.folders:
+            return list(self.settings.folders)
+        listed = await client.list_folders()
+        sent = [name for name, flags in listed if "\\sent" in flags]
+        return ["INBOX", *sent[:1]]
+
+    def _round_finished(self) -> None:
+        self._last_sync = time.monotonic()
+        self._delay = self.tuning.backoff_initial
+        self._health("ok")
+        self.round_done.set()
+
+    async def _wait_for_mail(self, client: ImapClient, folder: str) -> None:
+        if "IDLE" not in client.capabilities:
+            await asyncio.sleep(self.settings.poll_interval)
+            return
+        await client.examine(folder)
+        await client.idle(min(self.tuning.idle_timeout, self.settings.poll_interval))
+
+    async def _sync_folder_logged(self, client: ImapClient, folder: str) -> None:
+        try:
+            await self.sync_folder(client, folder)
+        except ImapCommandError as exc:  # a missing folder must not stop the others
+            log.error("mailbox %s: folder %r skipped: %s", self.name, folder, exc)
+
+    async def sync_folder(self, client: ImapClient, folder: str) -> None:
+        """Fetch and store every message of ``folder`` above the last committed UID."""
+        info = await client.examine(folder)
+        last_uid = await self._start_uid(folder, info.uidvalidity)
+        if info.uidnext is not None and info.uidnext <= last_uid + 1:
+            return
+        pending = await client.uid_sizes(last_uid)
+        tuning = self.tuning
+        for batch in batches(pending, tuning.batch_messages, tuning.batch_bytes):
+            fetched = await client.fetch_bodies([uid for uid, _ in batch])
+            items = await self._parse([raw for _, raw in fetched])
+            pairs = zip(fetched, items, strict=True)
+            messages = [_Fetched(uid, raw, item) for (uid, raw), item in pairs]
+            copy = Copy(self.name, folder, info.uidvalidity, batch[-1][0])
+            await self._store_batch(copy, messages, announce=last_uid > 0)
+
+    async def _start_uid(self, folder: str, uidvalidity: int) -> int:
+        """The last committed UID; 0 for a new folder or after a UIDVALIDITY change."""
+        async with self.svc.sessions.begin() as session:
+            state = await session.get(FolderState, (self.name, folder))
+            if state is None:
+                session.add(FolderState(mailbox=self.name, folder=folder, uidvalidity=uidvalidity))
+                return 0
+            if state.uidvalidity != uidvalidity:
+                log.info("mailbox %s: %s has a new UIDVALIDITY, resyncing", self.name, folder)
+                await self._forget_locations(session, folder)
+                state.uidvalidity, state.last_uid = uidvalidity, 0
+            return state.last_uid
+
+    async def _forget_locations(self, session: AsyncSession, folder: str) -> None:
+        await session.execute(
+            delete(EmailLocation).where(
+                EmailLocation.mailbox == self.name, EmailLocation.folder == folder
+            )
+        )
+
+    async def _parse(self, raws: list[bytes]) -> list[MailItem]:
+        parse = functools.partial(parse_all, raws, self.tuning.max_attachment_bytes)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, parse)
+
+    async def _store_batch(self, last: Copy, messages: list[_Fetched], announce: bool) -> None:
+        """Store a batch and advance the folder's last UID to ``last.uid``, atomically."""
+        stored: list[tuple[StoredMessage, MailItem, Audience]] = []
+        batch = [
+            Fetched(Copy(last.mailbox, last.folder, last.uidvalidity, m.uid), m.raw, m.item)
+            for m in messages
+        ]
+        async with self.svc.sessions.begin() as session:
+            results = await store_batch(session, batch, self.blobs, self.options)
+            for result, msg in zip(results, messages, strict=True):
+                if result.created and announce and not self._is_own(msg.item):
+                    audience = await self._audience(session, result, msg.item)
+                    stored.append((result, msg.item, audience))
+            state = await session.get(FolderState, (last.mailbox, last.folder))
+            assert state is not None  # created by _start_uid
+            state.last_uid, state.synced_at = max(state.last_uid, last.uid), utcnow()
+        self.svc.metrics.mail_messages.labels(self.name).inc(len(messages))
+        for result, item, audience in stored:
+            self.svc.hub.publish("email.received", self._payload(result, item), audience)
+
+    def _is_own(self, item: MailItem) -> bool:
+        return any(a.address in self.options.own_addresses for a in item.from_)
+
+    async def _audience(
+        self, session: AsyncSession, result: StoredMessage, item: MailItem
+    ) -> Audience:
+        if result.contact_ids:
+            return Audience.all()
+        people = [a.address for a in (*item.to, *item.cc)]
+        return Audience(extensions=await addressed_extensions(session, people))
+
+    def _payload(self, result: StoredMessage, item: MailItem) -> dict[str, Any]:
+        return {
+            "mailbox": self.name,
+            "email": {
+                "id": result.id,
+                "thread_id": result.thread_id,
+                "subject": item.subject or "",
+                "from": addresses_json(item.from_),
+                "to": addresses_json(item.to),
+                "date": item.date.isoformat().replace("+00:00", "Z") if item.date else None,
+            },
+            "contacts": list(result.contact_ids),
+        }
+
+
+async def addressed_extensions(session: AsyncSession, addresses: Sequence[str]) -> frozenset[str]:
+    """Extensions of the agents whose e-mail address is among ``addresses``."""
+    rows = await session.scalars(
+        select(AgentExtension.extension)
+        .join(Agent, Agent.id == AgentExtension.agent_id)
+        .where(func.lower(Agent.email).in_([a.lower() for a in addresses]))
+    )
+    return frozenset(rows)

@@ -1,0 +1,196 @@
+"""E-mail API: list and read mirrored mail, download attachments, send (queue) mail."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.errors import InvalidInput
+from core.mail import sanitize_html
+from core.mail.models import EmailMessage
+from core.mail.outbox import Draft, OutgoingAttachment, enqueue
+from core.mail.queries import (
+    EmailFilter,
+    attachment_content,
+    attachments_of,
+    contacts_of,
+    get_email,
+    list_emails,
+)
+from core.models import utcnow
+from crmcomms.config import MailboxSettings
+from crmcomms.mail import blob_store, store_options
+from crmcomms.mail.smtp import OUTBOX_WAKEUPS
+from crmcomms.services import services
+from crmcomms.web.http import IDENTITY, int_param, json_response, read_model
+
+MAX_ATTACHMENTS_BYTES = 25 * 2**20
+
+
+def _int(request: web.Request, key: str) -> int:
+    raw = request.match_info[key]
+    if not raw.isdigit():
+        raise InvalidInput(key, "must be a number")
+    return int(raw)
+
+
+def _since(request: web.Request) -> datetime | None:
+    raw = request.query.get("since")
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput("since", "must be an ISO 8601 date-time") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _filter(request: web.Request) -> EmailFilter:
+    contact = request.query.get("contact")
+    if contact is not None and not contact.isdigit():
+        raise InvalidInput("contact", "must be a contact id")
+    return EmailFilter(
+        contact_id=int(contact) if contact is not None else None,
+        thread_id=request.query.get("thread") or None,
+        since=_since(request),
+        limit=int_param(request, "limit", 50, maximum=500),
+    )
+
+
+async def get_emails(request: web.Request) -> web.Response:
+    async with services(request).sessions() as session:
+        rows = await list_emails(session, _filter(request))
+    return json_response({"emails": [row.summary() for row in rows]})
+
+
+async def get_one_email(request: web.Request) -> web.Response:
+    email_id = _int(request, "email_id")
+    async with services(request).sessions() as session:
+        message = await get_email(session, email_id)
+        attachments = await attachments_of(session, email_id)
+        contacts = await contacts_of(session, email_id)
+    return json_response(
+        {
+            **message.summary(),
+            "in_reply_to": message.in_reply_to,
+            "references": message.references,
+            "reply_to": message.reply_to,
+            "text": message.text,
+            "html": sanitize_html(message.html) if message.html else None,
+            "attachments": [part.to_json() for part in attachments],
+            "contacts": contacts,
+        }
+    )
+
+
+async def get_attachment(request: web.Request) -> web.Response:
+    svc = services(request)
+    email_id, n = _int(request, "email_id"), _int(request, "n")
+    async with svc.sessions() as session:
+        part, content = await attachment_content(session, blob_store(svc.settings), email_id, n)
+    filename = part.filename or f"attachment-{n}"
+    return web.Response(
+        body=content,
+        content_type=part.content_type if "/" in part.content_type else "application/octet-stream",
+        headers={
+            # never rendered by the browser on our origin: an HTML attachment is not a page
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox",
+        },
+    )
+
+
+class AttachmentInput(BaseModel):
+    """A file to send, base64-encoded."""
+
+    model_config = ConfigDict(extra="forbid")
+    filename: str = Field(min_length=1, max_length=255)
+    content_type: str = Field(default="application/octet-stream", pattern=r"^[\w.+-]+/[\w.+-]+$")
+    content_base64: str
+
+
+class EmailInput(BaseModel):
+    """Body of ``POST /api/emails``."""
+
+    model_config = ConfigDict(extra="forbid")
+    to: list[str] = Field(min_length=1, max_length=100)
+    cc: list[str] = Field(default_factory=list, max_length=100)
+    subject: str = Field(default="", max_length=998)
+    text: str = Field(default="", max_length=2_000_000)
+    html: str | None = Field(default=None, max_length=5_000_000)
+    attachments: list[AttachmentInput] = Field(default_factory=list, max_length=50)
+    in_reply_to: int | None = None
+    mailbox: str | None = None
+
+
+def _address(field: str, value: str) -> str:
+    local, at, domain = value.strip().rpartition("@")
+    if not at or not local or "." not in domain or any(c in value for c in "\r\n<>,; "):
+        raise InvalidInput(field, f"{value!r} is not an e-mail address")
+    return value.strip()
+
+
+def _decode(index: int, part: AttachmentInput) -> OutgoingAttachment:
+    try:
+        content = base64.b64decode(part.content_base64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput(f"attachments.{index}.content_base64", "is not base64") from exc
+    return OutgoingAttachment(part.filename, part.content_type, content)
+
+
+def _mailbox(request: web.Request, name: str | None) -> MailboxSettings:
+    boxes = services(request).settings.mailboxes
+    for box in boxes:
+        if name is None or box.name == name:
+            return box
+    raise InvalidInput("mailbox", "no such mailbox" if boxes else "no mailbox is configured")
+
+
+def _draft(data: EmailInput, box: MailboxSettings) -> Draft:
+    attachments = tuple(_decode(i, part) for i, part in enumerate(data.attachments))
+    if sum(len(a.content) for a in attachments) > MAX_ATTACHMENTS_BYTES:
+        raise InvalidInput("attachments", "together larger than 25 MB")
+    return Draft(
+        mailbox=box.name,
+        sender=box.address,
+        to=tuple(_address(f"to.{i}", a) for i, a in enumerate(data.to)),
+        cc=tuple(_address(f"cc.{i}", a) for i, a in enumerate(data.cc)),
+        subject=data.subject,
+        text=data.text,
+        html=data.html,
+        attachments=attachments,
+        in_reply_to=data.in_reply_to,
+    )
+
+
+async def post_email(request: web.Request) -> web.Response:
+    data = await read_model(request, EmailInput)
+    box = _mailbox(request, data.mailbox)
+    draft = _draft(data, box)
+    svc = services(request)
+    async with svc.sessions.begin() as session:
+        message: EmailMessage = await enqueue(
+            session,
+            draft,
+            blob_store(svc.settings),
+            utcnow(),
+            agent_id=request[IDENTITY].id,
+            options=store_options(box),
+        )
+    wakeups = request.app.get(OUTBOX_WAKEUPS)
+    if wakeups is not None:
+        wakeups.wake(box.name)
+    return json_response(message.summary(), status=202)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/emails", get_emails)
+    app.router.add_post("/api/emails", post_email)
+    app.router.add_get("/api/emails/{email_id}", get_one_email)
+    app.router.add_get("/api/emails/{email_id}/attachments/{n}", get_attachment)

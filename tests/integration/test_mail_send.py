@@ -1,0 +1,262 @@
+"""Sending through the API and the outbox worker, with a real SMTP server and a real Dovecot."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Iterator
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import func, select, update
+
+from core.agents import add_agent
+from core.db import create_engine
+from core.mail.models import EmailLocation, EmailMessage
+from core.migrate import upgrade
+from crmcomms.app import build_app
+from crmcomms.config import MailboxSettings, parse_settings
+from crmcomms.mail.check import check_mailbox
+from crmcomms.mail.smtp import OUTBOX_WAKEUPS, OutboxWakeups, OutboxWorker, SendTuning
+from crmcomms.mail.sync import MailboxWorker, SyncTuning
+from crmcomms.services import SERVICES, Services
+from crmcomms.web import emails
+from tests.mail_servers import (
+    DovecotServer,
+    SmtpSink,
+    free_port,
+    run_dovecot,
+    run_smtp,
+    running,
+    wait_until,
+)
+
+QUICK = SendTuning(retry_initial=0.05, retry_max=0.2, timeout=5)
+SUPERVISOR_NAME = "boss"
+
+
+@pytest.fixture
+def dovecot() -> Iterator[DovecotServer]:
+    with run_dovecot() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    with run_smtp(started=False) as sink:
+        yield sink
+
+
+def box_values(dovecot: DovecotServer, smtp: SmtpSink, **overrides: object) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "name": "support",
+        "address": "support@company.test",
+        "imap_host": dovecot.host,
+        "imap_port": dovecot.port,
+        "imap_tls": "none",
+        "username": dovecot.user,
+        "password": dovecot.password,
+        "smtp_host": "127.0.0.1",
+        "smtp_port": smtp.port,
+        "smtp_tls": "none",
+        "poll_interval": 0.2,
+    }
+    values.update(overrides)
+    return values
+
+
+@pytest.fixture
+async def client(
+    tmp_path: Path, dovecot: DovecotServer, smtp: SmtpSink
+) -> AsyncIterator[TestClient[Any, Any]]:
+    raw = {
+        "general": {"data_dir": str(tmp_path / "data")},
+        "http": {"port": 0},
+        "mailboxes": [box_values(dovecot, smtp)],
+    }
+    settings = parse_settings(raw, env={})
+    engine = create_engine(settings.database_url)
+    await upgrade(engine)
+    await engine.dispose()
+    app = build_app(settings)
+    emails.add_routes(app)
+    app[OUTBOX_WAKEUPS] = OutboxWakeups()
+    async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def token(client: TestClient[Any, Any]) -> str:
+    svc = client.app[SERVICES]
+    async with svc.sessions.begin() as session:
+        await add_agent(session, SUPERVISOR_NAME, "pw-boss-secret", ("100",), role="supervisor")
+    resp = await client.post(
+        "/api/login", json={"username": SUPERVISOR_NAME, "password": "pw-boss-secret"}
+    )
+    return str((await resp.json())["token"])
+
+
+def outbox(client: TestClient[Any, Any]) -> OutboxWorker:
+    svc: Services = client.app[SERVICES]
+    return OutboxWorker(svc, svc.settings.mailboxes[0], client.app[OUTBOX_WAKEUPS], QUICK)
+
+
+async def state_of(svc: Services, email_id: int) -> str | None:
+    async with svc.sessions() as session:
+        message = await session.get(EmailMessage, email_id, populate_existing=True)
+        return message.state if message else None
+
+
+async def wait_state(svc: Services, email_id: int, state: str) -> None:
+    async def reached() -> bool:
+        return await state_of(svc, email_id) == state
+
+    await wait_until(reached, what=f"e-mail {email_id} {state}")
+
+
+async def post(client: TestClient[Any, Any], token: str, **body: Any) -> dict[str, Any]:
+    body.setdefault("to", ["kunde@example.org"])
+    body.setdefault("subject", "Ihr Angebot")
+    body.setdefault("text", "Guten Tag,\nanbei das Angebot.")
+    resp = await client.post("/api/emails", json=body, headers={"Authorization": f"Bearer {token}"})
+    assert resp.status == 202, await resp.text()
+    data: dict[str, Any] = await resp.json()
+    return data
+
+
+async def test_smtp_down_then_up_delivers_once_and_sent_copy_is_not_reimported(
+    client: TestClient[Any, Any], token: str, smtp: SmtpSink, dovecot: DovecotServer
+) -> None:
+    svc: Services = client.app[SERVICES]
+    subscription = svc.hub.subscribe(_Boss(), None, None)
+    attachment = base64.b64encode(b"%PDF-1.4 offer").decode()
+    queued = await post(
+        client,
+        token,
+        attachments=[{"filename": "Angebot.pdf", "content_type": "application/pdf",
+                      "content_base64": attachment}],
+    )  # fmt: skip
+    assert queued["state"] == "queued"
+    worker = outbox(client)
+    sync = MailboxWorker(svc, svc.settings.mailboxes[0], SyncTuning(backoff_initial=0.05))
+    async with running(worker.run), running(sync.run):
+
+        async def deferred() -> bool:
+            async with svc.sessions() as session:
+                message = await session.get(EmailMessage, queued["id"], populate_existing=True)
+                return message is not None and message.attempts >= 2
+
+        await wait_until(deferred, what="two failed attempts while SMTP is down")
+        assert await state_of(svc, queued["id"]) == "queued"
+        smtp.start()
+        await wait_state(svc, queued["id"], "sent")
+
+        async def filed() -> bool:
+            async with svc.sessions() as session:
+                rows = await session.scalars(select(EmailLocation.folder))
+                return "Sent" in set(rows)
+
+        await wait_until(filed, what="the Sent copy synced back")
+    assert len(smtp.messages) == 1
+    delivered = message_from_bytes(smtp.messages[0].data)
+    assert delivered["Subject"] == "Ihr Angebot"
+    async with svc.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(EmailMessage)) == 1
+        stored = await session.get(EmailMessage, queued["id"])
+    assert stored is not None and f"<{stored.message_id}>" == delivered["Message-ID"]
+    events = [
+        orjson.loads(subscription.queue.get_nowait()) for _ in range(subscription.queue.qsize())
+    ]
+    assert [e["type"] for e in events] == ["email.sent"]
+    headers = {"Authorization": f"Bearer {token}"}
+    one = await (await client.get(f"/api/emails/{queued['id']}", headers=headers)).json()
+    assert one["attachments"][0]["filename"] == "Angebot.pdf"
+    resp = await client.get(f"/api/emails/{queued['id']}/attachments/0", headers=headers)
+    assert resp.status == 200 and await resp.read() == b"%PDF-1.4 offer"
+    assert resp.headers["Content-Disposition"].startswith("attachment;")
+
+
+class _Boss:
+    role = "supervisor"
+    extensions: frozenset[str] = frozenset()
+    sees_everything = True
+
+
+async def test_permanent_rejection_fails_with_the_server_reply(
+    client: TestClient[Any, Any], token: str, smtp: SmtpSink
+) -> None:
+    svc: Services = client.app[SERVICES]
+    smtp.handler.mode = "reject"
+    smtp.start()
+    subscription = svc.hub.subscribe(_Boss(), None, None)
+    queued = await post(client, token)
+    async with running(outbox(client).run):
+        await wait_state(svc, queued["id"], "failed")
+    async with svc.sessions() as session:
+        message = await session.get(EmailMessage, queued["id"])
+    assert message is not None and message.error is not None
+    assert "550" in message.error and "no such user" in message.error
+    event = orjson.loads(subscription.queue.get_nowait())
+    assert event["type"] == "email.failed" and "550" in event["email"]["error"]
+    assert smtp.handler.attempts == 1
+
+
+async def test_reply_threads_and_restart_mid_send_sends_once(
+    client: TestClient[Any, Any], token: str, smtp: SmtpSink
+) -> None:
+    svc: Services = client.app[SERVICES]
+    smtp.start()
+    first = await post(client, token, subject="Termin")
+    reply = await post(client, token, subject="Re: Termin", in_reply_to=first["id"])
+    async with svc.sessions.begin() as session:  # as if the daemon died while sending
+        await session.execute(
+            update(EmailMessage).where(EmailMessage.id == reply["id"]).values(state="sending")
+        )
+    async with running(outbox(client).run):
+        await wait_state(svc, first["id"], "sent")
+        await wait_state(svc, reply["id"], "sent")
+    assert len(smtp.messages) == 2
+    sent = {
+        message_from_bytes(m.data)["Subject"]: message_from_bytes(m.data) for m in smtp.messages
+    }
+    parent_id = sent["Termin"]["Message-ID"]
+    assert sent["Re: Termin"]["In-Reply-To"] == parent_id
+    assert sent["Re: Termin"]["References"] == parent_id
+    assert reply["thread_id"] == first["thread_id"]
+    headers = {"Authorization": f"Bearer {token}"}
+    listed = await (
+        await client.get(f"/api/emails?thread={first['thread_id']}", headers=headers)
+    ).json()
+    assert {e["id"] for e in listed["emails"]} == {first["id"], reply["id"]}
+
+
+async def test_post_validates_addresses_and_mailbox(
+    client: TestClient[Any, Any], token: str
+) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    bad = await client.post("/api/emails", json={"to": ["nobody"]}, headers=headers)
+    assert bad.status == 422 and "to.0" in (await bad.json())["error"]
+    unknown = await client.post(
+        "/api/emails", json={"to": ["a@b.de"], "mailbox": "sales"}, headers=headers
+    )
+    assert unknown.status == 422
+    anonymous = await client.post("/api/emails", json={"to": ["a@b.de"]})
+    assert anonymous.status == 401
+
+
+async def test_check_mailbox_reports_login_and_connection_problems(
+    dovecot: DovecotServer, smtp: SmtpSink
+) -> None:
+    smtp.start()
+    good = MailboxSettings.model_validate(box_values(dovecot, smtp))
+    assert await check_mailbox(good) == []
+    wrong = MailboxSettings.model_validate(
+        box_values(dovecot, smtp, password="nope", smtp_port=free_port())
+    )
+    problems = await check_mailbox(wrong, timeout=5)
+    assert len(problems) == 2
+    assert "IMAP" in problems[0] and "login refused" in problems[0]
+    assert "SMTP" in problems[1]

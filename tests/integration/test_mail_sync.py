@@ -1,0 +1,284 @@
+"""The mailbox worker against a real Dovecot: sync, IDLE, UIDVALIDITY, cuts, restarts, corpus."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from email.message import EmailMessage as Mime
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import func, select
+
+from core.agents import AgentIdentity
+from core.history import DEFAULT_SOURCES, contact_history
+from core.mail.models import EmailLocation, EmailMessage, EmailRaw, FolderState
+from core.mail.queries import email_history
+from core.models import Contact, EmailAddress
+from crmcomms.app import build_services
+from crmcomms.config import MailboxSettings, Settings
+from crmcomms.mail.sync import MailboxWorker, SyncTuning
+from crmcomms.services import Services
+from tests.mail_servers import DovecotServer, TcpCutter, run_dovecot, running, wait_until
+
+CORPUS = Path(__file__).parent.parent / "fixtures" / "mail"
+FAST = SyncTuning(batch_messages=7, backoff_initial=0.05, backoff_max=0.2, auth_retry=0.1)
+SUPERVISOR = AgentIdentity(1, "boss", "supervisor", frozenset())
+
+
+def message(
+    n: int, *, sender: str = "Kunde <kunde@example.org>", words: int = 50, **headers: str
+) -> bytes:
+    """A small realistic message number ``n``."""
+    mime = Mime()
+    mime["From"] = sender
+    mime["To"] = "Support <support@company.test>"
+    mime["Subject"] = headers.pop("subject", f"Anfrage {n}")
+    mime["Date"] = headers.pop("date", f"Mon, 0{1 + n % 9} Jan 2024 10:00:00 +0100")
+    mime["Message-ID"] = headers.pop("message_id", f"<{n}.test@example.org>")
+    for name, value in headers.items():
+        mime[name.replace("_", "-")] = value
+    mime.set_content(f"Hallo, Nachricht {n}.\n" + "Text\n" * words)
+    return mime.as_bytes()
+
+
+@pytest.fixture
+def dovecot() -> Iterator[DovecotServer]:
+    with run_dovecot() as server:
+        yield server
+
+
+@pytest.fixture
+async def svc(migrated: Settings) -> AsyncIterator[Services]:
+    services = build_services(migrated)
+    yield services
+    await services.engine.dispose()
+
+
+def mailbox(server: DovecotServer, **overrides: object) -> MailboxSettings:
+    values: dict[str, object] = {
+        "name": "support",
+        "address": "support@company.test",
+        "imap_host": server.host,
+        "imap_port": server.port,
+        "imap_tls": "none",
+        "username": server.user,
+        "password": server.password,
+        "poll_interval": 30.0,
+    }
+    values.update(overrides)
+    return MailboxSettings.model_validate(values)
+
+
+async def count(svc: Services, model: type[object] = EmailMessage) -> int:
+    async with svc.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def reach(svc: Services, n: int, model: type[object] = EmailMessage) -> None:
+    async def done() -> bool:
+        return await count(svc, model) >= n
+
+    await wait_until(done, what=f"{n} rows of {model.__name__}")
+
+
+async def test_initial_then_incremental_sync_never_marks_read(
+    svc: Services, dovecot: DovecotServer
+) -> None:
+    dovecot.append_many([message(n) for n in range(20)])
+    worker = MailboxWorker(svc, mailbox(dovecot, poll_interval=0.1), FAST)
+    async with running(worker.run):
+        await wait_until(_event_set(worker.round_done), what="first round")
+        assert await count(svc) == 20
+        dovecot.append(message(100))
+        await reach(svc, 21)
+        for _ in range(3):  # later rounds must not re-import the newest message (n:* trap)
+            worker.round_done.clear()
+            await wait_until(_event_set(worker.round_done), what="another round")
+    assert await count(svc) == 21
+    assert await count(svc, EmailLocation) == 21
+    async with svc.sessions() as session:
+        state = await session.get(FolderState, ("support", "INBOX"))
+    assert state is not None and state.last_uid == 21
+    assert all(b"\\Seen" not in line for line in dovecot.flags())
+    assert svc.health.mailboxes["support"] == "ok"
+
+
+def _event_set(event: asyncio.Event):  # type: ignore[no-untyped-def]
+    async def check() -> bool:
+        return event.is_set()
+
+    return check
+
+
+async def test_idle_pushes_email_received_within_two_seconds(
+    svc: Services, dovecot: DovecotServer
+) -> None:
+    dovecot.append(message(1))
+    worker = MailboxWorker(svc, mailbox(dovecot), FAST)
+    subscription = svc.hub.subscribe(SUPERVISOR, None, None)
+    async with running(worker.run):
+        await wait_until(_event_set(worker.round_done), what="first round")
+        assert subscription.queue.empty()  # the initial import is not announced
+        dovecot.append(message(2, subject="Dringend: Lieferung"))
+        frame = await asyncio.wait_for(subscription.next_frame(), timeout=2.0)
+    event = orjson.loads(frame)
+    assert event["type"] == "email.received"
+    assert event["email"]["subject"] == "Dringend: Lieferung"
+    assert event["mailbox"] == "support"
+
+
+async def test_uidvalidity_change_resyncs_without_duplicates(
+    svc: Services, dovecot: DovecotServer
+) -> None:
+    raws = [message(n) for n in range(5)]
+    dovecot.append_many(raws, folder="Archive")
+    box = mailbox(dovecot, folders=("INBOX", "Archive"), poll_interval=0.05)
+    worker = MailboxWorker(svc, box, FAST)
+    async with running(worker.run):
+        await reach(svc, 5)
+        async with svc.sessions() as session:
+            before = await session.get(FolderState, ("support", "Archive"))
+            assert before is not None
+            old_validity = before.uidvalidity
+        dovecot.recreate("Archive")
+        dovecot.append_many([*raws[2:], message(9)], folder="Archive")
+
+        async def resynced() -> bool:
+            async with svc.sessions() as session:
+                state = await session.get(
+                    FolderState, ("support", "Archive"), populate_existing=True
+                )
+                return (
+                    state is not None and state.uidvalidity != old_validity and state.last_uid == 4
+                )
+
+        await wait_until(resynced, what="resync after UIDVALIDITY change")
+    assert await count(svc) == 6
+    async with svc.sessions() as session:
+        locations = (await session.scalars(select(EmailLocation))).all()
+    assert {loc.uidvalidity for loc in locations} == {locations[0].uidvalidity}
+    assert sorted(loc.uid for loc in locations) == [1, 2, 3, 4]
+
+
+async def test_same_message_in_two_folders_is_one_message_with_two_locations(
+    svc: Services, dovecot: DovecotServer
+) -> None:
+    raw = message(7)
+    dovecot.append(raw)
+    dovecot.append(raw.replace(b"Subject:", b"X-Moved-By: sieve\nSubject:"), folder="Archive")
+    worker = MailboxWorker(svc, mailbox(dovecot, folders=("INBOX", "Archive")), FAST)
+    async with running(worker.run):
+        await reach(svc, 2, EmailLocation)
+    assert await count(svc) == 1
+    async with svc.sessions() as session:
+        folders = set(await session.scalars(select(EmailLocation.folder)))
+    assert folders == {"INBOX", "Archive"}
+
+
+async def test_connection_cut_mid_fetch_loses_and_doubles_nothing(
+    svc: Services, dovecot: DovecotServer
+) -> None:
+    dovecot.append_many([message(n, words=1000) for n in range(60)])  # 5 kB each
+    async with TcpCutter(dovecot.port, cut_after=[60_000, 150_000]) as proxy:
+        box = mailbox(dovecot, imap_port=proxy.port)
+        worker = MailboxWorker(svc, box, FAST)
+        async with running(worker.run):
+            await wait_until(_event_set(worker.round_done), timeout=20, what="complete round")
+        assert proxy.cuts == 2
+    assert await count(svc) == 60
+    assert await count(svc, EmailLocation) == 60
+
+
+async def test_restart_mid_sync_continues_from_last_committed_uid(
+    svc: Services, dovecot: DovecotServer
+) -> None:
+    dovecot.append_many([message(n) for n in range(200)])
+    tuning = SyncTuning(batch_messages=5)
+    async with running(MailboxWorker(svc, mailbox(dovecot), tuning).run):
+        await reach(svc, 5)
+    interrupted = await count(svc)
+    second = MailboxWorker(svc, mailbox(dovecot), tuning)
+    async with running(second.run):
+        await wait_until(_event_set(second.round_done), timeout=30, what="round after restart")
+    assert interrupted < 200, "the first run finished before the restart"
+    assert await count(svc) == 200
+    assert await count(svc, EmailLocation) == 200
+
+
+async def test_awkward_corpus_is_stored_and_nothing_dropped(
+    svc: Services, dovecot: DovecotServer
+) -> None:
+    files = sorted(CORPUS.glob("*.eml"))
+    dovecot.append_many([path.read_bytes() for path in files])
+    dovecot.append(files[0].read_bytes())  # the very same message delivered twice
+    worker = MailboxWorker(svc, mailbox(dovecot), FAST)
+    async with running(worker.run):
+        await wait_until(_event_set(worker.round_done), what="first round")
+    assert await count(svc, EmailLocation) == len(files) + 1
+    assert await count(svc) == len(files)  # 16a/16b share a Message-ID but are two messages
+    assert await count(svc, EmailRaw) == len(files)
+    async with svc.sessions() as session:
+        rows = (await session.scalars(select(EmailMessage))).all()
+    no_id = [row for row in rows if row.message_id is None]
+    assert no_id, "the corpus has messages without Message-ID"
+    assert len({row.dedupe_key for row in rows}) == len(rows)
+
+
+async def test_linking_to_contacts_threading_and_history(
+    svc: Services, dovecot: DovecotServer
+) -> None:
+    async with svc.sessions.begin() as session:
+        alice = Contact(display_name="Alice")
+        alice.emails.append(EmailAddress(address="alice@example.org"))
+        session.add(alice)
+    first = message(1, sender="Alice <ALICE@Example.org>", subject="Angebot 42")
+    reply = message(
+        2,
+        sender="Support <support@company.test>",
+        subject="Re: Angebot 42",
+        In_Reply_To="<1.test@example.org>",
+    ).replace(b"To: Support <support@company.test>", b"To: alice@example.org")
+    by_subject = message(3, sender="alice@example.org", subject="AW: Angebot 42")
+    unrelated = message(4, sender="bob@example.net", subject="Angebot 42")
+    dovecot.append_many([first, reply, by_subject, unrelated])
+    worker = MailboxWorker(svc, mailbox(dovecot), FAST)
+    async with running(worker.run):
+        await reach(svc, 4)
+    async with svc.sessions() as session:
+        rows = {m.message_id: m for m in await session.scalars(select(EmailMessage))}
+        history = await contact_history(
+            session, [alice.id], sources=(*DEFAULT_SOURCES, email_history)
+        )
+    thread = rows["1.test@example.org"].thread_id
+    assert rows["2.test@example.org"].thread_id == thread
+    assert rows["3.test@example.org"].thread_id == thread
+    assert rows["4.test@example.org"].thread_id != thread  # other participants
+    assert rows["2.test@example.org"].direction == "out"
+    assert [item.data["subject"] for item in history if item.kind == "email"] == [
+        "AW: Angebot 42",
+        "Re: Angebot 42",
+        "Angebot 42",
+    ]
+
+
+async def test_wrong_password_is_reported_once_and_others_keep_syncing(
+    svc: Services, dovecot: DovecotServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    dovecot.append(message(1))
+    bad = MailboxWorker(svc, mailbox(dovecot, name="bad", password="wrong"), FAST)
+    good = MailboxWorker(svc, mailbox(dovecot), FAST)
+    with caplog.at_level(logging.ERROR, logger="crmcomms.mail.sync"):
+        async with running(bad.run), running(good.run):
+            await reach(svc, 1)
+
+            async def retried() -> bool:  # Dovecot delays repeated failures by seconds
+                return bad.login_failures >= 2
+
+            await wait_until(retried, what="a second login attempt")
+    assert svc.health.mailboxes["bad"].startswith("login refused")
+    refused = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 1
+    assert "check the password" in refused[0].getMessage()
