@@ -7,7 +7,7 @@ VENV ?= .venv
 CONFIG ?= config/crmcomms.example.toml
 BIN = $(VENV)/bin
 
-.PHONY: setup run demo test lint bench clean
+.PHONY: setup run demo test lint bench screenshots clean
 
 setup: $(VENV)/.installed
 
@@ -35,6 +35,9 @@ test: lint
 bench: setup
 	$(BIN)/python bench/lookup.py
 	$(BIN)/python bench/ami.py
+
+screenshots: setup
+	CRMCOMMS_SCREENSHOTS=1 $(BIN)/pytest tests/e2e -q
 
 clean:
 	rm -rf $(VENV) data

@@ -10,6 +10,7 @@ split points are found by feeding the capture through the real call tracker.
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -153,3 +154,9 @@ async def _signed_in_page(
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.locator("#link")).to_have_attribute("data-state", "live")
     return page
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    """Where screenshots go: docs/ with CRMCOMMS_SCREENSHOTS=1 (`make screenshots`), else tmp."""
+    return DOCS if os.environ.get("CRMCOMMS_SCREENSHOTS") == "1" else tmp_path

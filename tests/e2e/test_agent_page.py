@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from playwright.async_api import Page, expect
 
 from crmcomms.services import SERVICES
-from tests.e2e.conftest import DOCS, Capture, SignIn, cut_connections, load_fresh, play
+from tests.e2e.conftest import Capture, SignIn, cut_connections, load_fresh, play
 from tests.integration.telephony_harness import Daemon
 
 
-async def test_queue_call_pops_on_bob_and_not_on_carol(daemon: Daemon, sign_in: SignIn) -> None:
+async def test_queue_call_pops_on_bob_and_not_on_carol(
+    daemon: Daemon, sign_in: SignIn, screenshots: Path
+) -> None:
     capture = load_fresh("queue-ringall-102-answers", daemon.settings.ami.agent_channel_patterns)
     hanna = daemon.contact_ids["040 123456"]
     headers = {"Authorization": f"Bearer {daemon.tokens['bob']}"}
@@ -30,7 +33,7 @@ async def test_queue_call_pops_on_bob_and_not_on_carol(daemon: Daemon, sign_in: 
     await expect(card.locator(".via")).to_contain_text("support")
     await expect(card.get_by_role("link", name="Open contact")).to_be_visible()
     await expect(card.locator(".recent li.note")).to_contain_text("40 pallets")
-    await bob.screenshot(path=DOCS / "screenshot-pop.png", animations="disabled")
+    await bob.screenshot(path=screenshots / "screenshot-pop.png", animations="disabled")
 
     await play(daemon, capture.talking())
     await expect(card).to_have_attribute("data-state", "talking")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Page, expect
 
-from tests.e2e.conftest import DOCS, SignIn, load_fresh, play
+from tests.e2e.conftest import SignIn, load_fresh, play
 from tests.integration.telephony_harness import Daemon
 
 
@@ -40,7 +41,7 @@ async def shown_figures(page: Page) -> tuple[Counter[str], dict[str, list[int]]]
 
 
 async def test_wall_follows_calls_live_and_matches_call_log(
-    daemon: Daemon, sign_in: SignIn
+    daemon: Daemon, sign_in: SignIn, screenshots: Path
 ) -> None:
     patterns = daemon.settings.ami.agent_channel_patterns
     sue = await sign_in("sue")
@@ -59,7 +60,7 @@ async def test_wall_follows_calls_live_and_matches_call_log(
     await play(daemon, queue.talking())
     await expect(live.locator(".state")).to_have_text("talking")
     await expect(live.locator(".agent")).to_have_text("102")
-    await sue.screenshot(path=DOCS / "screenshot-wall.png", animations="disabled")
+    await sue.screenshot(path=screenshots / "screenshot-wall.png", animations="disabled")
 
     await play(daemon, queue.ending())
     await expect(sue.get_by_text("No call right now.")).to_be_visible()
