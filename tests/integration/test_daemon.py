@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -98,3 +99,34 @@ async def test_serves_healthz_and_stops_cleanly_on_sigterm(tmp_path: Path) -> No
     log = "".join(lines) + rest.decode()
     assert "Traceback" not in log and "stopped" in log
     assert "Task was destroyed" not in log and "Unclosed" not in log
+
+
+async def test_tells_systemd_ready_watchdog_and_stopping(tmp_path: Path) -> None:
+    config = str(_config(tmp_path))
+    assert (await _cli("db", "upgrade", "--config", config))[0] == 0
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.setblocking(False)
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "200000"}
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, "run", "--config", config, stderr=asyncio.subprocess.DEVNULL, env=env
+    )
+    loop = asyncio.get_running_loop()
+    received: list[str] = []
+
+    async def until(state: str) -> None:
+        async with asyncio.timeout(30):
+            while state not in received:
+                received.append((await loop.sock_recv(notify, 256)).decode())
+
+    try:
+        await until("READY=1")
+        await until("WATCHDOG=1")
+        proc.send_signal(signal.SIGTERM)
+        await until("STOPPING=1")
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        notify.close()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
