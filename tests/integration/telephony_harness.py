@@ -160,8 +160,13 @@ async def _seed(settings: Settings) -> tuple[dict[str, str], dict[str, int]]:
 
 
 @asynccontextmanager
-async def running_daemon(tmp_path: Path, **ami: Any) -> AsyncIterator[Daemon]:
-    """The daemon connected to a fresh replay server, with seeded agents and contacts."""
+async def running_daemon(
+    tmp_path: Path, *, database_url: str = "", **ami: Any
+) -> AsyncIterator[Daemon]:
+    """The daemon connected to a fresh replay server, with seeded agents and contacts.
+
+    ``database_url`` empty: SQLite in ``tmp_path``; ``ami`` overrides AMI settings.
+    """
     async with AmiReplayServer("crm", "crmsecret") as pbx:
         ami_settings = {
             "enabled": True,
@@ -171,7 +176,7 @@ async def running_daemon(tmp_path: Path, **ami: Any) -> AsyncIterator[Daemon]:
             "recordings_dir": str(tmp_path / "recordings"),
             **ami,
         }
-        settings = make_settings(tmp_path, ami=ami_settings)
+        settings = make_settings(tmp_path, ami=ami_settings, database={"url": database_url})
         passwords, contact_ids = await _seed(settings)
         app = build_app(settings)
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:

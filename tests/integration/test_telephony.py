@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import PostgresServer
 from tests.integration.telephony_harness import CAPTURES, Daemon, facts, running_daemon
 
+QUEUE = "queue-ringall-102-answers"
 SCENARIOS = sorted(p.stem for p in CAPTURES.glob("*.ami"))
 EXPECTED_STATUS = {
     "inbound-direct-answered": "answered",
@@ -155,3 +157,22 @@ async def test_agent_sees_only_own_calls(tmp_path: Path) -> None:
         headers = {"Authorization": f"Bearer {daemon.tokens['carol']}"}
         resp = await daemon.client.get(f"/api/calls/{call['id']}", headers=headers)
         assert resp.status == 403
+
+
+@pytest.mark.postgres
+async def test_queue_call_on_postgresql(tmp_path: Path, postgres: PostgresServer) -> None:
+    url = postgres.create_database("telephony")
+    async with (
+        running_daemon(tmp_path, database_url=url) as daemon,
+        daemon.listening("bob") as listeners,
+    ):
+        await daemon.replay(QUEUE)
+        await listeners["bob"].wait_for("call.ended")
+        await daemon.settle()
+        call = await _one_call(daemon)
+        _assert_call_matches_facts(call, QUEUE, daemon)
+        ringing = listeners["bob"].of("call.ringing")[0]
+        assert ringing["card"]["matches"][0]["organization"]["name"] == "Hansen Logistik"
+        await daemon.replay(QUEUE)
+        await daemon.settle()
+        assert len((await daemon.api("/api/calls"))["calls"]) == 1
