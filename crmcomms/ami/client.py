@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from crmcomms.ami.errors import AmiError, AmiLoginRefused, AmiNotConnected, AmiTimeout
-from crmcomms.ami.framing import Malformed, Message
+from crmcomms.ami.framing import Keep, Malformed, Message
 from crmcomms.ami.link import AmiLink, open_link
 from crmcomms.config import AmiSettings
 
@@ -34,7 +34,8 @@ class AmiClient:
     ``connected`` is True while logged in (``link_changed`` is set whenever it flips;
     waiters clear it); ``last_error`` is the last reason the link
     was down (None once it is up); ``messages_received`` counts event blocks handed to
-    ``on_message``; ``malformed_blocks`` unparsable blocks skipped; ``connect_attempts``
+    ``on_message`` (blocks refused by ``keep`` are never parsed nor counted there);
+    ``malformed_blocks`` unparsable blocks skipped; ``connect_attempts``
     every connection attempt; ``reconnects`` successful logins after the first one.
     """
 
@@ -45,6 +46,7 @@ class AmiClient:
         *,
         on_connected: Callable[[], Awaitable[None]] | None = None,
         random: Callable[[], float] = _random.random,
+        keep: Keep | None = None,
     ) -> None:
         self.connected = False
         self.link_changed = asyncio.Event()
@@ -56,6 +58,7 @@ class AmiClient:
         self._settings = settings
         self._on_message = on_message
         self._on_connected = on_connected
+        self._keep = keep
         self._random = random
         self._where = f"{settings.host}:{settings.port}"
         self._link: AmiLink | None = None
@@ -122,7 +125,7 @@ class AmiClient:
     async def _open(self) -> AmiLink:
         timeout = max(self._settings.ping_timeout, MIN_HANDSHAKE_TIMEOUT)
         host, port = self._settings.host, self._settings.port
-        link = await open_link(host, port, timeout, self._deliver, self._skip_malformed)
+        link = await open_link(host, port, timeout, self._deliver, self._skip_malformed, self._keep)
         try:
             await link.login(self._settings.username, self._settings.secret, timeout)
         except BaseException:

@@ -11,9 +11,12 @@ returned as :class:`Malformed` so the caller can count and log it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 Message = dict[str, str]
+Keep = Callable[[str], bool]
+"""Decides from a block's text (``\n`` line ends) whether to parse it at all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,11 +28,18 @@ class Malformed:
 
 
 class AmiFramer:
-    """Incremental parser of one AMI connection's byte stream."""
+    """Incremental parser of one AMI connection's byte stream.
 
-    def __init__(self) -> None:
+    ``keep`` (optional) sees each complete block's text first; a block it refuses
+    is counted in ``skipped`` and never parsed. Most of an AMI stream is events a
+    consumer has no use for, so this is where the parsing cost goes away.
+    """
+
+    def __init__(self, keep: Keep | None = None) -> None:
         self._bytes = b""
         self._text = ""
+        self._keep = keep
+        self.skipped = 0
         self.banner: str | None = None
 
     def feed(self, data: bytes) -> list[Message | Malformed]:
@@ -45,7 +55,18 @@ class AmiFramer:
             text = self._take_banner(text)
         blocks = text.split("\n\n")
         self._text = blocks.pop()
-        return [_parse_block(block) for block in blocks if block.strip("\n")]
+        keep = self._keep
+        parsed: list[Message | Malformed] = []
+        for block in blocks:
+            if not block or block[0] == "\n":
+                block = block.lstrip("\n")
+                if not block:
+                    continue
+            if keep is None or keep(block):
+                parsed.append(_parse_block(block))
+            else:
+                self.skipped += 1
+        return parsed
 
     def _take_banner(self, text: str) -> str:
         first, sep, rest = text.partition("\n")

@@ -24,7 +24,7 @@ from crmcomms.ami.errors import (
     AmiNotConnected,
     AmiTimeout,
 )
-from crmcomms.ami.framing import AmiFramer, Malformed, Message, encode_action
+from crmcomms.ami.framing import AmiFramer, Keep, Malformed, Message, encode_action
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class AmiLink(asyncio.Protocol):
         where: str,
         on_event: Callable[[Message], None],
         on_malformed: Callable[[Malformed], None],
+        keep: Keep | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
         self.where = where
@@ -74,7 +75,7 @@ class AmiLink(asyncio.Protocol):
         self._loop = loop
         self._on_event = on_event
         self._on_malformed = on_malformed
-        self._framer = AmiFramer()
+        self._framer = AmiFramer(keep)
         self._banner: asyncio.Future[str] = loop.create_future()
         self._transport: asyncio.Transport | None = None
         self._pending: dict[str, _Pending] = {}
@@ -199,10 +200,11 @@ async def open_link(
     seconds: float,
     on_event: Callable[[Message], None],
     on_malformed: Callable[[Malformed], None],
+    keep: Keep | None = None,
 ) -> AmiLink:
     """Connect and read the banner; errors carry a one-line human message."""
     where = f"{host}:{port}"
-    link = AmiLink(where, on_event, on_malformed)
+    link = AmiLink(where, on_event, on_malformed, keep)
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(seconds):

@@ -281,6 +281,21 @@ def translate(msg: Message) -> AmiEvent | None:
     return build(msg, name)
 
 
+def wanted(block: str) -> bool:
+    """Whether a raw block (``\n`` line ends) can matter to the tracker, before parsing.
+
+    Blocks that are not events, or that answer one of our actions (``ActionID``,
+    e.g. the CoreShowChannels list), always pass; events the tracker ignores and
+    VarSets of other variables are refused. Cheap: string tests on the text only.
+    """
+    if not block.startswith("Event: ") or "\nActionID:" in block:
+        return True
+    name = block[7 : block.find("\n")] if "\n" in block else block[7:]
+    if name == "VarSet":
+        return any(variable in block for variable in TRACKED_VARIABLES)
+    return name.strip() in _BUILDERS
+
+
 # ---------------------------------------------------------------- helpers
 
 _UNSET = frozenset({"", "<unknown>", "<Unknown>", "<null>"})

@@ -15,6 +15,7 @@ from crmcomms.telephony.tracker import CallTracker
 class _Telephony(Protocol):
     client: AmiClient
     tracker: CallTracker
+    skipped: int
 
 
 class TelephonyCollector(Collector):
@@ -29,7 +30,9 @@ class TelephonyCollector(Collector):
             "crmcomms_ami_connected", "1 while logged in to the AMI", value=int(client.connected)
         )
         yield CounterMetricFamily(
-            "crmcomms_ami_events", "AMI event blocks received", value=client.messages_received
+            "crmcomms_ami_events",
+            "AMI event blocks received (including those skipped unparsed)",
+            value=client.messages_received + self._telephony.skipped,
         )
         yield CounterMetricFamily(
             "crmcomms_ami_malformed",

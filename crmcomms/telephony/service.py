@@ -23,7 +23,7 @@ from crmcomms.ami.errors import AmiError
 from crmcomms.services import Services
 from crmcomms.telephony.calls import CallEvent, CallSnapshot
 from crmcomms.telephony.dialer import Dialer
-from crmcomms.telephony.events import CoreShowChannel, MalformedEvent, translate
+from crmcomms.telephony.events import CoreShowChannel, MalformedEvent, translate, wanted
 from crmcomms.telephony.metrics import TelephonyCollector
 from crmcomms.telephony.publisher import CallPublisher
 from crmcomms.telephony.tracker import CallTracker
@@ -66,19 +66,31 @@ class TelephonyService:
         self._svc = svc
         self._queue: asyncio.Queue[Item] = asyncio.Queue()
         self.tracker = CallTracker(settings.ami.agent_channel_patterns)
-        self.client = AmiClient(settings.ami, self._queue.put_nowait, on_connected=self._resync)
+        self.client = AmiClient(
+            settings.ami, self._queue.put_nowait, on_connected=self._resync, keep=self._keep
+        )
         self.dialer = Dialer(self.client, settings.ami, settings.general.default_region)
         self.publisher = CallPublisher(svc)
         svc.metrics.registry.register(TelephonyCollector(self))
         self.idle = asyncio.Event()
         self.progress = asyncio.Event()
         self.consumed = 0
+        self.skipped = 0
 
     async def run(self) -> None:
         """Run the AMI link and the consumer until cancelled."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self.client.run(), name="ami-link")
             group.create_task(self._consume(), name="ami-consumer")
+
+    def _keep(self, block: str) -> bool:
+        """Parse only blocks the tracker can use; the rest count as consumed at once."""
+        if wanted(block):
+            return True
+        self.skipped += 1
+        self.consumed += 1
+        self.progress.set()
+        return False
 
     def link_state(self) -> str:
         """ "connected", or "down: <last error>" for /healthz."""
