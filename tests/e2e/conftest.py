@@ -1,10 +1,12 @@
 """Browser fixtures: Debian's Chromium driven by Playwright against the real daemon.
 
-The daemon (tests/integration/telephony_harness.py) runs in the test's event loop
-with a real AMI replay server; the page talks to it over HTTP and websockets on
-127.0.0.1. Captures are replayed in phases (up to the answer, up to the end, the
-rest) so the tests can look at the card while the phone is still ringing; the
-split points are found by feeding the capture through the real call tracker.
+The daemon (built like tests/integration/telephony_harness.py does, plus the
+settings sections a test module asks for with a ``daemon_settings`` fixture, e.g.
+a mailbox) runs in the test's event loop with a real AMI replay server; the page
+talks to it over HTTP and websockets on 127.0.0.1. Captures are replayed in
+phases (up to the answer, up to the end, the rest) so the tests can look at the
+card while the phone is still ringing; the split points are found by feeding the
+capture through the real call tracker.
 """
 
 from __future__ import annotations
@@ -13,16 +15,30 @@ import itertools
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from argon2 import PasswordHasher
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+import core.agents
+from core.mail import parse_message
+from core.mail.batch import Fetched, store_batch
+from core.mail.store import Copy, StoreOptions
 from crmcomms.ami.capture import CaptureBlock, Freshener, load_capture
+from crmcomms.ami.replay import AmiReplayServer
+from crmcomms.app import build_app
+from crmcomms.config import parse_settings
+from crmcomms.mail import blob_store
+from crmcomms.services import SERVICES
 from crmcomms.telephony.calls import CallAnswered, CallEnded, CallRinging
+from crmcomms.telephony.service import TELEPHONY
 from crmcomms.telephony.tracker import CallTracker
-from tests.integration.telephony_harness import CAPTURES, Daemon, running_daemon
+from tests.integration.telephony_harness import CAPTURES, Daemon, _seed
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -104,9 +120,62 @@ def cut_connections(daemon: Daemon) -> int:
     return len(handlers)
 
 
+Sections = dict[str, Any]
+
+
+@asynccontextmanager
+async def running_daemon(tmp_path: Path, sections: Sections) -> AsyncIterator[Daemon]:
+    """The harness's daemon (replay server, seeded agents and contacts, tokens), with
+    further settings ``sections``: dicts are merged, ``mailboxes`` is a list."""
+    async with AmiReplayServer("crm", "crmsecret") as pbx:
+        raw: dict[str, Any] = {
+            "general": {"data_dir": str(tmp_path / "data")},
+            "http": {"port": 0},
+            "ami": {
+                "enabled": True,
+                "port": pbx.port,
+                "username": "crm",
+                "secret": "crmsecret",
+                "recordings_dir": str(tmp_path / "recordings"),
+            },
+        }
+        for name, values in sections.items():
+            if isinstance(values, dict):
+                raw.setdefault(name, {}).update(values)
+            else:
+                raw[name] = values
+        settings = parse_settings(raw, env={})
+        passwords, contact_ids = await _seed(settings)
+        async with TestClient(TestServer(build_app(settings), host="127.0.0.1")) as client:
+            tokens = {}
+            for name, password in passwords.items():
+                resp = await client.post(
+                    "/api/login", json={"username": name, "password": password}
+                )
+                tokens[name] = (await resp.json())["token"]
+            await pbx.wait_logged_in(1)
+            await client.app[TELEPHONY].idle.wait()
+            assert client.app[SERVICES].settings.ami.enabled
+            yield Daemon(client, pbx, tokens, contact_ids, settings)
+
+
+@pytest.fixture(autouse=True)
+def cheap_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2 at its cheapest: each default hash costs ~0.5 s of a shared CPU, and every
+    test seeds four agents and signs in several times. Hashing is tested elsewhere."""
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    monkeypatch.setattr(core.agents, "_hasher", lambda: cheap)
+
+
 @pytest.fixture
-async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
-    async with running_daemon(tmp_path) as running:
+def daemon_settings() -> Sections:
+    """Settings sections besides AMI for the daemon; a test module overrides this."""
+    return {}
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path, daemon_settings: Sections) -> AsyncIterator[Daemon]:
+    async with running_daemon(tmp_path, daemon_settings) as running:
         yield running
 
 
@@ -149,9 +218,10 @@ async def _signed_in_page(
     page = await context.new_page()
     page.on("pageerror", lambda exc: errors.append(f"{name}: {exc}"))
     await page.goto("/")
-    await page.get_by_label("User name").fill(name)
-    await page.get_by_label("Password").fill(f"{name}-password")
-    await page.get_by_role("button", name="Sign in").click()
+    form = page.locator("#login-form")  # by id: its labels follow the browser's language
+    await form.locator("#username").fill(name)
+    await form.locator("#password").fill(f"{name}-password")
+    await form.locator("button[type=submit]").click()
     await expect(page.locator("#link")).to_have_attribute("data-state", "live")
     return page
 
@@ -160,3 +230,30 @@ async def _signed_in_page(
 def screenshots(tmp_path: Path) -> Path:
     """Where screenshots go: docs/ with CRMCOMMS_SCREENSHOTS=1 (`make screenshots`), else tmp."""
     return DOCS if os.environ.get("CRMCOMMS_SCREENSHOTS") == "1" else tmp_path
+
+
+async def give_address(daemon: Daemon, contact_id: int, address: str) -> None:
+    """Add an e-mail address to a seeded contact, through the API."""
+    headers = {"Authorization": f"Bearer {daemon.tokens['sue']}"}
+    card = await daemon.api(f"/api/contacts/{contact_id}")
+    body = {
+        "first_name": card["first_name"],
+        "last_name": card["last_name"],
+        "organization": (card["organization"] or {}).get("name"),
+        "phones": [{"raw": p["raw"], "label": p["label"] or ""} for p in card["phones"]],
+        "emails": [{"address": address}],
+    }
+    resp = await daemon.client.put(f"/api/contacts/{contact_id}", json=body, headers=headers)
+    assert resp.status == 200, await resp.text()
+
+
+async def store_received(daemon: Daemon, raw: bytes, contacts: list[int]) -> int:
+    """Store ``raw`` as the mailbox sync stores a fetched message; its id."""
+    svc = daemon.client.app[SERVICES]
+    copy = Copy("support", "INBOX", 1, 1)
+    options = StoreOptions(own_addresses=frozenset({"support@company.test"}))
+    async with svc.sessions.begin() as session:
+        fetched = Fetched(copy, raw, parse_message(raw))
+        [stored] = await store_batch(session, [fetched], blob_store(svc.settings), options)
+    assert stored.created and list(stored.contact_ids) == contacts
+    return stored.id

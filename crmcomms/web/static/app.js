@@ -23,6 +23,7 @@ window.crm = app; // for the browser tests and the curious
 
 function translateStatic() {
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const el of document.querySelectorAll("[data-i18n-label]")) el.setAttribute("aria-label", t(el.dataset.i18nLabel));
   document.title = t("app_title");
 }
 

@@ -2,21 +2,23 @@
 // paging, recordings, e-mails (HTML only inside a sandboxed iframe), notes, tasks,
 // and "write e-mail" with the outbox state followed live.
 
-import { fmtDateTime, fmtDuration, t } from "./i18n.js";
+import { fmtDateTime, fmtDuration, fmtInt, fmtNumber, t } from "./i18n.js";
 import { api, dialButton, h, toast } from "./ui.js";
 
 const PAGE = 20;
 
 export class ContactView {
-  constructor(root, session) {
+  constructor(root) {
     this.root = root;
-    this.session = session;
-    this.outbox = new Map(); // e-mail id -> state element
+    this.outbox = new Map(); // e-mail id -> state elements (timeline entry, composer)
+    this.mails = new Map(); // e-mail id -> Promise of GET /api/emails/{id}
   }
 
   async show(id) {
     this.id = id;
     this.offset = 0;
+    this.outbox.clear();
+    this.mails.clear();
     const contact = await api.get(`/api/contacts/${id}`);
     this.contact = contact;
     this.historyList = h("ol", { class: "timeline", "aria-label": t("history") });
@@ -53,14 +55,16 @@ export class ContactView {
 
   async page() {
     const data = await api.get(`/api/contacts/${this.id}/history?limit=${PAGE}&offset=${this.offset}`);
-    for (const item of data.items) this.historyList.append(this.item(item));
+    for (const item of data.items) {
+      if (!this.historyList.querySelector(`li[data-key="${item.kind}-${item.id}"]`)) this.historyList.append(this.item(item));
+    }
     this.offset += data.items.length;
     this.more.hidden = data.items.length < PAGE;
   }
 
   item(item) {
     const when = h("time", { datetime: item.at, text: fmtDateTime(item.at) });
-    const li = h("li", { class: `entry ${item.kind}`, dataset: { kind: item.kind } }, when, " ");
+    const li = h("li", { class: `entry ${item.kind}`, dataset: { kind: item.kind, key: `${item.kind}-${item.id}` } }, when, " ");
     if (item.kind === "call") li.append(...this.callEntry(item));
     else if (item.kind === "email") li.append(...this.emailEntry(item));
     else if (item.kind === "note") li.append(h("span", { class: "tag", text: "✎" }), " ", h("p", { class: "body", text: item.body }));
@@ -82,58 +86,130 @@ export class ContactView {
   }
 
   emailEntry(mail) {
-    const state = h("span", { class: "mail-state", text: mail.state && mail.direction === "out" ? t(`email_${mail.state}`) : "" });
-    if (mail.id !== undefined) this.outbox.set(mail.id, state);
+    const state = h("span", { class: "mail-state", dataset: { state: mail.state || "" }, text: mail.direction === "out" && mail.state ? t(`email_${mail.state}`) : "" });
+    if (mail.direction === "out" && mail.error) state.title = mail.error;
+    this.track(mail.id, state);
     const body = h("div", { class: "mail-body", hidden: true });
-    const toggle = h("button", { type: "button", "aria-expanded": "false", text: t("show_message") });
-    toggle.addEventListener("click", () => {
+    const preview = mail.preview ? h("p", { class: "preview", text: mail.preview }) : null;
+    const toggle = h("button", { type: "button", class: "show-mail", "aria-expanded": "false", text: t("show_message") });
+    toggle.addEventListener("click", async () => {
       const open = body.hidden;
       body.hidden = !open;
+      if (preview) preview.hidden = open;
       toggle.setAttribute("aria-expanded", String(open));
       toggle.textContent = open ? t("hide_message") : t("show_message");
-      if (open && !body.firstChild) body.append(renderMailBody(mail));
+      if (!open || body.firstChild) return;
+      try {
+        body.append(...renderMail(await this.fetchMail(mail.id)));
+      } catch (err) {
+        body.append(h("p", { class: "error", role: "alert", text: t("error", { error: err.message }) }));
+      }
     });
-    const reply = h("button", { type: "button", text: t("reply"), onclick: () => this.compose(replyTo(mail)) });
-    return [h("span", { class: "tag", text: "✉" }), " ", h("strong", { class: "subject", text: mail.subject || "" }), " ", h("span", { class: "from", text: `${t("from")}: ${mail.from || ""}` }), " ", state, " ", toggle, mail.direction === "in" ? reply : null, body];
+    const reply = h("button", {
+      type: "button",
+      class: "reply",
+      text: t("reply"),
+      onclick: async () => {
+        try {
+          this.compose(replyTo(await this.fetchMail(mail.id)));
+        } catch (err) {
+          toast(t("error", { error: err.message }), "error");
+        }
+      },
+    });
+    const people = mail.direction === "out" ? `${t("to")}: ${addressList(mail.to)}` : `${t("from")}: ${addressList(mail.from)}`;
+    return [
+      h("span", { class: "tag", "aria-hidden": "true", text: mail.direction === "out" ? "✉→" : "✉" }),
+      " ",
+      h("strong", { class: "subject", text: mail.subject || t("no_subject") }),
+      " ",
+      h("span", { class: "from", text: people }),
+      " ",
+      state,
+      " ",
+      toggle,
+      ...(mail.direction === "in" ? [" ", reply] : []),
+      preview,
+      body,
+    ].filter((part) => part !== null);
+  }
+
+  /** One e-mail with bodies and attachments (GET /api/emails/{id}), fetched once. */
+  fetchMail(id) {
+    if (!this.mails.has(id)) this.mails.set(id, api.get(`/api/emails/${id}`).catch((err) => (this.mails.delete(id), Promise.reject(err))));
+    return this.mails.get(id);
+  }
+
+  /** Remember a state element to update when the outbox reports on e-mail `id`. */
+  track(id, el) {
+    if (id === undefined || id === null) return;
+    const els = this.outbox.get(id) || [];
+    els.push(el);
+    this.outbox.set(id, els.filter((e) => e.isConnected || e === el));
   }
 
   compose({ to = "", subject = "", inReplyTo = null } = {}) {
     const field = (name, label, el) => h("div", { class: "field" }, h("label", { for: `mail-${name}`, text: label }), el);
-    const toIn = h("input", { id: "mail-to", name: "to", type: "email", value: to, required: true });
+    // `multiple` before `type`: Chromium empties a value set after type=email, then multiple
+    const toIn = h("input", { id: "mail-to", name: "to", multiple: true, type: "email", value: to, required: true, autocomplete: "off" });
     const subjectIn = h("input", { id: "mail-subject", name: "subject", value: subject });
     const bodyIn = h("textarea", { id: "mail-text", name: "text", rows: 8 });
     const state = h("p", { class: "mail-state", role: "status" });
+    const send = h("button", { type: "submit", text: t("send") });
     const form = h(
       "form",
-      { class: "compose" },
-      h("h2", { text: t("write_email") }),
+      { class: "compose", "aria-labelledby": "compose-title" },
+      h("h2", { id: "compose-title", text: inReplyTo ? t("reply") : t("write_email") }),
       field("to", t("to"), toIn),
       field("subject", t("subject"), subjectIn),
       field("text", t("message"), bodyIn),
-      h("button", { type: "submit", text: t("send") }),
-      h("button", { type: "button", text: t("cancel"), onclick: () => this.composer.replaceChildren() }),
+      send,
+      " ",
+      h("button", { type: "button", text: t("close"), onclick: () => this.composer.replaceChildren() }),
       state,
     );
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
+      const recipients = toIn.value.split(/[,;]/).map((a) => a.trim()).filter(Boolean);
+      send.disabled = true;
       try {
-        const sent = await api.post("/api/emails", { to: [toIn.value], subject: subjectIn.value, text: bodyIn.value, contact_id: this.id, in_reply_to: inReplyTo });
-        state.textContent = t(`email_${sent.state || "queued"}`);
-        if (sent.id !== undefined) this.outbox.set(sent.id, state);
+        const queued = await api.post("/api/emails", { to: recipients, subject: subjectIn.value, text: bodyIn.value, in_reply_to: inReplyTo });
+        state.dataset.state = queued.state;
+        state.textContent = t(`email_${queued.state}`);
+        this.track(queued.id, state);
+        this.prepend({ kind: "email", at: queued.sort_at || new Date().toISOString(), preview: bodyIn.value.slice(0, 200), ...queued });
+        for (const el of [toIn, subjectIn, bodyIn]) el.readOnly = true;
       } catch (err) {
+        send.disabled = false;
+        state.dataset.state = "error";
         state.textContent = t("error", { error: err.message });
       }
     });
     this.composer.replaceChildren(form);
-    toIn.focus();
+    (to ? bodyIn : toIn).focus();
   }
 
-  /** Live outbox states (email.sent / email.failed) for the messages shown. */
+  /** Put a new item at the top of the timeline, unless it is shown already. */
+  prepend(item) {
+    if (!this.historyList?.isConnected || this.historyList.querySelector(`li[data-key="${item.kind}-${item.id}"]`)) return;
+    this.historyList.prepend(this.item(item));
+  }
+
+  /** Live: outbox states (email.sent / email.failed) and new mail of this contact. */
   handle(event) {
-    const mail = event.email || event.message;
+    const mail = event.email;
     if (!mail || !event.type.startsWith("email.")) return;
-    const el = this.outbox.get(mail.id);
-    if (el) el.textContent = t(`email_${event.type.slice(6)}`);
+    if (event.type === "email.received") {
+      if ((event.contacts || []).includes(this.id)) this.prepend({ kind: "email", at: mail.date || new Date().toISOString(), direction: "in", ...mail });
+      return;
+    }
+    const state = event.type === "email.sent" ? "sent" : "failed";
+    for (const el of this.outbox.get(mail.id) || []) {
+      el.dataset.state = state;
+      el.textContent = t(`email_${state}`);
+      if (mail.error) el.title = mail.error;
+      if (state === "failed" && el.tagName === "P") el.textContent += ` · ${mail.error || ""}`;
+    }
   }
 
   edit() {
@@ -193,19 +269,73 @@ function editRow(kind, item, i) {
   return row;
 }
 
+/** "Name <address>, …" of an address list as the API gives it ([{name, address}]). */
+export function addressList(list) {
+  return (list || []).map((a) => (a.name && a.name !== a.address ? `${a.name} <${a.address}>` : a.address)).join(", ");
+}
+
+/** The composer's fields for a reply to a received e-mail (its full JSON). */
 function replyTo(mail) {
   const subject = mail.subject || "";
-  return { to: mail.reply_to || mail.from_address || mail.from || "", subject: /^re:/i.test(subject) ? subject : `Re: ${subject}`, inReplyTo: mail.message_id || null };
+  const to = (mail.reply_to?.length ? mail.reply_to : mail.from) || [];
+  return { to: to.map((a) => a.address).join(", "), subject: /^(re|aw|sv):/i.test(subject) ? subject : `Re: ${subject}`, inReplyTo: mail.id };
+}
+
+/** The opened e-mail: who, when, the body (inert) and the attachments to download. */
+function renderMail(mail) {
+  const line = (label, value) => (value ? h("div", {}, h("dt", { text: label }), h("dd", { text: value })) : null);
+  const parts = [
+    h("dl", { class: "mail-head" }, line(t("from"), addressList(mail.from)), line(t("to"), addressList(mail.to)), line(t("cc"), addressList(mail.cc)), line(t("date"), fmtDateTime(mail.date || mail.sort_at))),
+    renderMailBody(mail),
+  ];
+  const files = (mail.attachments || []).filter((a) => !(a.inline && a.content_id && mail.html));
+  if (files.length) {
+    parts.push(
+      h(
+        "ul",
+        { class: "attachments", "aria-label": t("attachments") },
+        files.map((a) => {
+          const name = a.filename || `${t("attachment")} ${a.n + 1}`;
+          const href = `/api/emails/${mail.id}/attachments/${a.n}?token=${encodeURIComponent(api.token)}`;
+          return h("li", {}, a.truncated ? h("span", { text: name }) : h("a", { href, download: name, text: name }), ` (${fmtBytes(a.size)})`);
+        }),
+      ),
+    );
+  }
+  return parts;
+}
+
+/** Inline parts (`cid:` images) as attachment URLs, which alone the mail's CSP then allows. */
+function inlineImages(mail) {
+  const byCid = new Map((mail.attachments || []).filter((a) => a.content_id && !a.truncated).map((a) => [a.content_id.replace(/^<|>$/g, ""), a]));
+  if (!byCid.size || !/cid:/i.test(mail.html)) return { html: mail.html, images: "" };
+  const doc = new DOMParser().parseFromString(mail.html, "text/html"); // inert: nothing runs or loads
+  const base = `${location.origin}/api/emails/${mail.id}/attachments/`;
+  for (const img of doc.querySelectorAll("img[src]")) {
+    const src = img.getAttribute("src");
+    if (!/^cid:/i.test(src)) continue;
+    const part = byCid.get(decodeURIComponent(src.slice(4)));
+    if (part) img.setAttribute("src", `${base}${part.n}?token=${encodeURIComponent(api.token)}`);
+  }
+  return { html: doc.body.innerHTML, images: ` ${base}` };
 }
 
 /**
- * The body of an e-mail, inert whatever it contains: the (server-sanitised) HTML
- * goes only into an iframe sandboxed without allow-scripts, as srcdoc, with a CSP
- * that forbids scripts and remote loads; without HTML, the text as text.
+ * The body of an e-mail, inert whatever it contains: the HTML (sanitised by the
+ * server) goes only into an iframe sandboxed without allow-scripts, as srcdoc, with
+ * a CSP that forbids scripts and remote loads (inline parts excepted); without
+ * HTML, the text as text.
  */
 export function renderMailBody(mail) {
   if (!mail.html) return h("pre", { class: "mail-text", text: mail.text || "" });
-  const csp = "default-src 'none'; img-src data: cid:; style-src 'unsafe-inline'";
-  const doc = `<!doctype html><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="${csp}"><base target="_blank">${mail.html}`;
+  const { html, images } = inlineImages(mail);
+  const csp = `default-src 'none'; img-src data:${images}; style-src 'unsafe-inline'`;
+  const doc = `<!doctype html><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="${csp}"><meta name="referrer" content="no-referrer"><base target="_blank"><style>body{font:14px/1.4 system-ui,sans-serif;margin:.6em;color:#222}img{max-width:100%;height:auto}</style>${html}`;
   return h("iframe", { class: "mail-html", sandbox: "allow-popups allow-popups-to-escape-sandbox", referrerpolicy: "no-referrer", srcdoc: doc, title: mail.subject || t("message") });
+}
+
+function fmtBytes(size) {
+  if (size < 1024) return `${fmtInt(size)} B`;
+  if (size < 1024 * 1024) return `${fmtInt(Math.round(size / 1024))} KB`;
+  return `${fmtNumber(size / 1024 / 1024, 1)} MB`;
 }

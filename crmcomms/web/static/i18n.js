@@ -13,6 +13,7 @@ const STRINGS = {
     sign_out: "Sign out",
     login_failed: "Sign-in failed: {error}",
     nav_calls: "My calls",
+    skip_to_main: "Skip to content",
     nav_contacts: "Contacts",
     nav_wall: "Wall",
     link_connecting: "Connecting…",
@@ -84,6 +85,12 @@ const STRINGS = {
     email_sent: "Sent",
     email_failed: "Failed",
     from: "From",
+    cc: "Cc",
+    date: "Date",
+    close: "Close",
+    no_subject: "(no subject)",
+    attachments: "Attachments",
+    attachment: "Attachment",
     task_done: "done",
     status_answered: "answered",
     status_missed: "missed",
@@ -128,6 +135,7 @@ const STRINGS = {
     sign_out: "Abmelden",
     login_failed: "Anmeldung fehlgeschlagen: {error}",
     nav_calls: "Meine Anrufe",
+    skip_to_main: "Zum Inhalt",
     nav_contacts: "Kontakte",
     nav_wall: "Übersicht",
     link_connecting: "Verbinde…",
@@ -199,6 +207,12 @@ const STRINGS = {
     email_sent: "Gesendet",
     email_failed: "Fehlgeschlagen",
     from: "Von",
+    cc: "Kopie",
+    date: "Datum",
+    close: "Schließen",
+    no_subject: "(kein Betreff)",
+    attachments: "Anhänge",
+    attachment: "Anhang",
     task_done: "erledigt",
     status_answered: "angenommen",
     status_missed: "verpasst",
@@ -268,6 +282,11 @@ export function fmtDateTime(iso) {
 /** A whole number in the agent's locale (1.234 / 1,234). */
 export function fmtInt(value) {
   return new Intl.NumberFormat(locale).format(value);
+}
+
+/** A number with `digits` decimals in the agent's locale (1.234,5 / 1,234.5). */
+export function fmtNumber(value, digits = 0) {
+  return new Intl.NumberFormat(locale, { minimumFractionDigits: digits, maximumFractionDigits: digits }).format(value);
 }
 
 /** Seconds as m:ss or h:mm:ss. */
