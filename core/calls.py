@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Protocol
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, Table, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import NotFound
@@ -73,88 +75,107 @@ class CallFacts(Protocol):
     def transfers(self) -> Sequence[TransferFacts]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedCall:
-    """The outcome of recording a snapshot: the row and whether it was new or now final."""
-
-    call: Call
-    created: bool
-    became_final: bool
-
-
+@lru_cache(maxsize=65_536)
 def _e164(number: str, region: str) -> str | None:
     parsed = normalise(number, region)
     return parsed.e164 if parsed is not None else None
 
 
-def _apply(call: Call, facts: CallFacts, region: str) -> None:
-    call.direction = facts.direction
-    call.status = facts.status
-    call.caller = facts.caller
-    call.caller_e164 = _e164(facts.caller, region)
-    call.caller_name = facts.caller_name
-    call.callee = facts.callee
-    call.callee_e164 = _e164(facts.callee, region)
-    call.did = facts.did
-    call.queue = facts.queue
-    call.agents_rung = list(facts.agents_rung)
-    call.answered_by = facts.answered_by
-    call.started_at = facts.started_at
-    call.answered_at = facts.answered_at
-    call.ended_at = facts.ended_at
-    call.ring_seconds = facts.ring_seconds
-    call.talk_seconds = facts.talk_seconds
-    call.hangup_cause = facts.hangup_cause
-    call.recording_path = facts.recording
-    call.transfers = [{"from": t.from_ext, "to": t.to_ext, "kind": t.kind} for t in facts.transfers]
+def _values(facts: CallFacts, region: str) -> dict[str, Any]:
+    """The columns of the calls table for ``facts``."""
+    return {
+        "linkedid": facts.linkedid,
+        "direction": facts.direction,
+        "status": facts.status,
+        "caller": facts.caller,
+        "caller_e164": _e164(facts.caller, region),
+        "caller_name": facts.caller_name,
+        "callee": facts.callee,
+        "callee_e164": _e164(facts.callee, region),
+        "did": facts.did,
+        "queue": facts.queue,
+        "agents_rung": list(facts.agents_rung),
+        "answered_by": facts.answered_by,
+        "started_at": facts.started_at,
+        "answered_at": facts.answered_at,
+        "ended_at": facts.ended_at,
+        "ring_seconds": facts.ring_seconds,
+        "talk_seconds": facts.talk_seconds,
+        "hangup_cause": facts.hangup_cause,
+        "recording_path": facts.recording,
+        "transfers": [
+            {"from": t.from_ext, "to": t.to_ext, "kind": t.kind} for t in facts.transfers
+        ],
+    }
 
 
-async def record_call(
-    session: AsyncSession, facts: CallFacts, contact_ids: Sequence[int], region: str
-) -> RecordedCall:
-    """Insert or update the call with this Linkedid; a final call is never reopened."""
-    call = await session.scalar(select(Call).where(Call.linkedid == facts.linkedid))
-    created = call is None
-    if call is None:
-        call = Call(linkedid=facts.linkedid, contacts=[])
-        session.add(call)
-    elif call.status in FINAL_STATUSES:
-        return RecordedCall(call, created=False, became_final=False)
-    _apply(call, facts, region)
-    if not call.contacts and contact_ids:
-        call.contacts = [CallContact(contact_id=cid) for cid in dict.fromkeys(contact_ids)]
-    await session.flush()
-    return RecordedCall(call, created, became_final=facts.status in FINAL_STATUSES)
+def _insert(session: AsyncSession, table: Table) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
-async def create_callback_task(session: AsyncSession, call: Call) -> Task | None:
+async def record_calls(
+    session: AsyncSession, calls: Sequence[tuple[CallFacts, Sequence[int]]], region: str
+) -> dict[str, int]:
+    """Upsert each call by Linkedid with its matched contacts; returns Linkedid -> call id.
+
+    One statement for the calls and one for the contact links, whatever the
+    batch size. A call already in a final state is never reopened or changed,
+    so replaying a stream (or a reconnect) neither duplicates nor alters it.
+    """
+    table: Table = Call.__table__  # type: ignore[assignment]
+    insert = _insert(session, table)
+    columns = [c for c in _values(calls[0][0], region) if c != "linkedid"]
+    upsert = insert.on_conflict_do_update(
+        index_elements=[table.c.linkedid],
+        set_={column: insert.excluded[column] for column in columns},
+        where=table.c.status.not_in(FINAL_STATUSES),
+    )
+    await session.execute(upsert, [_values(facts, region) for facts, _ in calls])
+    linkedids = [facts.linkedid for facts, _ in calls]
+    found = await session.execute(
+        select(table.c.linkedid, table.c.id).where(table.c.linkedid.in_(linkedids))
+    )
+    ids: dict[str, int] = {row.linkedid: row.id for row in found}
+    links = [
+        {"call_id": ids[facts.linkedid], "contact_id": contact_id}
+        for facts, contact_ids in calls
+        for contact_id in dict.fromkeys(contact_ids)
+    ]
+    if links:
+        link_table: Table = CallContact.__table__  # type: ignore[assignment]
+        await session.execute(_insert(session, link_table).on_conflict_do_nothing(), links)
+    return ids
+
+
+def call_preview(call_id: int, facts: CallFacts, contact_ids: Sequence[int], region: str) -> Call:
+    """A detached Call showing the call as ``facts`` knew it (for push events)."""
+    preview = Call(id=call_id, **_values(facts, region))
+    preview.contacts = [CallContact(contact_id=cid) for cid in dict.fromkeys(contact_ids)]
+    return preview
+
+
+async def create_callback_task(
+    session: AsyncSession, call_id: int, facts: CallFacts, contact_ids: Sequence[int]
+) -> Task | None:
     """A "call back" task for a missed inbound call, once per call."""
     existing = await session.scalar(
-        select(Task).where(Task.call_id == call.id, Task.kind == "callback")
+        select(Task.id).where(Task.call_id == call_id, Task.kind == "callback")
     )
     if existing is not None:
         return None
-    contact_id = call.contacts[0].contact_id if call.contacts else None
     task = Task(
         kind="callback",
-        title=f"Call back {call.caller_name or call.caller or 'unknown caller'}",
-        contact_id=contact_id,
-        call_id=call.id,
-        number=call.caller,
-        assignees=list(call.agents_rung),
-        queue=call.queue,
+        title=f"Call back {facts.caller_name or facts.caller or 'unknown caller'}",
+        contact_id=contact_ids[0] if contact_ids else None,
+        call_id=call_id,
+        number=facts.caller,
+        assignees=list(facts.agents_rung),
+        queue=facts.queue,
     )
     session.add(task)
     await session.flush()
     return task
-
-
-def snapshot_row(row: Call, facts: CallFacts, region: str) -> Call:
-    """A detached copy of ``row`` showing the call as ``facts`` knew it (for push events)."""
-    preview = Call(id=row.id, linkedid=row.linkedid)
-    _apply(preview, facts, region)
-    preview.contacts = [CallContact(contact_id=link.contact_id) for link in row.contacts]
-    return preview
 
 
 def recording_url(call: Call) -> str | None:

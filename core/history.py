@@ -34,9 +34,10 @@ class HistoryItem:
 HistorySource = Callable[[AsyncSession, Sequence[int], int], Awaitable[list[HistoryItem]]]
 
 
-async def _calls(
+async def call_history(
     session: AsyncSession, contact_ids: Sequence[int], limit: int
 ) -> list[HistoryItem]:
+    """The latest calls of these contacts (a :data:`HistorySource`)."""
     rows = await session.scalars(
         select(Call)
         .join(CallContact)
@@ -47,9 +48,10 @@ async def _calls(
     return [HistoryItem("call", c.started_at, call_json(c)) for c in rows.unique()]
 
 
-async def _notes(
+async def note_history(
     session: AsyncSession, contact_ids: Sequence[int], limit: int
 ) -> list[HistoryItem]:
+    """The latest notes of these contacts (a :data:`HistorySource`)."""
     rows = await session.scalars(
         select(Note)
         .where(Note.contact_id.in_(contact_ids))
@@ -59,9 +61,10 @@ async def _notes(
     return [HistoryItem("note", n.created_at, note_json(n)) for n in rows]
 
 
-async def _tasks(
+async def task_history(
     session: AsyncSession, contact_ids: Sequence[int], limit: int
 ) -> list[HistoryItem]:
+    """The latest tasks of these contacts (a :data:`HistorySource`)."""
     rows = await session.scalars(
         select(Task)
         .where(Task.contact_id.in_(contact_ids))
@@ -71,7 +74,7 @@ async def _tasks(
     return [HistoryItem("task", t.created_at, task_json(t)) for t in rows]
 
 
-DEFAULT_SOURCES: tuple[HistorySource, ...] = (_calls, _notes, _tasks)
+DEFAULT_SOURCES: tuple[HistorySource, ...] = (call_history, note_history, task_history)
 
 
 def note_json(note: Note) -> dict[str, Any]:
@@ -109,6 +112,8 @@ async def contact_history(
     sources: Sequence[HistorySource] = DEFAULT_SOURCES,
 ) -> list[HistoryItem]:
     """The merged timeline of these contacts, newest first."""
+    if not contact_ids:
+        return []
     items: list[HistoryItem] = []
     for source in sources:
         items += await source(session, contact_ids, offset + limit)

@@ -55,7 +55,7 @@ async def test_link_cut_mid_call_then_call_continues(tmp_path: Path) -> None:
 
 
 async def test_call_that_ends_while_the_link_is_down_is_logged_once(tmp_path: Path) -> None:
-    async with running_daemon(tmp_path) as daemon:
+    async with running_daemon(tmp_path) as daemon, daemon.listening("sue") as listeners:
         first, rest = _halves(QUEUE, "AgentConnect")
         await daemon.pbx.replay(first)
         daemon.sent += await _events(first)
@@ -64,8 +64,7 @@ async def test_call_that_ends_while_the_link_is_down_is_logged_once(tmp_path: Pa
         for block in rest:  # the PBX goes on without us: the call ends unseen
             daemon.pbx.channels.apply(block.fields)
         await _reconnected(daemon, 2)
-        async with daemon.listening("sue") as listeners:
-            await listeners["sue"].wait_for("call.ended")
+        await listeners["sue"].wait_for("call.ended")
         calls = (await daemon.api("/api/calls"))["calls"]
         assert len(calls) == 1
         assert calls[0]["status"] == "answered" and calls[0]["ended_at"] is not None
