@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +76,24 @@ def _workers(app: web.Application, svc: Services) -> list[Worker]:
         app[DIALER] = telephony.dialer
         workers.append(telephony.run)
     wakeups = app[OUTBOX_WAKEUPS] = OutboxWakeups()
-    for box in svc.settings.mailboxes:
-        workers += [MailboxWorker(svc, box).run, OutboxWorker(svc, box, wakeups).run]
+    if svc.settings.mailboxes:
+        parsers = _parser_pool(app)
+        for box in svc.settings.mailboxes:
+            workers.append(MailboxWorker(svc, box, executor=parsers).run)
+            workers.append(OutboxWorker(svc, box, wakeups).run)
     return workers
+
+
+def _parser_pool(app: web.Application) -> ProcessPoolExecutor:
+    """Processes that parse mail on every core; shut down after the workers stopped."""
+    pool = ProcessPoolExecutor(os.cpu_count() or 1, mp_context=get_context("forkserver"))
+
+    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+        yield
+        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+    app.cleanup_ctx.append(lifetime)
+    return pool
 
 
 def _optional_identity(svc: Services) -> Callable[[str], Coroutine[Any, Any, Any]]:

@@ -5,7 +5,13 @@ cheap: everything a batch needs to know (copies already located, messages
 with the batch's dedupe keys, threads of the ids it refers to, subject
 candidates, contacts of its addresses) is loaded up front in one query each,
 messages created earlier in the same batch are registered in the same maps,
-and all rows are inserted together.
+and the rows of each table are inserted with one executemany (not the ORM
+unit of work, which costs more than the rest of the sync together).
+
+A fetched copy may come with its whole parse (``MailItem``) or with its
+headers only (``MailHeaders``): then the message is stored, deduplicated,
+threaded and linked at once, and its bodies and attachments follow
+(``core.mail.bodies``).
 """
 
 from __future__ import annotations
@@ -13,12 +19,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import Table, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import load_only
 
-from core.mail import MailItem
+from core.mail import MailHeaders, MailItem
 from core.mail.blobs import BlobStore
 from core.mail.models import EmailContact, EmailLocation, EmailMessage, EmailRaw, EmailRef
 from core.mail.store import (
@@ -28,7 +34,7 @@ from core.mail.store import (
     add_attachments,
     create_contacts,
     dedupe_key,
-    new_message,
+    message_values,
 )
 from core.mail.threading import (
     ThreadCandidate,
@@ -37,16 +43,17 @@ from core.mail.threading import (
     lookup_ids,
     subject_key,
 )
-from core.models import EmailAddress
+from core.models import Base, EmailAddress
 
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """One fetched copy: where it is, its bytes, and what the parser made of it."""
+    """One fetched copy: where it is, its bytes, and what the parser made of it
+    (``MailHeaders`` alone: the body is parsed later)."""
 
     copy: Copy
     raw: bytes
-    item: MailItem
+    item: MailItem | MailHeaders
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,22 +63,52 @@ class _Sample:
     at: datetime
 
 
+@dataclass(slots=True)
+class _Row:
+    """What a batch needs of a stored message, or of one it is about to insert (id 0)."""
+
+    dedupe_key: str
+    content_hash: str
+    senders: list[str]
+    subject: str
+    thread_id: str
+    id: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class _Placed:
-    message: EmailMessage
+    row: _Row
     created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A fetched copy and what threading derives from it, computed once."""
+
+    fetched: Fetched
+    thread: ThreadInput
+    ids: tuple[str, ...]
+    subject_key: str  # under the options' thread policy
+    stored_key: str  # under the default policy, as the column holds it
+
+
+@dataclass(frozen=True, slots=True)
+class _New:
+    row: _Row
+    entry: _Entry
+    values: dict[str, Any]
 
 
 @dataclass
 class _Known:
-    located: dict[tuple[str, int], EmailMessage] = field(default_factory=dict)
-    by_key: dict[str, EmailMessage] = field(default_factory=dict)
+    located: dict[tuple[str, int], _Row] = field(default_factory=dict)
+    by_key: dict[str, _Row] = field(default_factory=dict)
     threads: dict[str, str] = field(default_factory=dict)
     subjects: dict[str, list[_Sample]] = field(default_factory=dict)
     contacts: dict[str, int] = field(default_factory=dict)
 
 
-_LIGHT = load_only(
+_ROW_COLUMNS = (
     EmailMessage.id,
     EmailMessage.dedupe_key,
     EmailMessage.content_hash,
@@ -81,11 +118,17 @@ _LIGHT = load_only(
 )
 
 
+def _row(
+    id_: int, key: str, digest: str, from_: list[dict[str, str]], subject: str, thread: str
+) -> _Row:
+    return _Row(key, digest, sorted(a["address"] for a in from_), subject, thread, id_)
+
+
 async def store_message(
     session: AsyncSession,
     copy: Copy,
     raw: bytes,
-    item: MailItem,
+    item: MailItem | MailHeaders,
     blobs: BlobStore,
     options: StoreOptions | None = None,
 ) -> StoredMessage:
@@ -101,32 +144,38 @@ async def store_batch(
     options: StoreOptions,
 ) -> list[StoredMessage]:
     """Store every copy of ``batch`` idempotently; results in the batch's order."""
-    known = await _load(session, batch, options)
-    results: list[StoredMessage | _Placed] = []
-    created: list[tuple[EmailMessage, Fetched]] = []
-    with session.no_autoflush:
-        for fetched in batch:
-            results.append(_place(known, fetched, options, created))
-        session.add_all(message for message, _ in created)
-        await session.flush()
-        for message, fetched in created:
-            _add_rows(session, message, fetched, blobs)
+    entries = [_entry(fetched, options) for fetched in batch]
+    known = await _load(session, entries, options)
+    created: list[_New] = []
+    results = [_place(known, entry, options, created) for entry in entries]
+    contacts: dict[int, tuple[int, ...]] = {}
+    if created:
+        await _insert_messages(session, created)
+        await _insert_rows(session, created, blobs)
         contacts = await _link(session, known, created, options)
-        for fetched, result in zip(batch, results, strict=True):
-            if isinstance(result, _Placed):
-                session.add(_location(result.message.id, fetched.copy))
+    locations = [
+        _location(result.row.id, fetched.copy)
+        for fetched, result in zip(batch, results, strict=True)
+        if isinstance(result, _Placed)
+    ]
+    if locations:
+        await session.execute(insert(_table(EmailLocation)), locations)
     return [_result(r, contacts) for r in results]
 
 
+def _entry(fetched: Fetched, options: StoreOptions) -> _Entry:
+    thread = ThreadInput.of(fetched.item)
+    key = subject_key(thread, options.thread_policy)[:255]
+    stored = key if options.thread_policy.strip_list_tags else subject_key(thread)[:255]
+    return _Entry(fetched, thread, lookup_ids(thread), key, stored)
+
+
 def _place(
-    known: _Known,
-    fetched: Fetched,
-    options: StoreOptions,
-    created: list[tuple[EmailMessage, Fetched]],
+    known: _Known, entry: _Entry, options: StoreOptions, created: list[_New]
 ) -> StoredMessage | _Placed:
     """The stored message this copy is (an old location: StoredMessage), else the
     message it must be located at (a duplicate, or a new one registered in ``known``)."""
-    copy, item = fetched.copy, fetched.item
+    copy, item = entry.fetched.copy, entry.fetched.item
     at = known.located.get((copy.folder, copy.uid))
     if at is not None:
         return StoredMessage(at.id, False, at.thread_id, ())
@@ -134,13 +183,13 @@ def _place(
     if duplicate is not None:
         known.located[(copy.folder, copy.uid)] = duplicate
         return _Placed(duplicate, False)
-    message = _new(known, fetched, options)
-    created.append((message, fetched))
-    known.located[(copy.folder, copy.uid)] = message
-    return _Placed(message, True)
+    new = _new(known, entry, options)
+    created.append(new)
+    known.located[(copy.folder, copy.uid)] = new.row
+    return _Placed(new.row, True)
 
 
-def _duplicate(known: _Known, item: MailItem) -> EmailMessage | None:
+def _duplicate(known: _Known, item: MailItem | MailHeaders) -> _Row | None:
     if item.message_id:
         same_id = known.by_key.get(dedupe_key("id", item.message_id))
         if same_id is not None and _same_message(same_id, item):
@@ -148,31 +197,30 @@ def _duplicate(known: _Known, item: MailItem) -> EmailMessage | None:
     return known.by_key.get(dedupe_key("hash", item.content_hash))
 
 
-def _same_message(stored: EmailMessage, item: MailItem) -> bool:
+def _same_message(stored: _Row, item: MailItem | MailHeaders) -> bool:
     if stored.content_hash == item.content_hash:
         return True
-    senders = sorted(a["address"] for a in stored.from_)
-    same_senders = senders == sorted(a.address for a in item.from_)
+    same_senders = stored.senders == sorted(a.address for a in item.from_)
     return same_senders and stored.subject == (item.subject or "")
 
 
-def _new(known: _Known, fetched: Fetched, options: StoreOptions) -> EmailMessage:
-    item = fetched.item
+def _new(known: _Known, entry: _Entry, options: StoreOptions) -> _New:
+    fetched, item = entry.fetched, entry.fetched.item
     key = dedupe_key("id", item.message_id) if item.message_id else ""
     if not key or key in known.by_key:
         key = dedupe_key("hash", item.content_hash)
-    message = new_message(fetched.copy.mailbox, key, fetched.raw, item)
+    values = message_values(fetched.copy.mailbox, key, fetched.raw, item, entry.stored_key)
     own = options.own_addresses
-    message.direction = "out" if any(a.address in own for a in item.from_) else "in"
-    message.thread_id = _thread(known, item, options)
-    known.by_key[key] = message
-    _register_thread(known, message, item)
-    return message
+    values["direction"] = "out" if any(a.address in own for a in item.from_) else "in"
+    values["thread_id"] = _thread(known, entry, options)
+    row = _row(0, key, item.content_hash, values["from_"], values["subject"], values["thread_id"])
+    known.by_key[key] = row
+    _register_thread(known, values, entry)
+    return _New(row, entry, values)
 
 
-def _thread(known: _Known, item: MailItem, options: StoreOptions) -> str:
-    msg = ThreadInput.of(item)
-    key = subject_key(msg, options.thread_policy)[:255]
+def _thread(known: _Known, entry: _Entry, options: StoreOptions) -> str:
+    msg, key = entry.thread, entry.subject_key
     by_thread: dict[str, list[_Sample]] = {}
     for sample in known.subjects.get(key, []) if key else []:
         by_thread.setdefault(sample.thread_id, []).append(sample)
@@ -190,76 +238,102 @@ def _thread(known: _Known, item: MailItem, options: StoreOptions) -> str:
     return decision.thread_id[:998]
 
 
-def _register_thread(known: _Known, message: EmailMessage, item: MailItem) -> None:
-    msg = ThreadInput.of(item)
-    for ref in lookup_ids(msg):
-        known.threads.setdefault(ref, message.thread_id)
-    if message.subject_key:
-        sample = _Sample(message.thread_id, msg.participants, message.sort_at)
-        known.subjects.setdefault(message.subject_key, []).append(sample)
+def _register_thread(known: _Known, values: dict[str, Any], entry: _Entry) -> None:
+    for ref in entry.ids:
+        known.threads.setdefault(ref, values["thread_id"])
+    if values["subject_key"]:
+        sample = _Sample(values["thread_id"], entry.thread.participants, values["sort_at"])
+        known.subjects.setdefault(values["subject_key"], []).append(sample)
 
 
-def _add_rows(
-    session: AsyncSession, message: EmailMessage, fetched: Fetched, blobs: BlobStore
-) -> None:
-    session.add(EmailRaw(email_id=message.id, raw=fetched.raw))
-    for ref in lookup_ids(ThreadInput.of(fetched.item)):
-        session.add(EmailRef(email_id=message.id, ref=ref[:998]))
-    add_attachments(session, message.id, fetched.item, blobs)
-
-
-def _location(email_id: int, copy: Copy) -> EmailLocation:
-    return EmailLocation(
-        email_id=email_id,
-        mailbox=copy.mailbox,
-        folder=copy.folder,
-        uidvalidity=copy.uidvalidity,
-        uid=copy.uid,
+async def _insert_messages(session: AsyncSession, created: list[_New]) -> None:
+    """Insert the new messages and learn their ids (by dedupe key, unique per mailbox)."""
+    messages = _table(EmailMessage)
+    rows = await session.execute(
+        insert(messages).returning(messages.c.id, messages.c.dedupe_key),
+        [_columns(new.values) for new in created],
     )
+    ids = {key: id_ for id_, key in rows}
+    for new in created:
+        new.row.id = ids[new.row.dedupe_key]
+
+
+def _table(model: type[Base]) -> Table:
+    """A model's table: Core inserts skip the ORM's per-row bookkeeping."""
+    return cast(Table, model.__table__)
+
+
+def _columns(values: dict[str, Any]) -> dict[str, Any]:
+    """Attribute names to column names (only ``from_`` differs)."""
+    columns = dict(values)
+    columns["from"] = columns.pop("from_")
+    return columns
+
+
+async def _insert_rows(session: AsyncSession, created: list[_New], blobs: BlobStore) -> None:
+    """Raw bytes, threading refs and (for fully parsed messages) attachments."""
+    raws = [{"email_id": new.row.id, "raw": new.entry.fetched.raw} for new in created]
+    await session.execute(insert(_table(EmailRaw)), raws)
+    refs = [{"email_id": new.row.id, "ref": ref[:998]} for new in created for ref in new.entry.ids]
+    if refs:
+        await session.execute(insert(_table(EmailRef)), refs)
+    for new in created:
+        if isinstance(new.entry.fetched.item, MailItem):
+            add_attachments(session, new.row.id, new.entry.fetched.item, blobs)
+
+
+def _location(email_id: int, copy: Copy) -> dict[str, Any]:
+    return {
+        "email_id": email_id,
+        "mailbox": copy.mailbox,
+        "folder": copy.folder,
+        "uidvalidity": copy.uidvalidity,
+        "uid": copy.uid,
+    }
 
 
 async def _link(
-    session: AsyncSession,
-    known: _Known,
-    created: list[tuple[EmailMessage, Fetched]],
-    options: StoreOptions,
+    session: AsyncSession, known: _Known, created: list[_New], options: StoreOptions
 ) -> dict[int, tuple[int, ...]]:
     """Link new messages to contacts; returns message id -> contact ids."""
     linked: dict[int, tuple[int, ...]] = {}
-    for message, fetched in created:
-        item = fetched.item
+    for new in created:
+        item = new.entry.fetched.item
         if options.create_unknown_contacts:
             await create_contacts(session, item.from_, options, known.contacts)
         people = (*item.from_, *item.to, *item.cc, *item.reply_to)
         ids = {known.contacts[a.address] for a in people if a.address in known.contacts}
-        linked[message.id] = tuple(sorted(ids))
-        session.add_all(EmailContact(email_id=message.id, contact_id=c) for c in sorted(ids))
+        linked[new.row.id] = tuple(sorted(ids))
+    links = [{"email_id": e, "contact_id": c} for e, ids in linked.items() for c in ids]
+    if links:
+        await session.execute(insert(_table(EmailContact)), links)
     return linked
 
 
 def _result(result: StoredMessage | _Placed, contacts: dict[int, tuple[int, ...]]) -> StoredMessage:
     if isinstance(result, StoredMessage):
         return result
-    message = result.message
-    linked = contacts.get(message.id, ()) if result.created else ()
-    return StoredMessage(message.id, result.created, message.thread_id, linked)
+    row = result.row
+    linked = contacts.get(row.id, ()) if result.created else ()
+    return StoredMessage(row.id, result.created, row.thread_id, linked)
 
 
-async def _load(session: AsyncSession, batch: Sequence[Fetched], options: StoreOptions) -> _Known:
+async def _load(session: AsyncSession, entries: Sequence[_Entry], options: StoreOptions) -> _Known:
     known = _Known()
-    if not batch:
+    if not entries:
         return known
+    batch = [entry.fetched for entry in entries]
     mailbox = batch[0].copy.mailbox
     await _load_located(session, batch, known)
     keys = {dedupe_key("hash", f.item.content_hash) for f in batch}
     keys |= {dedupe_key("id", f.item.message_id) for f in batch if f.item.message_id}
-    rows = await session.scalars(
-        select(EmailMessage)
-        .options(_LIGHT)
-        .where(EmailMessage.mailbox == mailbox, EmailMessage.dedupe_key.in_(keys))
+    rows = await session.execute(
+        select(*_ROW_COLUMNS).where(
+            EmailMessage.mailbox == mailbox, EmailMessage.dedupe_key.in_(keys)
+        )
     )
-    known.by_key = {row.dedupe_key: row for row in rows}
-    await _load_threads(session, batch, known, options)
+    known.by_key = {row.dedupe_key: row for row in (_row(*r) for r in rows)}
+    await _load_threads(session, entries, known)
     await _load_contacts(session, batch, known, options)
     return known
 
@@ -268,23 +342,19 @@ async def _load_located(session: AsyncSession, batch: Sequence[Fetched], known: 
     first = batch[0].copy
     pairs = {(f.copy.folder, f.copy.uid) for f in batch}
     rows = await session.execute(
-        select(EmailLocation.folder, EmailLocation.uid, EmailMessage)
+        select(EmailLocation.folder, EmailLocation.uid, *_ROW_COLUMNS)
         .join(EmailMessage, EmailMessage.id == EmailLocation.email_id)
-        .options(_LIGHT)
         .where(
             EmailLocation.mailbox == first.mailbox,
             EmailLocation.uidvalidity.in_({f.copy.uidvalidity for f in batch}),
             tuple_(EmailLocation.folder, EmailLocation.uid).in_(pairs),
         )
     )
-    known.located = {(folder, uid): message for folder, uid, message in rows}
+    known.located = {(r[0], r[1]): _row(*r[2:]) for r in rows}
 
 
-async def _load_threads(
-    session: AsyncSession, batch: Sequence[Fetched], known: _Known, options: StoreOptions
-) -> None:
-    inputs = [ThreadInput.of(f.item) for f in batch]
-    ids = {ref for msg in inputs for ref in lookup_ids(msg)}
+async def _load_threads(session: AsyncSession, entries: Sequence[_Entry], known: _Known) -> None:
+    ids = {ref for entry in entries for ref in entry.ids}
     if ids:
         rows = await session.execute(
             select(EmailRef.ref, EmailMessage.thread_id)
@@ -292,7 +362,7 @@ async def _load_threads(
             .where(EmailRef.ref.in_(ids))
         )
         known.threads = {ref: thread for ref, thread in rows}
-    keys = {subject_key(msg, options.thread_policy)[:255] for msg in inputs} - {""}
+    keys = {entry.subject_key for entry in entries} - {""}
     if keys:
         samples = await session.execute(
             select(

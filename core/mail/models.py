@@ -7,8 +7,10 @@ are deduplicated by ``dedupe_key``: the SHA-256 of ``id:<Message-ID>``, or of
 different message (other sender or subject).
 
 Raw bytes live in :class:`EmailRaw`, in the database, committed in the same
-transaction as the message row: a crash can never leave a row without its raw
-message, and a batch costs one WAL sync instead of one fsync per file.
+transaction as the message row and its decoded headers (bodies and
+attachments may follow in a later transaction: ``body_parsed``): a crash can
+never leave a row without its raw message, and a batch costs one WAL sync
+instead of one fsync per file.
 Attachments are content-addressed files (``core.mail.blobs``), referenced by
 ``sha256``.
 
@@ -32,6 +34,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -47,6 +50,7 @@ class EmailMessage(Base):
     __table_args__ = (
         UniqueConstraint("mailbox", "dedupe_key", name="uq_email_messages_dedupe"),
         Index("ix_email_messages_state", "state", "next_attempt_at"),
+        Index("ix_email_messages_body_parsed", "body_parsed", "mailbox"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -69,6 +73,9 @@ class EmailMessage(Base):
     html: Mapped[str | None] = mapped_column(Text)
     size: Mapped[int] = mapped_column(Integer, default=0)
     parse_error: Mapped[str | None] = mapped_column(Text)
+    # False from the moment the raw message and its headers are stored until
+    # its bodies and attachments are extracted (``core.mail.bodies``).
+    body_parsed: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     direction: Mapped[str] = mapped_column(String(3), default="in")
     state: Mapped[str | None] = mapped_column(String(10))
     error: Mapped[str | None] = mapped_column(Text)
@@ -96,6 +103,7 @@ class EmailMessage(Base):
             "state": self.state,
             "error": self.error,
             "parse_error": self.parse_error,
+            "body_parsed": self.body_parsed,
         }
 
 

@@ -21,11 +21,12 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.mail import Address, MailItem
+from core.mail import Address, Attachment, MailHeaders, MailItem
 from core.mail.blobs import BlobStore
 from core.mail.models import (
     EmailAttachment,
@@ -83,27 +84,48 @@ def dedupe_key(kind: str, value: str) -> str:
 
 def new_message(mailbox: str, key: str, raw: bytes, item: MailItem) -> EmailMessage:
     """An unsaved message row for ``item`` (thread to be set by the caller)."""
-    return EmailMessage(
-        mailbox=mailbox,
-        dedupe_key=key,
-        message_id=item.message_id,
-        in_reply_to=item.in_reply_to,
-        references=list(item.references),
-        content_hash=item.content_hash,
-        thread_id="",
-        subject=item.subject or "",
-        subject_key=subject_key(ThreadInput.of(item))[:255],
-        from_=addresses_json(item.from_),
-        to=addresses_json(item.to),
-        cc=addresses_json(item.cc),
-        reply_to=addresses_json(item.reply_to),
-        date=item.date,
-        sort_at=item.date or utcnow(),
-        text=item.text,
-        html=item.html,
-        size=len(raw),
-        parse_error=item.parse_error,
-    )
+    return EmailMessage(**message_values(mailbox, key, raw, item))
+
+
+def message_values(
+    mailbox: str,
+    key: str,
+    raw: bytes,
+    item: MailItem | MailHeaders,
+    key_of_subject: str | None = None,
+) -> dict[str, Any]:
+    """The columns of a new message row, by attribute name (thread to be set by the caller).
+
+    Given only the ``MailHeaders`` of a message, its bodies and attachments are
+    left for later (``body_parsed`` false, see ``core.mail.bodies``), unless
+    the headers already could not be read: then there is nothing more to learn.
+    ``key_of_subject``: ``subject_key`` of the item, if the caller has it already.
+    """
+    body = item if isinstance(item, MailItem) else None
+    return {
+        "mailbox": mailbox,
+        "dedupe_key": key,
+        "message_id": item.message_id,
+        "in_reply_to": item.in_reply_to,
+        "references": list(item.references),
+        "content_hash": item.content_hash,
+        "thread_id": "",
+        "subject": item.subject or "",
+        "subject_key": (
+            subject_key(ThreadInput.of(item))[:255] if key_of_subject is None else key_of_subject
+        ),
+        "from_": addresses_json(item.from_),
+        "to": addresses_json(item.to),
+        "cc": addresses_json(item.cc),
+        "reply_to": addresses_json(item.reply_to),
+        "date": item.date,
+        "sort_at": item.date or utcnow(),
+        "text": body.text if body else None,
+        "html": body.html if body else None,
+        "size": len(raw),
+        "parse_error": item.parse_error,
+        "body_parsed": body is not None or item.parse_error is not None,
+    }
 
 
 def addresses_json(addresses: Iterable[Address]) -> list[dict[str, str]]:
@@ -122,19 +144,22 @@ def add_attachments(session: AsyncSession, email_id: int, item: MailItem, blobs:
     for n, part in enumerate(item.attachments):
         if not part.truncated:
             blobs.put(part.content, part.sha256)
-        session.add(
-            EmailAttachment(
-                email_id=email_id,
-                n=n,
-                filename=(part.filename or "")[:500] or None,
-                content_type=part.content_type[:200],
-                size=part.size,
-                sha256=part.sha256,
-                inline=part.inline,
-                content_id=(part.content_id or "")[:500] or None,
-                truncated=part.truncated,
-            )
-        )
+        session.add(EmailAttachment(**attachment_values(email_id, n, part)))
+
+
+def attachment_values(email_id: int, n: int, part: Attachment) -> dict[str, Any]:
+    """The columns of attachment row ``n`` of a message."""
+    return {
+        "email_id": email_id,
+        "n": n,
+        "filename": (part.filename or "")[:500] or None,
+        "content_type": part.content_type[:200],
+        "size": part.size,
+        "sha256": part.sha256,
+        "inline": part.inline,
+        "content_id": (part.content_id or "")[:500] or None,
+        "truncated": part.truncated,
+    }
 
 
 async def choose_thread(session: AsyncSession, item: MailItem, policy: ThreadPolicy) -> str:

@@ -5,11 +5,20 @@ committed (:class:`core.mail.models.FolderState`). A round, for each folder:
 EXAMINE (read-only); if UIDVALIDITY changed, the folder's old locations are
 forgotten and it is fetched again from UID 1 (messages already stored are
 recognised by Message-ID or content hash, and only gain a new location);
-then the (UID, size) of every newer message is listed and the bodies are
+then the (UID, size) of every newer message is listed and the messages are
 fetched with ``BODY.PEEK[]`` in batches bounded by count and bytes. Each
-batch is parsed off the event loop and stored in one transaction together
-with the folder's new last UID: a connection lost or a daemon killed
-mid-batch repeats at most that batch, and storing is idempotent.
+batch's headers are read off the event loop (``parse_headers``) and the
+batch is stored (raw bytes, headers, dedupe, thread, contacts, location) in
+one transaction together with the folder's new last UID: a connection lost
+or a daemon killed mid-batch repeats at most that batch, and storing is
+idempotent. While one batch is read and stored the next is fetched.
+
+Bodies and attachments are the second phase (``core.mail.bodies``): after
+each round a background task parses the messages still marked
+``body_parsed = false``, on the executor (a process pool uses every core),
+and stores the results. The mark is in the database, so a crash between the
+phases loses nothing; bodies are parsed after the round so that they never
+slow the mirroring down.
 
 Between rounds the worker IDLEs on INBOX (re-issued every ``idle_timeout``,
 below the servers' 30 minutes) or, without IDLE, sleeps ``poll_interval``.
@@ -17,7 +26,8 @@ Errors: the connection is re-opened with exponential backoff; a refused
 login is logged once, shown in /healthz, and retried every ``auth_retry``.
 
 Push: ``email.received`` for each new incoming message of an incremental
-round (not for the initial import). Contacts carry no owner in the CRM, so a
+round (not for the initial import), as soon as its headers are stored (its
+body follows within the second phase). Contacts carry no owner in the CRM, so a
 message linked to a contact goes to every agent; otherwise to the agents
 whose own address it names (supervisors see all in both cases).
 """
@@ -29,16 +39,17 @@ import functools
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.mail import MailItem, parse_message
+from core.mail import MailHeaders, parse_headers
 from core.mail.batch import Fetched, store_batch
+from core.mail.bodies import parse_bodies, store_bodies, unparsed
 from core.mail.models import EmailLocation, FolderState
 from core.mail.store import Copy, StoredMessage, addresses_json
 from core.models import Agent, AgentExtension, utcnow
@@ -50,6 +61,9 @@ from crmcomms.services import Services
 
 log = logging.getLogger(__name__)
 MAX_ATTACHMENT_BYTES = 25 * 2**20
+_T = TypeVar("_T")
+# Batches being read and stored while the next one is fetched (memory: that many + 1).
+_PIPELINE = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +72,9 @@ class SyncTuning:
 
     batch_messages: int = 500
     batch_bytes: int = 32 * 2**20
+    body_messages: int = 200
+    body_bytes: int = 16 * 2**20
+    body_chunk: int = 25
     idle_timeout: float = 25 * 60.0
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
@@ -66,9 +83,14 @@ class SyncTuning:
     max_attachment_bytes: int = MAX_ATTACHMENT_BYTES
 
 
-def parse_all(raws: Sequence[bytes], max_attachment_bytes: int) -> list[MailItem]:
-    """Parse a batch (a plain function, so a process pool can run it)."""
-    return [parse_message(raw, max_attachment_bytes=max_attachment_bytes) for raw in raws]
+def read_headers(raws: Sequence[bytes]) -> list[MailHeaders]:
+    """Read the headers of a batch (a plain function, so a process pool can run it)."""
+    return [parse_headers(raw) for raw in raws]
+
+
+def chunks(items: Sequence[_T], size: int) -> list[Sequence[_T]]:
+    """``items`` cut into pieces of at most ``size``, to spread over an executor's workers."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def batches(
@@ -92,7 +114,7 @@ def batches(
 class _Fetched:
     uid: int
     raw: bytes
-    item: MailItem
+    item: MailHeaders
 
 
 class MailboxWorker:
@@ -114,6 +136,8 @@ class MailboxWorker:
         self.blobs = blob_store(svc.settings)
         self.options = store_options(settings)
         self.round_done = asyncio.Event()
+        self.bodies_done = asyncio.Event()  # set whenever no stored body is left to parse
+        self._bodies_due = asyncio.Event()
         self._delay = self.tuning.backoff_initial
         self._auth_reported = False
         self.login_failures = 0
@@ -123,7 +147,12 @@ class MailboxWorker:
         )
 
     async def run(self) -> None:
-        """Sync, wait for mail, repeat; reconnect on errors, forever."""
+        """Sync, wait for mail, repeat, reconnecting on errors; parse bodies behind; forever."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._mirror())
+            tasks.create_task(self._parse_bodies())
+
+    async def _mirror(self) -> None:
         while True:
             if not self._auth_reported:
                 self._health("connecting")
@@ -136,6 +165,7 @@ class MailboxWorker:
             except (ImapError, SQLAlchemyError) as exc:
                 log.warning("mailbox %s: %s; retrying in %.0f s", self.name, exc, self._delay)
                 self._health(f"reconnecting: {exc}")
+                self._bodies_due.set()  # what was stored before the error
             await asyncio.sleep(self._delay)
             self._delay = min(self._delay * 2, self.tuning.backoff_max)
 
@@ -185,6 +215,7 @@ class MailboxWorker:
         self._delay = self.tuning.backoff_initial
         self._health("ok")
         self.round_done.set()
+        self._bodies_due.set()
 
     async def _wait_for_mail(self, client: ImapClient, folder: str) -> None:
         if "IDLE" not in client.capabilities:
@@ -200,20 +231,49 @@ class MailboxWorker:
             log.error("mailbox %s: folder %r skipped: %s", self.name, folder, exc)
 
     async def sync_folder(self, client: ImapClient, folder: str) -> None:
-        """Fetch and store every message of ``folder`` above the last committed UID."""
+        """Fetch and store every message of ``folder`` above the last committed UID.
+
+        Pipelined: the next batch is fetched while earlier ones (``_PIPELINE``) have
+        their headers read and are stored; batches commit in UID order (each waits
+        for its predecessor before storing).
+        """
         info = await client.examine(folder)
         last_uid = await self._start_uid(folder, info.uidvalidity)
         if info.uidnext is not None and info.uidnext <= last_uid + 1:
             return
         pending = await client.uid_sizes(last_uid)
         tuning = self.tuning
-        for batch in batches(pending, tuning.batch_messages, tuning.batch_bytes):
-            fetched = await client.fetch_bodies([uid for uid, _ in batch])
-            items = await self._parse([raw for _, raw in fetched])
-            pairs = zip(fetched, items, strict=True)
-            messages = [_Fetched(uid, raw, item) for (uid, raw), item in pairs]
-            copy = Copy(self.name, folder, info.uidvalidity, batch[-1][0])
-            await self._store_batch(copy, messages, announce=last_uid > 0)
+        in_flight: list[asyncio.Task[None]] = []
+        try:
+            for batch in batches(pending, tuning.batch_messages, tuning.batch_bytes):
+                fetched = await client.fetch_bodies([uid for uid, _ in batch])
+                copy = Copy(self.name, folder, info.uidvalidity, batch[-1][0])
+                previous = in_flight[-1] if in_flight else None
+                store = self._read_and_store(copy, fetched, last_uid > 0, previous)
+                in_flight.append(asyncio.create_task(store))
+                if len(in_flight) > _PIPELINE:
+                    await in_flight.pop(0)
+            while in_flight:
+                await in_flight[0]
+                in_flight.pop(0)
+        finally:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+
+    async def _read_and_store(
+        self,
+        last: Copy,
+        fetched: list[tuple[int, bytes]],
+        announce: bool,
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        headers = await self._read_headers([raw for _, raw in fetched])
+        if previous is not None:
+            await previous
+        pairs = zip(fetched, headers, strict=True)
+        messages = [_Fetched(uid, raw, item) for (uid, raw), item in pairs]
+        await self._store_batch(last, messages, announce)
 
     async def _start_uid(self, folder: str, uidvalidity: int) -> int:
         """The last committed UID; 0 for a new folder or after a UIDVALIDITY change."""
@@ -235,13 +295,51 @@ class MailboxWorker:
             )
         )
 
-    async def _parse(self, raws: list[bytes]) -> list[MailItem]:
-        parse = functools.partial(parse_all, raws, self.tuning.max_attachment_bytes)
-        return await asyncio.get_running_loop().run_in_executor(self.executor, parse)
+    async def _read_headers(self, raws: list[bytes]) -> list[MailHeaders]:
+        loop = asyncio.get_running_loop()
+        parts = chunks(raws, max(1, len(raws) // 2))  # two halves: two cores
+        read = [loop.run_in_executor(self.executor, read_headers, part) for part in parts]
+        return [headers for part in await asyncio.gather(*read) for headers in part]
+
+    async def _parse_bodies(self) -> None:
+        """After each round, parse the bodies still marked unparsed, batch by batch."""
+        while True:
+            await self._bodies_due.wait()
+            self._bodies_due.clear()
+            try:
+                while await self.parse_some_bodies():
+                    pass
+            except (SQLAlchemyError, OSError, BrokenExecutor) as exc:
+                log.warning("mailbox %s: parsing bodies failed, retried later: %s", self.name, exc)
+            else:
+                self.bodies_done.set()
+
+    async def parse_some_bodies(self) -> bool:
+        """Parse and store one batch of unparsed bodies; False when none was left."""
+        tuning = self.tuning
+        async with self.svc.sessions() as session:
+            pending = await unparsed(session, self.name, tuning.body_messages, tuning.body_bytes)
+        if not pending:
+            return False
+        self.bodies_done.clear()
+        loop = asyncio.get_running_loop()
+        parse = functools.partial(
+            parse_bodies,
+            blob_root=self.blobs.root,
+            max_attachment_bytes=tuning.max_attachment_bytes,
+        )
+        parts = [
+            loop.run_in_executor(self.executor, parse, part)
+            for part in chunks(pending, tuning.body_chunk)
+        ]
+        parsed = [body for part in await asyncio.gather(*parts) for body in part]
+        async with self.svc.sessions.begin() as session:
+            await store_bodies(session, parsed)
+        return True
 
     async def _store_batch(self, last: Copy, messages: list[_Fetched], announce: bool) -> None:
         """Store a batch and advance the folder's last UID to ``last.uid``, atomically."""
-        stored: list[tuple[StoredMessage, MailItem, Audience]] = []
+        stored: list[tuple[StoredMessage, MailHeaders, Audience]] = []
         batch = [
             Fetched(Copy(last.mailbox, last.folder, last.uidvalidity, m.uid), m.raw, m.item)
             for m in messages
@@ -259,18 +357,18 @@ class MailboxWorker:
         for result, item, audience in stored:
             self.svc.hub.publish("email.received", self._payload(result, item), audience)
 
-    def _is_own(self, item: MailItem) -> bool:
+    def _is_own(self, item: MailHeaders) -> bool:
         return any(a.address in self.options.own_addresses for a in item.from_)
 
     async def _audience(
-        self, session: AsyncSession, result: StoredMessage, item: MailItem
+        self, session: AsyncSession, result: StoredMessage, item: MailHeaders
     ) -> Audience:
         if result.contact_ids:
             return Audience.all()
         people = [a.address for a in (*item.to, *item.cc)]
         return Audience(extensions=await addressed_extensions(session, people))
 
-    def _payload(self, result: StoredMessage, item: MailItem) -> dict[str, Any]:
+    def _payload(self, result: StoredMessage, item: MailHeaders) -> dict[str, Any]:
         return {
             "mailbox": self.name,
             "email": {

@@ -14,13 +14,19 @@ from sqlalchemy import func, select
 
 from core.agents import AgentIdentity
 from core.history import DEFAULT_SOURCES, contact_history
-from core.mail.models import EmailLocation, EmailMessage, EmailRaw, FolderState
-from core.mail.queries import email_history
+from core.mail import parse_headers
+from core.mail.batch import Fetched, store_batch
+from core.mail.models import EmailAttachment, EmailLocation, EmailMessage, EmailRaw, FolderState
+from core.mail.queries import EmailFilter, email_history, list_emails
+from core.mail.store import Copy, StoreOptions
+from core.migrate import upgrade
 from core.models import Contact, EmailAddress
 from crmcomms.app import build_services
 from crmcomms.config import MailboxSettings, Settings
+from crmcomms.mail import blob_store
 from crmcomms.mail.sync import MailboxWorker, SyncTuning
 from crmcomms.services import Services
+from tests.conftest import PostgresServer, make_settings
 from tests.mail_servers import DovecotServer, TcpCutter, run_dovecot, running, wait_until
 
 CORPUS = Path(__file__).parent.parent / "fixtures" / "mail"
@@ -282,3 +288,85 @@ async def test_wrong_password_is_reported_once_and_others_keep_syncing(
     refused = [r for r in caplog.records if "refused" in r.getMessage()]
     assert len(refused) == 1
     assert "check the password" in refused[0].getMessage()
+
+
+def with_attachment(n: int) -> bytes:
+    mime = Mime()
+    mime["From"] = "Kunde <kunde@example.org>"
+    mime["To"] = "Support <support@company.test>"
+    mime["Subject"] = f"Rechnung {n}"
+    mime["Date"] = "Mon, 01 Jan 2024 10:00:00 +0100"
+    mime["Message-ID"] = f"<att{n}.test@example.org>"
+    mime.set_content(f"Rechnung {n} anbei.\n")
+    mime.add_alternative(f"<p>Rechnung {n} anbei.</p>", subtype="html")
+    mime.add_attachment(b"%PDF-1.4 " + bytes([n]) * 100, maintype="application",
+                        subtype="pdf", filename=f"r{n}.pdf")  # fmt: skip
+    return mime.as_bytes()
+
+
+async def test_bodies_and_attachments_follow_the_headers(
+    svc: Services, dovecot: DovecotServer
+) -> None:
+    dovecot.append_many([with_attachment(n) for n in range(12)])
+    worker = MailboxWorker(svc, mailbox(dovecot), FAST)
+    async with running(worker.run):
+        await wait_until(_event_set(worker.bodies_done), what="bodies parsed")
+    async with svc.sessions() as session:
+        rows = (await session.scalars(select(EmailMessage).order_by(EmailMessage.id))).all()
+        parts = (await session.scalars(select(EmailAttachment))).all()
+    assert len(rows) == 12 and all(row.body_parsed for row in rows)
+    assert rows[3].text == "Rechnung 3 anbei.\n"
+    assert (rows[3].html or "").strip() == "<p>Rechnung 3 anbei.</p>"
+    assert sorted(part.filename or "" for part in parts) == sorted(f"r{n}.pdf" for n in range(12))
+    assert all(blob_store(svc.settings).read(part.sha256) is not None for part in parts)
+
+
+async def test_message_stored_with_headers_only_lists_and_is_parsed_after_a_restart(
+    svc: Services, dovecot: DovecotServer
+) -> None:
+    raw = with_attachment(1)
+    async with svc.sessions.begin() as session:  # phase 1 committed, then the daemon died
+        copy = Copy("support", "INBOX", 1, 1)
+        fetched = [Fetched(copy, raw, parse_headers(raw))]
+        await store_batch(session, fetched, blob_store(svc.settings), StoreOptions())
+    async with svc.sessions() as session:
+        (listed,) = await list_emails(session, EmailFilter())
+    summary = listed.summary()
+    assert (summary["subject"], summary["from"][0]["address"]) == (
+        "Rechnung 1",
+        "kunde@example.org",
+    )
+    assert summary["date"] == "2024-01-01T09:00:00Z"
+    assert summary["body_parsed"] is False and listed.text is None
+    worker = MailboxWorker(svc, mailbox(dovecot), FAST)
+    assert await worker.parse_some_bodies()
+    assert not await worker.parse_some_bodies()
+    async with svc.sessions() as session:
+        message = await session.get(EmailMessage, listed.id)
+        parts = (await session.scalars(select(EmailAttachment))).all()
+    assert message is not None and message.body_parsed
+    assert message.text == "Rechnung 1 anbei.\n"
+    assert [(part.n, part.filename, part.email_id) for part in parts] == [(0, "r1.pdf", listed.id)]
+
+
+@pytest.mark.postgres
+async def test_two_phase_sync_on_postgresql(
+    postgres: PostgresServer, dovecot: DovecotServer, tmp_path: Path
+) -> None:
+    url = postgres.create_database("mailsync")
+    services = build_services(make_settings(tmp_path, database={"url": url}))
+    try:
+        await upgrade(services.engine)
+        raws = [with_attachment(n) for n in range(5)] + [message(n) for n in range(10)]
+        dovecot.append_many([*raws, raws[0]])
+        worker = MailboxWorker(services, mailbox(dovecot), FAST)
+        async with running(worker.run):
+            await wait_until(_event_set(worker.bodies_done), what="bodies parsed")
+        assert await count(services) == 15
+        assert await count(services, EmailLocation) == 16
+        assert await count(services, EmailAttachment) == 5
+        async with services.sessions() as session:
+            texts = set(await session.scalars(select(EmailMessage.text)))
+        assert "Rechnung 4 anbei.\n" in texts and None not in texts
+    finally:
+        await services.engine.dispose()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import random
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from core.mail import Address, MailItem, parse_headers, parse_message, sanitize_
 from core.mail.addresses import parse_addresses
 from core.mail.dates import parse_date
 from core.mail.decode import b64decode_lenient, decode_text
+from core.mail.headers import strip_trailing_space
 from core.mail.words import decode_words
 
 MAIL = Path(__file__).parent.parent / "fixtures" / "mail"
@@ -382,3 +385,16 @@ def test_deep_nesting_is_cut_off() -> None:
     item = parse_message(b"Message-ID: <deep@x>\n" + levels + b"Content-Type: text/plain\n\nx\n")
     assert (item.message_id, item.parse_error, item.text) == ("deep@x", None, None)
     assert item.defects == ("MIME nesting deeper than 40: rest ignored",)
+
+
+_OLD_TRAILING_SPACE = re.compile(rb"[ \t\r]+(?=\n)|\s+\Z")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_trailing_space_strip_matches_the_regex_it_replaced(seed: int) -> None:
+    rng = random.Random(seed)
+    pieces = [b"a", b"\xfc", b" ", b"\t", b"\r", b"\n", b"\r\n", b"\x0b", b"\x0c", b"\x85", b"\xa0"]
+    bodies = [path.read_bytes() for path in CORPUS]
+    bodies += [b"".join(rng.choices(pieces, k=rng.randint(0, 40))) for _ in range(2000)]
+    for body in bodies:
+        assert strip_trailing_space(body) == _OLD_TRAILING_SPACE.sub(b"", body), body
