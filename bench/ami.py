@@ -50,7 +50,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +77,7 @@ from crmcomms.config import load_settings
 
 AMI_USER, AMI_SECRET = "crm", "crmsecret"
 PASSWORD = "bench-password"
+TOO_SLOW = 4000  # the daemon's close code for a client that fell behind
 SUPERVISOR = "sue"
 FIRST = ["Anna", "Jonas", "Lena", "Lukas", "Marie", "Paul", "Jürgen", "Emma", "Ben", "Mia"]
 LAST = ["Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker"]
@@ -216,6 +217,11 @@ class Agents:
     closed: list[str] = field(default_factory=list)  # sockets the daemon closed on us
     closing: bool = False
     all_ended: asyncio.Event = field(default_factory=asyncio.Event)
+    seq: dict[str, int] = field(default_factory=dict)
+    epoch: str = ""
+    catch_ups: int = 0  # reconnects after the daemon dropped a client as too slow
+    sockets: dict[str, aiohttp.ClientWebSocketResponse] = field(default_factory=dict)
+    reconnect: Callable[[str, str], Awaitable[aiohttp.ClientWebSocketResponse]] | None = None
 
     def expect(self, calls: int) -> None:
         self.expected_calls = calls
@@ -224,6 +230,18 @@ class Agents:
         self.all_ended.clear()
 
     async def listen(self, ws: aiohttp.ClientWebSocketResponse, name: str) -> None:
+        """Collect one agent's frames; after a 'too slow' close, catch up with since."""
+        while True:
+            await self._receive(ws, name)
+            if self.closing or ws.close_code != TOO_SLOW or self.reconnect is None:
+                break
+            self.catch_ups += 1
+            ws = await self.reconnect(name, f"&since={self.seq[name]}&epoch={self.epoch}")
+            self.sockets[name] = ws
+        if not self.closing:
+            self.closed.append(f"{name}: {ws.close_code}")
+
+    async def _receive(self, ws: aiohttp.ClientWebSocketResponse, name: str) -> None:
         supervisor = name == SUPERVISOR
         async for message in ws:
             now = time.monotonic()
@@ -232,15 +250,16 @@ class Agents:
             self.frames += 1
             frame = orjson.loads(message.data)
             kind = frame["type"]
-            if kind == "call.ringing" and not supervisor:
+            self.seq[name] = max(self.seq.get(name, 0), frame.get("seq", 0))
+            if kind == "hello":
+                self.epoch = frame["epoch"]
+            elif kind == "call.ringing" and not supervisor:
                 self.ringing.setdefault((frame["call"]["linkedid"], frame["agent"]), now)
             elif kind == "call.ended" and supervisor:
                 self.ended.add(frame["call"]["linkedid"])
                 self.last_ended_at = now
                 if len(self.ended) >= self.expected_calls:
                     self.all_ended.set()
-        if not self.closing:
-            self.closed.append(f"{name}: {ws.close_code}")
 
 
 async def login(http: aiohttp.ClientSession, base: str, name: str) -> str:
@@ -258,13 +277,18 @@ async def connected(
     """Log every name in, open its websocket and listen until the block exits."""
     gate = asyncio.Semaphore(32)
 
-    async def open_one(name: str) -> aiohttp.ClientWebSocketResponse:
+    tokens: dict[str, str] = {}
+
+    async def open_one(name: str, query: str = "") -> aiohttp.ClientWebSocketResponse:
         async with gate:
-            token = await login(http, base, name)
-            return await http.ws_connect(f"{base}/ws?token={token}", heartbeat=None)
+            if name not in tokens:
+                tokens[name] = await login(http, base, name)
+            url = f"{base}/ws?token={tokens[name]}{query}"
+            return await http.ws_connect(url, heartbeat=None)
 
     sockets = await asyncio.gather(*(open_one(name) for name in names))
-    agents = Agents()
+    agents = Agents(reconnect=open_one)
+    agents.sockets.update(zip(names, sockets, strict=True))
     tasks = [
         asyncio.create_task(agents.listen(ws, n)) for ws, n in zip(sockets, names, strict=True)
     ]
@@ -272,7 +296,7 @@ async def connected(
         yield agents
     finally:
         agents.closing = True
-        await asyncio.gather(*(ws.close() for ws in sockets))
+        await asyncio.gather(*(ws.close() for ws in agents.sockets.values()))
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
@@ -529,6 +553,10 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
                         linkedids += await latency(args, http, daemon, pbx, agents)
                 if agents.closed:
                     print(f"websockets closed by the daemon: {agents.closed[:5]}")
+                if agents.catch_ups:
+                    print(
+                        f"clients dropped as too slow that caught up with since: {agents.catch_ups}"
+                    )
         finally:
             daemon.stop()
     check_database(settings.general.data_dir / "crmcomms.sqlite3", linkedids)
