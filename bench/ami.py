@@ -361,7 +361,7 @@ async def throughput(
         for chunk in stream.chunks:
             await pbx.send_raw(chunk)
         sent = time.monotonic()
-        async with asyncio.timeout(600):
+        async with asyncio.timeout(args.timeout):
             await agents.all_ended.wait()
         cpu = daemon.cpu_seconds() - cpu0
         (user1, sys1), switches1 = daemon.cpu_split(), daemon.context_switches()
@@ -557,6 +557,10 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
                     print(
                         f"clients dropped as too slow that caught up with since: {agents.catch_ups}"
                     )
+        except TimeoutError:
+            errors = [line for line in daemon.log.read_text().splitlines() if "Error" in line]
+            print("timed out; daemon errors:", *errors[:10], sep="\n")
+            raise
         finally:
             daemon.stop()
     check_database(settings.general.data_dir / "crmcomms.sqlite3", linkedids)
@@ -569,6 +573,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mode", choices=("both", "throughput", "latency"), default="both")
     parser.add_argument("--calls", type=int, default=3000, help="throughput mode")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds for the last call")
     parser.add_argument("--concurrency", type=int, default=200, help="calls in progress")
     parser.add_argument("--rate", type=float, default=100.0, help="latency mode: calls/s")
     parser.add_argument("--duration", type=float, default=20.0, help="latency mode: seconds")

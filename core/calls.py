@@ -12,7 +12,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
-from sqlalchemy import Select, Table, select
+from sqlalchemy import Select, Table, and_, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -129,7 +129,8 @@ async def record_calls(
     upsert = insert.on_conflict_do_update(
         index_elements=[table.c.linkedid],
         set_={column: insert.excluded[column] for column in columns},
-        where=table.c.status.not_in(FINAL_STATUSES),
+        # constants, not an expanding IN parameter: executemany cannot expand one
+        where=and_(*(table.c.status != literal_column(f"'{s}'") for s in sorted(FINAL_STATUSES))),
     )
     await session.execute(upsert, [_values(facts, region) for facts, _ in calls])
     linkedids = [facts.linkedid for facts, _ in calls]
