@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from core.agents import AgentIdentity, add_agent
-from core.db import create_engine
+from core.db import SessionFactory, create_engine, session_factory
 from core.migrate import upgrade
 from crmcomms.app import build_app
 from crmcomms.config import Settings, parse_settings
@@ -87,6 +88,19 @@ def postgres() -> Iterator[PostgresServer]:
     finally:
         run(PG_BIN / "pg_ctl", "-D", data, "-m", "immediate", "stop")
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SessionFactory]:
+    """A migrated database: SQLite in tmp_path, or a fresh one on the session's PostgreSQL."""
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres").create_database(f"db_{uuid4().hex}")
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'crm.sqlite3'}"
+    engine = create_engine(url)
+    await upgrade(engine)
+    yield session_factory(engine)
+    await engine.dispose()
 
 
 @pytest.fixture

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-from uuid import uuid4
-
 import pytest
 from sqlalchemy import func, select
 
@@ -21,25 +17,11 @@ from core.contacts import (
     search_contacts,
     update_contact,
 )
-from core.db import SessionFactory, create_engine, session_factory
+from core.db import SessionFactory
 from core.errors import InvalidInput, NotFound
-from core.migrate import upgrade
 from core.models import EmailAddress, Organization, PhoneNumber
 
 REGION = "DE"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SessionFactory]:
-    """A migrated database: SQLite in tmp_path, or a fresh one on the session's PostgreSQL."""
-    if request.param == "postgres":
-        url = request.getfixturevalue("postgres").create_database(f"contacts_{uuid4().hex}")
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'crm.sqlite3'}"
-    engine = create_engine(url)
-    await upgrade(engine)
-    yield session_factory(engine)
-    await engine.dispose()
 
 
 def anna() -> ContactInput:

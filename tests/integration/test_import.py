@@ -3,36 +3,20 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 from pathlib import Path
-from uuid import uuid4
 
 import openpyxl
 import pytest
 from sqlalchemy import func, select
 
 from core.contacts import ContactInput, PhoneInput, create_contact, search_contacts
-from core.db import SessionFactory, create_engine, session_factory
+from core.db import SessionFactory
 from core.errors import InvalidInput
 from core.importer import RawRow, RowDuplicate, RowError, import_contacts, read_rows
-from core.migrate import upgrade
 from core.models import Contact
 
 REGION = "DE"
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "import"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SessionFactory]:
-    """A migrated database: SQLite in tmp_path, or a fresh one on the session's PostgreSQL."""
-    if request.param == "postgres":
-        url = request.getfixturevalue("postgres").create_database(f"import_{uuid4().hex}")
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'crm.sqlite3'}"
-    engine = create_engine(url)
-    await upgrade(engine)
-    yield session_factory(engine)
-    await engine.dispose()
 
 
 def read(name: str) -> list[RawRow]:

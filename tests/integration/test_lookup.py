@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import pytest
 from sqlalchemy import event
 
 from core.contacts import ContactInput, PhoneInput, create_contact
-from core.db import SessionFactory, create_engine, session_factory
+from core.db import SessionFactory
 from core.lookup import lookup_contacts
-from core.migrate import upgrade
 from core.models import PhoneNumber
 from core.phones import normalise, rev_digits
 
@@ -31,19 +27,6 @@ CONTACTS: dict[str, list[str]] = {
 }
 # French numbers written nationally under region DE: only the last digits match the caller
 ODD: dict[str, str] = {"Dora Dupont": "01 42 68 53 00", "Hans Huber": "1 42 68 53 00"}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SessionFactory]:
-    """A migrated database: SQLite in tmp_path, or a fresh one on the session's PostgreSQL."""
-    if request.param == "postgres":
-        url = request.getfixturevalue("postgres").create_database(f"lookup_{uuid4().hex}")
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'crm.sqlite3'}"
-    engine = create_engine(url)
-    await upgrade(engine)
-    yield session_factory(engine)
-    await engine.dispose()
 
 
 @pytest.fixture
