@@ -48,10 +48,10 @@ async def check_data_dir(settings: Settings) -> str | None:
 
 
 async def check_ami(settings: Settings) -> str | None:
-    """Log in to the AMI with the configured user."""
+    """Log in to the AMI with the configured user and list the channels."""
     if not settings.ami.enabled:
         return None
-    error = await check_login(settings.ami)
+    error = await check_login(settings.ami, actions=[{"Action": "CoreShowChannels"}])
     return f"ami: {error}" if error else None
 
 

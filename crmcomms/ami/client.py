@@ -15,9 +15,15 @@ import asyncio
 import logging
 import random as _random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
-from crmcomms.ami.errors import AmiError, AmiLoginRefused, AmiNotConnected, AmiTimeout
+from crmcomms.ami.errors import (
+    AmiActionError,
+    AmiError,
+    AmiLoginRefused,
+    AmiNotConnected,
+    AmiTimeout,
+)
 from crmcomms.ami.framing import Keep, Malformed, Message
 from crmcomms.ami.link import AmiLink, open_link
 from crmcomms.config import AmiSettings
@@ -241,8 +247,14 @@ class AmiClient:
         )
 
 
-async def check_login(settings: AmiSettings, timeout: float = 5) -> str | None:
-    """Try one connect + Login (for ``check-config``): None if fine, else one human line."""
+async def check_login(
+    settings: AmiSettings, timeout: float = 5, actions: Sequence[dict[str, str]] = ()
+) -> str | None:
+    """Try one connect + Login, then each list action in ``actions`` (for ``check-config``).
+
+    None if all went fine, else one human line (a refused action names the
+    manager.conf ``write`` class it probably lacks).
+    """
 
     def ignore(_: object) -> None:
         return None
@@ -251,10 +263,16 @@ async def check_login(settings: AmiSettings, timeout: float = 5) -> str | None:
         link = await open_link(settings.host, settings.port, timeout, ignore, ignore)
     except AmiError as exc:
         return str(exc)
+    name = "Login"
     try:
         await link.login(settings.username, settings.secret, timeout)
+        for action in actions:
+            name = action.get("Action", "action")
+            await link.request(action, timeout, is_list=True)
     except AmiLoginRefused as exc:
         return f"login refused: {exc}"
+    except AmiActionError as exc:
+        return f"{name} refused: {exc} (check the write= classes of the AMI user)"
     except AmiError as exc:
         return str(exc)
     finally:

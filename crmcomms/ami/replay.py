@@ -71,6 +71,7 @@ class AmiReplayServer:
     ) -> None:
         self.actions: list[RecordedAction] = []
         self.pause_pings = False
+        self.denied: set[str] = set()  # lower-case action names answered "Permission denied"
         self.connections = 0
         self.logins = 0
         self.failed_logins = 0
@@ -261,7 +262,7 @@ class AmiReplayServer:
         name = action.get("Action", "").lower()
         if name == "login":
             self._login(client, action)
-        elif not client.logged_in:
+        elif not client.logged_in or name in self.denied:
             client.send(action, {"Response": "Error", "Message": "Permission denied"})
         elif name == "ping":
             if not self.pause_pings:

@@ -155,6 +155,12 @@ async def test_check_config_tries_the_ami_login(tmp_path: Path) -> None:
         problem = await check_ami(bad)
         assert problem is not None and "Authentication failed" in problem
         assert "wrong" not in problem
+        daemon.pbx.denied.add("coreshowchannels")  # an AMI user without write=reporting
+        problem = await check_ami(good)
+        assert problem == (
+            "ami: CoreShowChannels refused: Permission denied "
+            "(check the write= classes of the AMI user)"
+        )
 
 
 @pytest.mark.parametrize("port_kind", ["closed"])
