@@ -2,8 +2,9 @@
 
 The AMI client hands every event block to a plain function that puts it on a
 queue; one consumer task drains the queue in order, feeds the sans-I/O tracker,
-records the resulting calls in one transaction per batch and then publishes
-``call.*`` events (the call JSON carries its database id). After every
+records the resulting calls (new and ended calls in the batch's transaction,
+the rest write-behind, see :mod:`crmcomms.telephony.publisher`) and then
+publishes ``call.*`` events (the call JSON carries its database id). After every
 (re)login the channels Asterisk reports (``CoreShowChannels``) go through the
 same queue, so the tracker ends calls that vanished while the link was down.
 """
@@ -31,6 +32,8 @@ from crmcomms.telephony.tracker import CallTracker
 log = logging.getLogger(__name__)
 
 BATCH = 512
+#: How long the queue must stay dry before the write-behind call snapshots are written.
+WRITE_BEHIND_DELAY = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,16 +110,43 @@ class TelephonyService:
         self._queue.put_nowait(Resync(channels, datetime.now(UTC)))
 
     async def _consume(self) -> None:
+        unrecorded = 0  # blocks handled whose calls may still wait in the write-behind
         while True:
-            if self._queue.empty():
-                self.idle.set()
-            batch = [await self._queue.get()]
-            self.idle.clear()
-            while len(batch) < BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            await self._process(batch)
-            self.consumed += sum(1 for item in batch if isinstance(item, dict))
-            self.progress.set()
+            item = await self._next()
+            if item is None:
+                await self._flush()
+            else:
+                batch = [item]
+                while len(batch) < BATCH and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                await self._process(batch)
+                unrecorded += sum(1 for item in batch if isinstance(item, dict))
+            if not self.publisher.pending:
+                # "consumed" means recorded: who waits for it may read the database
+                self.consumed += unrecorded
+                unrecorded = 0
+                self.progress.set()
+
+    async def _next(self) -> Item | None:
+        """The next item; ``None`` when the queue stays dry while call snapshots wait."""
+        if not self._queue.empty():
+            return self._queue.get_nowait()
+        if self.publisher.pending:
+            try:
+                async with asyncio.timeout(WRITE_BEHIND_DELAY):
+                    return await self._queue.get()
+            except TimeoutError:
+                return None
+        self.idle.set()
+        item = await self._queue.get()
+        self.idle.clear()
+        return item
+
+    async def _flush(self) -> None:
+        try:
+            await self.publisher.flush()
+        except Exception:
+            log.exception("could not record the pending calls")
 
     async def _process(self, batch: list[Item]) -> None:
         events: list[CallEvent] = []

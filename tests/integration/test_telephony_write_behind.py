@@ -1,0 +1,37 @@
+"""Intermediate call states are written behind, within a short bounded delay."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from crmcomms.ami.capture import load_capture
+from crmcomms.telephony.calls import CallAnswered
+from crmcomms.telephony.tracker import CallTracker
+from tests.integration.telephony_harness import CAPTURES, running_daemon
+
+SCENARIO = "inbound-direct-answered"
+
+
+async def test_answered_call_shows_talking_in_the_log_soon(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as daemon:
+        blocks = load_capture(CAPTURES / f"{SCENARIO}.ami")
+        tracker = CallTracker(daemon.settings.ami.agent_channel_patterns)
+        answered = next(
+            index
+            for index, block in enumerate(blocks)
+            if any(isinstance(e, CallAnswered) for e in tracker.feed_message(block.fields))
+        )
+        async with daemon.listening("sue") as listeners:
+            await daemon.pbx.replay(blocks[:answered])
+            await listeners["sue"].wait_for("call.ringing")  # recorded: the answer is not new
+            await daemon.pbx.replay(blocks[answered : answered + 1])
+            await listeners["sue"].wait_for("call.answered")
+            async with asyncio.timeout(1):  # write-behind: bounded, well under a second
+                while True:
+                    [call] = (await daemon.api("/api/calls"))["calls"]
+                    if call["status"] == "talking":
+                        break
+                    await asyncio.sleep(0.01)
+            detail = await daemon.api(f"/api/calls/{call['id']}")
+            assert detail["status"] == "talking"
