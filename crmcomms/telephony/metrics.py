@@ -17,6 +17,9 @@ class _Telephony(Protocol):
     tracker: CallTracker
     skipped: int
 
+    @property
+    def queue_depth(self) -> int: ...
+
 
 class TelephonyCollector(Collector):
     """Link state, event counters and calls in progress of one telephony service."""
@@ -44,4 +47,9 @@ class TelephonyCollector(Collector):
         )
         yield GaugeMetricFamily(
             "crmcomms_calls_active", "Calls in progress", value=len(tracker.active_calls())
+        )
+        yield GaugeMetricFamily(
+            "crmcomms_ami_queue_depth",
+            "AMI blocks received but not handled yet",
+            value=self._telephony.queue_depth,
         )

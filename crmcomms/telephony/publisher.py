@@ -101,15 +101,17 @@ class CallPublisher:
             self._pending_since = time.monotonic()
         for event in events:
             self._pending[event.call.linkedid] = event.call
-        if self._needs_database(events):
-            outgoing = await self._record(events)
-        else:
-            contacts = {e.call.linkedid: self._cached_contacts(e.call) for e in events}
-            outgoing = [self._message(e, self._ids, contacts) for e in events]
-        self._publish(outgoing)
-        for event in events:
-            if isinstance(event, CallEnded):
-                self._forget(event.call)
+        try:
+            if self._needs_database(events):
+                outgoing = await self._record(events)
+            else:
+                contacts = {e.call.linkedid: self._cached_contacts(e.call) for e in events}
+                outgoing = [self._message(e, self._ids, contacts) for e in events]
+            self._publish(outgoing)
+        finally:  # the tracker is done with an ended call even if recording it failed
+            for event in events:
+                if isinstance(event, CallEnded):
+                    self._forget(event.call)
 
     def _publish(self, outgoing: Sequence[Outgoing]) -> None:
         for type_, payload, audience in outgoing:

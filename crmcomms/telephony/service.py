@@ -95,6 +95,12 @@ class TelephonyService:
         self.progress.set()
         return False
 
+    @property
+    def queue_depth(self) -> int:
+        """AMI blocks received and not handled yet (the AMI socket is read eagerly:
+        Asterisk drops slow readers, so a backlog queues here; /metrics shows it)."""
+        return self._queue.qsize()
+
     def link_state(self) -> str:
         """ "connected", or "down: <last error>" for /healthz."""
         if self.client.connected:

@@ -85,6 +85,7 @@ async def test_garbage_and_truncated_blocks_are_counted_and_skipped(tmp_path: Pa
         resp = await daemon.client.get("/metrics")
         metrics = await resp.text()
         assert "crmcomms_ami_malformed_total 3.0" in metrics
+        assert "crmcomms_ami_queue_depth 0.0" in metrics
         assert 'crmcomms_calls_total{status="answered"} 1.0' in metrics
 
 
