@@ -129,18 +129,3 @@ async def identify(session: AsyncSession, token: str, now: datetime | None = Non
 async def logout(session: AsyncSession, token: str) -> None:
     """Revoke a token."""
     await session.execute(delete(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-
-
-async def agents_for_extensions(
-    session: AsyncSession, extensions: Sequence[str]
-) -> dict[str, AgentIdentity]:
-    """Map each known extension to its agent."""
-    rows = await session.scalars(
-        select(AgentExtension).where(AgentExtension.extension.in_(list(extensions)))
-    )
-    result = {}
-    for row in rows:
-        agent = await session.get(Agent, row.agent_id)
-        if agent is not None:
-            result[row.extension] = _identity(agent)
-    return result

@@ -14,7 +14,13 @@ from core.contacts import (
     update_contact,
 )
 from core.errors import InvalidInput
-from core.history import DEFAULT_SOURCES, add_note, contact_history, note_json
+from core.history import (
+    DEFAULT_SOURCES,
+    add_note,
+    contact_history,
+    note_json,
+    organization_contact_ids,
+)
 from core.importer import import_contacts, read_rows
 from core.lookup import lookup_contacts
 from core.mail.queries import email_history
@@ -74,18 +80,33 @@ async def delete_one_contact(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def get_history(request: web.Request) -> web.Response:
-    contact_id = _contact_id(request)
+async def _timeline(request: web.Request, contact_ids: list[int]) -> web.Response:
     async with services(request).sessions() as session:
-        await get_contact(session, contact_id)
         items = await contact_history(
             session,
-            [contact_id],
+            contact_ids,
             sources=HISTORY_SOURCES,
             limit=int_param(request, "limit", 50, maximum=200),
             offset=int_param(request, "offset", 0, maximum=10**9),
         )
     return json_response({"items": [item.to_json() for item in items]})
+
+
+async def get_history(request: web.Request) -> web.Response:
+    contact_id = _contact_id(request)
+    async with services(request).sessions() as session:
+        await get_contact(session, contact_id)
+    return await _timeline(request, [contact_id])
+
+
+async def get_organization_history(request: web.Request) -> web.Response:
+    """The timeline of every contact of an organization."""
+    raw = request.match_info["organization_id"]
+    if not raw.isdigit():
+        raise InvalidInput("id", "must be an organization id")
+    async with services(request).sessions() as session:
+        contact_ids = await organization_contact_ids(session, int(raw))
+    return await _timeline(request, contact_ids)
 
 
 class NoteInput(BaseModel):
@@ -147,4 +168,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete("/api/contacts/{contact_id}", delete_one_contact)
     app.router.add_get("/api/contacts/{contact_id}/history", get_history)
     app.router.add_post("/api/contacts/{contact_id}/notes", post_note)
+    app.router.add_get("/api/organizations/{organization_id}/history", get_organization_history)
     app.router.add_get("/api/lookup", get_lookup)

@@ -201,7 +201,10 @@ async def test_connection_cut_mid_fetch_loses_and_doubles_nothing(
 async def test_restart_mid_sync_continues_from_last_committed_uid(
     svc: Services, dovecot: DovecotServer
 ) -> None:
-    dovecot.append_many([message(n) for n in range(200)])
+    # enough messages that the first run cannot finish before it is stopped,
+    # even now that headers are stored in pipelined bulk batches
+    total = 600
+    dovecot.append_many([message(n) for n in range(total)])
     tuning = SyncTuning(batch_messages=5)
     async with running(MailboxWorker(svc, mailbox(dovecot), tuning).run):
         await reach(svc, 5)
@@ -209,9 +212,9 @@ async def test_restart_mid_sync_continues_from_last_committed_uid(
     second = MailboxWorker(svc, mailbox(dovecot), tuning)
     async with running(second.run):
         await wait_until(_event_set(second.round_done), timeout=30, what="round after restart")
-    assert interrupted < 200, "the first run finished before the restart"
-    assert await count(svc) == 200
-    assert await count(svc, EmailLocation) == 200
+    assert interrupted < total, "the first run finished before the restart"
+    assert await count(svc) == total
+    assert await count(svc, EmailLocation) == total
 
 
 async def test_awkward_corpus_is_stored_and_nothing_dropped(

@@ -119,6 +119,9 @@ async def test_queue_pop_withdrawn_from_the_loser(tmp_path: Path) -> None:
         assert ringing["card"]["matches"][0]["display_name"].startswith("Hanna")
         answered = bob.of("call.answered")[0]
         assert answered["call"]["answered_by"] == "102"
+        organization = ringing["card"]["matches"][0]["organization"]["id"]
+        timeline = await daemon.api(f"/api/organizations/{organization}/history", "bob")
+        assert [item["kind"] for item in timeline["items"]] == ["call"]
         seqs = [e["seq"] for e in bob.events if e["type"] != "hello"]
         assert seqs == sorted(seqs)
 
