@@ -12,9 +12,10 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
-from sqlalchemy import Select, Table, and_, literal_column, select
+from sqlalchemy import Connection, Select, Table, and_, bindparam, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from core.errors import NotFound
 from core.models import Call, CallContact, Task
@@ -109,43 +110,49 @@ def _values(facts: CallFacts, region: str) -> dict[str, Any]:
     }
 
 
-def _insert(session: AsyncSession, table: Table) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-
-
-async def record_calls(
-    session: AsyncSession, calls: Sequence[tuple[CallFacts, Sequence[int]]], region: str
-) -> dict[str, int]:
-    """Upsert each call by Linkedid with its matched contacts; returns Linkedid -> call id.
-
-    One statement for the calls and one for the contact links, whatever the
-    batch size. A call already in a final state is never reopened or changed,
-    so replaying a stream (or a reconnect) neither duplicates nor alters it.
-    """
+@lru_cache(maxsize=4)
+def _upserts(dialect: str) -> tuple[Any, Any, Any]:
+    """The calls upsert, the ids query and the contact-links insert, built once per dialect."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table: Table = Call.__table__  # type: ignore[assignment]
-    insert = _insert(session, table)
-    columns = [c for c in _values(calls[0][0], region) if c != "linkedid"]
-    upsert = insert.on_conflict_do_update(
+    statement = insert(table)
+    columns = [c.name for c in table.c if c.name not in ("id", "linkedid")]
+    upsert = statement.on_conflict_do_update(
         index_elements=[table.c.linkedid],
-        set_={column: insert.excluded[column] for column in columns},
+        set_={column: statement.excluded[column] for column in columns},
         # constants, not an expanding IN parameter: executemany cannot expand one
         where=and_(*(table.c.status != literal_column(f"'{s}'") for s in sorted(FINAL_STATUSES))),
     )
-    await session.execute(upsert, [_values(facts, region) for facts, _ in calls])
-    linkedids = [facts.linkedid for facts, _ in calls]
-    found = await session.execute(
-        select(table.c.linkedid, table.c.id).where(table.c.linkedid.in_(linkedids))
+    ids = select(table.c.linkedid, table.c.id).where(
+        table.c.linkedid.in_(bindparam("linkedids", expanding=True))
     )
-    ids: dict[str, int] = {row.linkedid: row.id for row in found}
+    links = insert(CallContact.__table__).on_conflict_do_nothing()  # type: ignore[arg-type]
+    return upsert, ids, links
+
+
+def record_calls(
+    conn: Connection, calls: Sequence[tuple[CallFacts, Sequence[int]]], region: str
+) -> dict[str, int]:
+    """Upsert each call by Linkedid with its matched contacts; returns Linkedid -> call id.
+
+    Three statements whatever the batch size (the calls, their ids, the contact
+    links). A call already in a final state is never reopened or changed, so
+    replaying a stream (or a reconnect) neither duplicates nor alters it.
+    Synchronous: run it in one hop (``core.dbthread.DbWorker`` or ``run_sync``).
+    """
+    upsert, select_ids, insert_links = _upserts(conn.dialect.name)
+    conn.execute(upsert, [_values(facts, region) for facts, _ in calls])
+    linkedids = [facts.linkedid for facts, _ in calls]
+    ids: dict[str, int] = {
+        lid: id_ for lid, id_ in conn.execute(select_ids, {"linkedids": linkedids})
+    }
     links = [
         {"call_id": ids[facts.linkedid], "contact_id": contact_id}
         for facts, contact_ids in calls
         for contact_id in dict.fromkeys(contact_ids)
     ]
     if links:
-        link_table: Table = CallContact.__table__  # type: ignore[assignment]
-        await session.execute(_insert(session, link_table).on_conflict_do_nothing(), links)
+        conn.execute(insert_links, links)
     return ids
 
 
@@ -156,11 +163,11 @@ def call_preview(call_id: int, facts: CallFacts, contact_ids: Sequence[int], reg
     return preview
 
 
-async def create_callback_task(
-    session: AsyncSession, call_id: int, facts: CallFacts, contact_ids: Sequence[int]
+def create_callback_task(
+    session: Session, call_id: int, facts: CallFacts, contact_ids: Sequence[int]
 ) -> Task | None:
-    """A "call back" task for a missed inbound call, once per call."""
-    existing = await session.scalar(
+    """A "call back" task for a missed inbound call, once per call (synchronous session)."""
+    existing = session.scalar(
         select(Task.id).where(Task.call_id == call_id, Task.kind == "callback")
     )
     if existing is not None:
@@ -175,7 +182,7 @@ async def create_callback_task(
         queue=facts.queue,
     )
     session.add(task)
-    await session.flush()
+    session.flush()
     return task
 
 

@@ -7,13 +7,14 @@ the mail module.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import BindParameter, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from core.calls import call_json
 from core.models import Call, CallContact, Contact, Note, Task
@@ -31,46 +32,53 @@ class HistoryItem:
         return {"kind": self.kind, "at": self.at.isoformat().replace("+00:00", "Z"), **self.data}
 
 
-HistorySource = Callable[[AsyncSession, Sequence[int], int], Awaitable[list[HistoryItem]]]
+HistorySource = Callable[[Session, Sequence[int], int], list[HistoryItem]]
+"""``source(session, contact_ids, limit)``: the latest items of one kind, newest first.
+
+Sources are synchronous so that a batch of them runs in one hop: on the
+telephony worker's database thread (the screen-pop card), or through
+``AsyncSession.run_sync`` (the HTTP API). Their statements are built once,
+with the ids and the limit as parameters.
+"""
+
+_IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
+_LIMIT: BindParameter[int] = bindparam("limit")
+_CALLS = (
+    select(Call)
+    .join(CallContact)
+    .where(CallContact.contact_id.in_(_IDS))
+    .order_by(Call.started_at.desc())
+    .limit(_LIMIT)
+)
+_NOTES = (
+    select(Note).where(Note.contact_id.in_(_IDS)).order_by(Note.created_at.desc()).limit(_LIMIT)
+)
+_TASKS = (
+    select(Task).where(Task.contact_id.in_(_IDS)).order_by(Task.created_at.desc()).limit(_LIMIT)
+)
+_OPEN_TASKS = (
+    select(Task)
+    .where(Task.contact_id.in_(_IDS), Task.done.is_(False))
+    .order_by(Task.created_at.desc())
+    .limit(_LIMIT)
+)
 
 
-async def call_history(
-    session: AsyncSession, contact_ids: Sequence[int], limit: int
-) -> list[HistoryItem]:
+def call_history(session: Session, contact_ids: Sequence[int], limit: int) -> list[HistoryItem]:
     """The latest calls of these contacts (a :data:`HistorySource`)."""
-    rows = await session.scalars(
-        select(Call)
-        .join(CallContact)
-        .where(CallContact.contact_id.in_(contact_ids))
-        .order_by(Call.started_at.desc())
-        .limit(limit)
-    )
+    rows = session.scalars(_CALLS, {"ids": list(contact_ids), "limit": limit})
     return [HistoryItem("call", c.started_at, call_json(c)) for c in rows.unique()]
 
 
-async def note_history(
-    session: AsyncSession, contact_ids: Sequence[int], limit: int
-) -> list[HistoryItem]:
+def note_history(session: Session, contact_ids: Sequence[int], limit: int) -> list[HistoryItem]:
     """The latest notes of these contacts (a :data:`HistorySource`)."""
-    rows = await session.scalars(
-        select(Note)
-        .where(Note.contact_id.in_(contact_ids))
-        .order_by(Note.created_at.desc())
-        .limit(limit)
-    )
+    rows = session.scalars(_NOTES, {"ids": list(contact_ids), "limit": limit})
     return [HistoryItem("note", n.created_at, note_json(n)) for n in rows]
 
 
-async def task_history(
-    session: AsyncSession, contact_ids: Sequence[int], limit: int
-) -> list[HistoryItem]:
+def task_history(session: Session, contact_ids: Sequence[int], limit: int) -> list[HistoryItem]:
     """The latest tasks of these contacts (a :data:`HistorySource`)."""
-    rows = await session.scalars(
-        select(Task)
-        .where(Task.contact_id.in_(contact_ids))
-        .order_by(Task.created_at.desc())
-        .limit(limit)
-    )
+    rows = session.scalars(_TASKS, {"ids": list(contact_ids), "limit": limit})
     return [HistoryItem("task", t.created_at, task_json(t)) for t in rows]
 
 
@@ -114,9 +122,22 @@ async def contact_history(
     """The merged timeline of these contacts, newest first."""
     if not contact_ids:
         return []
+    return await session.run_sync(timeline, contact_ids, limit, offset, sources)
+
+
+def timeline(
+    session: Session,
+    contact_ids: Sequence[int],
+    limit: int = 50,
+    offset: int = 0,
+    sources: Sequence[HistorySource] = DEFAULT_SOURCES,
+) -> list[HistoryItem]:
+    """:func:`contact_history` on a synchronous session."""
+    if not contact_ids:
+        return []
     items: list[HistoryItem] = []
     for source in sources:
-        items += await source(session, contact_ids, offset + limit)
+        items += source(session, contact_ids, offset + limit)
     items.sort(key=lambda item: item.at, reverse=True)
     return items[offset : offset + limit]
 
@@ -143,10 +164,9 @@ async def open_tasks(
     session: AsyncSession, contact_ids: Sequence[int], limit: int = 20
 ) -> list[Task]:
     """Tasks not done yet for these contacts, newest first."""
-    rows = await session.scalars(
-        select(Task)
-        .where(Task.contact_id.in_(contact_ids), Task.done.is_(False))
-        .order_by(Task.created_at.desc())
-        .limit(limit)
-    )
-    return list(rows)
+    return await session.run_sync(pending_tasks, contact_ids, limit)
+
+
+def pending_tasks(session: Session, contact_ids: Sequence[int], limit: int = 20) -> list[Task]:
+    """:func:`open_tasks` on a synchronous session."""
+    return list(session.scalars(_OPEN_TASKS, {"ids": list(contact_ids), "limit": limit}))

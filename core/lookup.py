@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import TextClause, bindparam, text
+from sqlalchemy import Connection, TextClause, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.phones import NormalisedNumber, normalise, rev_digits, suffix_key
@@ -125,8 +125,25 @@ async def lookup_contacts(
         return LookupResult(None, (), "none")
     sql, params = matching_phones(normalised, suffix_digits)
     cards, kind = await fetch_cards(session, sql, params, limit=limit)
+    return _result(normalised, cards, kind)
+
+
+def find_contacts(
+    conn: Connection, number: str, region: str, suffix_digits: int, *, limit: int = MAX_MATCHES
+) -> LookupResult:
+    """:func:`lookup_contacts` on a synchronous connection (the telephony worker's thread)."""
+    normalised = normalise(number, region)
+    if normalised is None:
+        return LookupResult(None, (), "none")
+    sql, params = matching_phones(normalised, suffix_digits)
+    statement = _cards_statement(sql, ())
+    rows = conn.execute(statement, {**params, "limit": limit, "offset": 0}).all()
+    return _result(normalised, tuple(assemble_cards(rows)), rows[0][0] if rows else "none")
+
+
+def _result(number: NormalisedNumber, cards: tuple[ContactCard, ...], kind: str) -> LookupResult:
     match_kind: MatchKind = "none" if not cards else "suffix" if kind == "suffix" else "exact"
-    return LookupResult(normalised, cards, match_kind)
+    return LookupResult(number, cards, match_kind)
 
 
 def matching_phones(number: NormalisedNumber, suffix_digits: int) -> tuple[str, dict[str, Any]]:

@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from core.db import create_engine, session_factory
+from core.dbthread import DbWorker
 from core.migrate import current_revision, head_revision
 from crmcomms.config import Settings
 from crmcomms.errors import StartupError
@@ -46,7 +47,9 @@ STATIC = Path(__file__).parent / "web" / "static"
 def build_services(settings: Settings) -> Services:
     """Database engine, sessions, push hub and metrics for one process."""
     engine = create_engine(settings.database_url)
-    return Services(settings, engine, session_factory(engine), PushHub(), Metrics())
+    return Services(
+        settings, engine, session_factory(engine), DbWorker(engine), PushHub(), Metrics()
+    )
 
 
 def build_app(settings: Settings, workers: Sequence[Worker] = ()) -> web.Application:
@@ -121,6 +124,7 @@ def _add_static(app: web.Application) -> None:
 
 async def _engine_lifetime(app: web.Application) -> AsyncIterator[None]:
     yield
+    await app[SERVICES].db.close()
     await app[SERVICES].engine.dispose()
 
 

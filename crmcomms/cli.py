@@ -9,9 +9,11 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
+import uvloop
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.errors import CoreError
@@ -42,8 +44,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.general.log_level)
     app = build_app(settings)
-    asyncio.run(run_until_signalled(app))
+    serve(run_until_signalled(app))
     return 0
+
+
+def serve(main: Coroutine[Any, Any, None]) -> None:
+    """Run the daemon's main coroutine on uvloop (cheaper per socket read and
+    per thread hand-off than the stdlib loop)."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -102,7 +111,7 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from crmcomms.demo import run_demo
 
-    asyncio.run(run_demo(port=args.port, speed=args.speed))
+    serve(run_demo(port=args.port, speed=args.speed))
     return 0
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.agents import AgentIdentity, identify
 from core.db import SessionFactory
+from core.dbthread import DbWorker
 from crmcomms.config import Settings
 from crmcomms.metrics import Metrics
 from crmcomms.push import PushHub
@@ -29,6 +30,7 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     sessions: SessionFactory
+    db: DbWorker
     hub: PushHub
     metrics: Metrics
     health: Health = field(default_factory=Health)

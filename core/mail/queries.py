@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from core.errors import NotFound
 from core.history import HistoryItem
@@ -86,22 +87,24 @@ async def _extract(session: AsyncSession, email_id: int, n: int, sha256: str) ->
     return item.attachments[n].content
 
 
-async def email_history(
-    session: AsyncSession, contact_ids: Sequence[int], limit: int
-) -> list[HistoryItem]:
+_HISTORY = (
+    select(EmailMessage)
+    .where(
+        EmailMessage.id.in_(
+            select(EmailContact.email_id)
+            .where(EmailContact.contact_id.in_(bindparam("ids", expanding=True)))
+            .distinct()
+            .scalar_subquery()
+        )
+    )
+    .order_by(EmailMessage.sort_at.desc())
+    .limit(bindparam("limit"))
+)
+
+
+def email_history(session: Session, contact_ids: Sequence[int], limit: int) -> list[HistoryItem]:
     """History source (``core.history.HistorySource``): the contacts' e-mails."""
-    ids = (
-        select(EmailContact.email_id)
-        .where(EmailContact.contact_id.in_(contact_ids))
-        .distinct()
-        .scalar_subquery()
-    )
-    rows = await session.scalars(
-        select(EmailMessage)
-        .where(EmailMessage.id.in_(ids))
-        .order_by(EmailMessage.sort_at.desc())
-        .limit(limit)
-    )
+    rows = session.scalars(_HISTORY, {"ids": list(contact_ids), "limit": limit})
     return [HistoryItem("email", m.sort_at, history_json(m)) for m in rows]
 
 

@@ -17,6 +17,7 @@ import socket
 import uuid
 from collections.abc import Callable
 from itertools import count
+from typing import cast
 
 from crmcomms.ami.errors import (
     AmiActionError,
@@ -86,8 +87,8 @@ class AmiLink(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # a stream transport (uvloop's does not derive from asyncio.Transport)
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.bytes_received += len(data)

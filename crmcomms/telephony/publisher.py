@@ -1,16 +1,19 @@
 """Sink of the call tracker: record calls, create call-back tasks, push ``call.*`` events.
 
-Per batch of tracker events: one transaction upserts the latest snapshot of
-every call touched (idempotent by Linkedid, two statements per batch), then
-each event is published with the call JSON as known at that event.
+Every database access is one hop to the database worker
+(:class:`core.dbthread.DbWorker`, :mod:`crmcomms.telephony.record`): in one
+transaction it upserts call snapshots (idempotent by Linkedid), looks up
+new callers, builds cards and creates call-back tasks; then each event is
+published with the call JSON as known at that event.
 
 Write-behind: a batch needs the database only when a call is new (its id),
 ends (the log is the source of truth once ``call.ended`` is out), changes
-number (lookup) or rings without a card yet. Other batches only mark their
-calls pending and publish at once with the cached ids; the pending snapshots
-are written with the next transaction, by :meth:`CallPublisher.flush` (the
-consumer calls it when the queue runs dry) or, on a busy link, by the first
-batch once the oldest has waited :data:`WRITE_BEHIND_MAX` seconds.
+number (lookup) or rings without a card yet, and then it writes the calls of
+that batch only, so that a pop never waits for other calls' snapshots. Other
+batches only mark their calls pending and publish at once with the cached
+ids; the pending snapshots are written by :meth:`CallPublisher.flush` (the
+consumer calls it when the queue runs dry, and after a batch once the oldest
+has waited :data:`WRITE_BEHIND_MAX` seconds on a busy link).
 ``call.ringing`` carries the caller's card: matched contacts, their last
 interactions (calls, notes and e-mails) and open tasks. The caller is looked up once
 per call and number, the card built once per call while it rings.
@@ -18,17 +21,13 @@ per call and number, the card built once per call while it rings.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from core.calls import call_json, call_preview, create_callback_task, record_calls
-from core.history import call_history, contact_history, note_history, open_tasks, task_json
-from core.lookup import LookupResult, lookup_contacts
-from core.mail.queries import email_history
-from core.models import Task
+from core.calls import call_json, call_preview
+from core.lookup import LookupResult
 from crmcomms.push import Audience
 from crmcomms.services import Services
 from crmcomms.telephony.calls import (
@@ -39,6 +38,7 @@ from crmcomms.telephony.calls import (
     CallRingStopped,
     CallSnapshot,
 )
+from crmcomms.telephony.record import Work, contact_ids, customer_number, write
 
 EVENT_TYPES: dict[type, str] = {
     CallRinging: "call.ringing",
@@ -46,19 +46,9 @@ EVENT_TYPES: dict[type, str] = {
     CallRingStopped: "call.ring_stopped",
     CallEnded: "call.ended",
 }
-CARD_RECENT = 10
 #: Longest an intermediate snapshot waits to be written while the link stays busy.
 WRITE_BEHIND_MAX = 0.1
 Outgoing = tuple[str, dict[str, Any], Audience]
-
-
-def customer_number(call: CallSnapshot) -> str:
-    """The outside party's number: the caller of inbound, the callee of outbound calls."""
-    if call.direction == "inbound":
-        return call.caller
-    if call.direction == "outbound":
-        return call.callee
-    return ""
 
 
 def audience_of(call: CallSnapshot, agent: str | None = None) -> Audience:
@@ -103,7 +93,7 @@ class CallPublisher:
             self._pending[event.call.linkedid] = event.call
         try:
             if self._needs_database(events):
-                outgoing = await self._record(events)
+                outgoing = await self._record(events, {e.call.linkedid for e in events})
             else:
                 contacts = {e.call.linkedid: self._cached_contacts(e.call) for e in events}
                 outgoing = [self._message(e, self._ids, contacts) for e in events]
@@ -112,6 +102,8 @@ class CallPublisher:
             for event in events:
                 if isinstance(event, CallEnded):
                     self._forget(event.call)
+        if self._pending and time.monotonic() - self._pending_since >= WRITE_BEHIND_MAX:
+            await self.flush()
 
     def _publish(self, outgoing: Sequence[Outgoing]) -> None:
         for type_, payload, audience in outgoing:
@@ -121,11 +113,9 @@ class CallPublisher:
     async def flush(self) -> None:
         """Write the pending call snapshots now."""
         if self._pending:
-            await self._record(())
+            await self._record((), set(self._pending))
 
     def _needs_database(self, events: Sequence[CallEvent]) -> bool:
-        if time.monotonic() - self._pending_since >= WRITE_BEHIND_MAX:
-            return True
         for event in events:
             call = event.call
             if isinstance(event, CallEnded) or call.linkedid not in self._ids:
@@ -137,28 +127,55 @@ class CallPublisher:
                 return True
         return False
 
-    async def _record(self, events: Sequence[CallEvent]) -> list[Outgoing]:
-        """One transaction: upsert every pending call, build the messages and call-back tasks."""
-        latest = dict(self._pending)
+    async def _record(self, events: Sequence[CallEvent], calls: set[str]) -> list[Outgoing]:
+        """One hop to the database worker: upsert the pending ``calls`` (Linkedids),
+        look up new callers, build the cards of new pops and the call-back tasks."""
+        latest = {lid: self._pending[lid] for lid in calls}
+        work = self._work(latest, events)
         try:
-            async with self._svc.sessions.begin() as session:
-                contacts = {lid: await self._contact_ids(session, c) for lid, c in latest.items()}
-                ids = await record_calls(
-                    session, [(c, contacts[lid]) for lid, c in latest.items()], self._region
-                )
-                for event in events:
-                    if isinstance(event, CallRinging):
-                        await self._card(session, event.call)
-                outgoing = [self._message(e, ids, contacts) for e in events]
-                outgoing += await self._callbacks(session, events, ids, contacts)
+            written = await self._svc.db.run(functools.partial(write, work))
         finally:
             # Written, or (on failure) given up like a failed batch used to be: each
             # call is recorded again with its next event (at once if it has no id yet).
             for lid, call in latest.items():
                 if self._pending.get(lid) is call:
                     del self._pending[lid]
-        self._ids.update(ids)
+        for lid, result in written.matches.items():
+            self._matches[lid] = (work.lookups[lid], result)
+        self._cards.update(written.cards)
+        self._ids.update(written.ids)
+        contacts = {lid: self._cached_contacts(call) for lid, call in latest.items()}
+        outgoing = [self._message(e, written.ids, contacts) for e in events]
+        outgoing += [
+            ("task.created", {"task": task}, Audience(extensions=frozenset(task["assignees"])))
+            for task in written.tasks
+        ]
         return outgoing
+
+    def _work(self, latest: dict[str, CallSnapshot], events: Sequence[CallEvent]) -> Work:
+        lookups: dict[str, str] = {}
+        matches: dict[str, LookupResult | None] = {}
+        for lid, call in latest.items():
+            number = customer_number(call)
+            known = self._matches.get(lid)
+            if known is not None and known[0] == number:
+                matches[lid] = known[1]
+            else:
+                lookups[lid] = number
+        cards = {
+            e.call.linkedid
+            for e in events
+            if isinstance(e, CallRinging) and e.call.linkedid not in self._cards
+        }
+        return Work(
+            calls=latest,
+            lookups=lookups,
+            matches=matches,
+            cards=sorted(cards),
+            callbacks=[e.call.linkedid for e in events if _needs_callback(e)],
+            region=self._region,
+            suffix_digits=self._svc.settings.lookup.suffix_digits,
+        )
 
     def _forget(self, call: CallSnapshot) -> None:
         self._matches.pop(call.linkedid, None)
@@ -166,49 +183,8 @@ class CallPublisher:
         self._ids.pop(call.linkedid, None)
         self._svc.metrics.calls.labels(status=call.status).inc()
 
-    async def _lookup(self, session: AsyncSession, call: CallSnapshot) -> LookupResult | None:
-        number = customer_number(call)
-        known = self._matches.get(call.linkedid)
-        if known is not None and known[0] == number:
-            return known[1]
-        result = None
-        if number:
-            suffix = self._svc.settings.lookup.suffix_digits
-            result = await lookup_contacts(session, number, self._region, suffix)
-        self._matches[call.linkedid] = (number, result)
-        return result
-
     def _cached_contacts(self, call: CallSnapshot) -> list[int]:
-        result = self._matches[call.linkedid][1]
-        return [card.id for card in result.matches] if result is not None else []
-
-    async def _contact_ids(self, session: AsyncSession, call: CallSnapshot) -> list[int]:
-        result = await self._lookup(session, call)
-        return [card.id for card in result.matches] if result is not None else []
-
-    async def _card(self, session: AsyncSession, call: CallSnapshot) -> dict[str, Any]:
-        card = self._cards.get(call.linkedid)
-        if card is None:
-            card = await self._build_card(session, call)
-            self._cards[call.linkedid] = card
-        return card
-
-    async def _build_card(self, session: AsyncSession, call: CallSnapshot) -> dict[str, Any]:
-        result = await self._lookup(session, call)
-        matches = result.matches if result is not None else ()
-        ids = [card.id for card in matches]
-        recent = await contact_history(
-            session, ids, limit=CARD_RECENT, sources=(call_history, note_history, email_history)
-        )
-        tasks = await open_tasks(session, ids) if ids else []
-        return {
-            "number": customer_number(call) or call.caller,
-            "matches": [card.to_json() for card in matches],
-            "match": result.match_kind if result is not None else "none",
-            "unknown": not ids,
-            "recent": [item.to_json() for item in recent],
-            "tasks": [task_json(task) for task in tasks],
-        }
+        return contact_ids(self._matches[call.linkedid][1])
 
     def _message(
         self, event: CallEvent, ids: dict[str, int], contacts: dict[str, list[int]]
@@ -224,25 +200,6 @@ class CallPublisher:
             payload["card"] = self._cards[linkedid]
         return EVENT_TYPES[type(event)], payload, audience_for(event)
 
-    async def _callbacks(
-        self,
-        session: AsyncSession,
-        events: Sequence[CallEvent],
-        ids: dict[str, int],
-        contacts: dict[str, list[int]],
-    ) -> list[Outgoing]:
-        created: list[Outgoing] = []
-        for event in events:
-            call = event.call
-            if not _needs_callback(event):
-                continue
-            task = await create_callback_task(
-                session, ids[call.linkedid], call, contacts[call.linkedid]
-            )
-            if task is not None:
-                created.append(("task.created", {"task": task_json(task)}, _task_audience(task)))
-        return created
-
 
 def _needs_callback(event: CallEvent) -> bool:
     call = event.call
@@ -251,7 +208,3 @@ def _needs_callback(event: CallEvent) -> bool:
         and call.direction == "inbound"
         and call.status in ("missed", "abandoned")
     )
-
-
-def _task_audience(task: Task) -> Audience:
-    return Audience(extensions=frozenset(task.assignees))

@@ -1,15 +1,18 @@
-"""The call log store: batched upserts by Linkedid on SQLite and PostgreSQL."""
+"""The call log store: batched upserts by Linkedid on SQLite and PostgreSQL, run in one
+hop by the DbWorker (its own thread on SQLite, run_sync on PostgreSQL)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from core.calls import record_calls
 from core.db import create_engine, session_factory
+from core.dbthread import DbWorker
 from core.migrate import upgrade
 from core.models import Call, CallContact
 from crmcomms.ami.framing import AmiFramer
@@ -33,21 +36,24 @@ async def _check_batches(url: str) -> None:
     engine = create_engine(url)
     await upgrade(engine)
     sessions = session_factory(engine)
+    worker = DbWorker(engine)
     ended = _ended_calls()
     ringing = [replace(c, status="ringing", ended_at=None) for c in ended]
+
+    def record(calls: list[CallSnapshot]) -> Callable[[Connection], dict[str, int]]:
+        return lambda conn: record_calls(conn, [(c, []) for c in calls], "DE")
+
     try:
-        async with sessions.begin() as session:
-            ids = await record_calls(session, [(c, []) for c in ringing], "DE")
-        async with sessions.begin() as session:
-            again = await record_calls(session, [(c, []) for c in ended], "DE")
-        async with sessions.begin() as session:  # replayed stream: final calls stay as they are
-            await record_calls(session, [(c, []) for c in ringing], "DE")
+        ids = await worker.run(record(ringing))
+        again = await worker.run(record(ended))
+        await worker.run(record(ringing))  # replayed stream: final calls stay as they are
         assert again == ids and len(ids) == len(ended) == 7
         async with sessions() as session:
             assert await session.scalar(select(func.count()).select_from(Call)) == 7
             statuses = sorted(await session.scalars(select(Call.status)))
         assert statuses == sorted(c.status for c in ended)
     finally:
+        await worker.close()
         await engine.dispose()
 
 
@@ -71,7 +77,9 @@ async def test_contact_links_are_added_once(tmp_path: Path, migrated_engine_url:
             session.add_all([Contact(id=1, display_name="A"), Contact(id=2, display_name="B")])
         for _ in range(2):
             async with sessions.begin() as session:
-                await record_calls(session, [(call, [1, 2, 1])], "DE")
+                await session.run_sync(
+                    lambda s: record_calls(s.connection(), [(call, [1, 2, 1])], "DE")
+                )
         async with sessions() as session:
             links = await session.scalar(select(func.count()).select_from(CallContact))
         assert links == 2
