@@ -12,7 +12,17 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Select, Table, and_, bindparam, literal_column, select
+from sqlalchemy import (
+    Connection,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -111,8 +121,8 @@ def _values(facts: CallFacts, region: str) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=4)
-def _upserts(dialect: str) -> tuple[Any, Any, Any]:
-    """The calls upsert, the ids query and the contact-links insert, built once per dialect."""
+def _upserts(dialect: str) -> tuple[Any, Any]:
+    """The calls upsert and the contact-links insert, built once per dialect."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table: Table = Call.__table__  # type: ignore[assignment]
     statement = insert(table)
@@ -123,37 +133,62 @@ def _upserts(dialect: str) -> tuple[Any, Any, Any]:
         # constants, not an expanding IN parameter: executemany cannot expand one
         where=and_(*(table.c.status != literal_column(f"'{s}'") for s in sorted(FINAL_STATUSES))),
     )
-    ids = select(table.c.linkedid, table.c.id).where(
-        table.c.linkedid.in_(bindparam("linkedids", expanding=True))
-    )
     links = insert(CallContact.__table__).on_conflict_do_nothing()  # type: ignore[arg-type]
-    return upsert, ids, links
+    return upsert, links
+
+
+_IDS_OF = select(Call.linkedid, Call.id).where(
+    Call.linkedid.in_(bindparam("linkedids", expanding=True))
+)
+
+
+def call_ids(conn: Connection, linkedids: Sequence[str]) -> dict[str, int]:
+    """The ids of the calls already logged among ``linkedids``."""
+    return {lid: id_ for lid, id_ in conn.execute(_IDS_OF, {"linkedids": list(linkedids)})}
+
+
+def reserve_call_ids(conn: Connection, count: int, above: int = 0) -> list[int]:
+    """``count`` fresh call ids, so that a call has its id before its row is written.
+
+    PostgreSQL: from the table's sequence. SQLite: above the highest id in the
+    table and above ``above`` (the last id handed out and maybe not written
+    yet); the one process that writes calls must pass it.
+    """
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('calls', 'id')) FROM generate_series(1, :n)"
+            ),
+            {"n": count},
+        )
+        return [row[0] for row in rows]
+    highest = conn.execute(select(func.coalesce(func.max(Call.id), 0))).scalar_one()
+    first = max(highest, above) + 1
+    return list(range(first, first + count))
 
 
 def record_calls(
-    conn: Connection, calls: Sequence[tuple[CallFacts, Sequence[int]]], region: str
-) -> dict[str, int]:
-    """Upsert each call by Linkedid with its matched contacts; returns Linkedid -> call id.
+    conn: Connection, calls: Sequence[tuple[int, CallFacts, Sequence[int]]], region: str
+) -> None:
+    """Upsert each ``(id, call, matched contact ids)`` by Linkedid.
 
-    Three statements whatever the batch size (the calls, their ids, the contact
-    links). A call already in a final state is never reopened or changed, so
-    replaying a stream (or a reconnect) neither duplicates nor alters it.
-    Synchronous: run it in one hop (``core.dbthread.DbWorker`` or ``run_sync``).
+    Two statements whatever the batch size. The id is the one
+    :func:`call_ids` found or :func:`reserve_call_ids` gave. A call already
+    in a final state is never reopened or changed, so replaying a stream (or a
+    reconnect) neither duplicates nor alters it. Synchronous: run it in one hop
+    (``core.dbthread.DbWorker`` or ``run_sync``).
     """
-    upsert, select_ids, insert_links = _upserts(conn.dialect.name)
-    conn.execute(upsert, [_values(facts, region) for facts, _ in calls])
-    linkedids = [facts.linkedid for facts, _ in calls]
-    ids: dict[str, int] = {
-        lid: id_ for lid, id_ in conn.execute(select_ids, {"linkedids": linkedids})
-    }
+    if not calls:
+        return
+    upsert, insert_links = _upserts(conn.dialect.name)
+    conn.execute(upsert, [{"id": id_, **_values(facts, region)} for id_, facts, _ in calls])
     links = [
-        {"call_id": ids[facts.linkedid], "contact_id": contact_id}
-        for facts, contact_ids in calls
+        {"call_id": id_, "contact_id": contact_id}
+        for id_, _, contact_ids in calls
         for contact_id in dict.fromkeys(contact_ids)
     ]
     if links:
         conn.execute(insert_links, links)
-    return ids
 
 
 def call_preview(call_id: int, facts: CallFacts, contact_ids: Sequence[int], region: str) -> Call:

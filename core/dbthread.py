@@ -1,20 +1,26 @@
-"""Run a batch of synchronous database work in one hop from the event loop.
+"""Batches of synchronous database work, each in one hop from the event loop.
 
 Hot paths (the call log of the telephony worker) do several statements per
 batch. Through the async engine on SQLite each statement is a round trip to
 aiosqlite's thread and back, and SQLAlchemy's async layer adds its own
 greenlet switch; the hops cost more than SQLite's own work. A
-:class:`DbWorker` instead runs a whole function ``fn(connection)`` inside one
-transaction, in one hop:
+:class:`DbWorker` instead runs a whole function ``fn(connection)`` at once.
+The function gets a plain :class:`sqlalchemy.Connection` (it may open an ORM
+``Session(bind=connection)``).
 
-- SQLite: on a dedicated thread that owns a synchronous connection to the same
-  file (same pragmas as :func:`core.db.create_engine`), so the event loop waits
-  once per batch and SQLite's C code runs without the GIL on that thread;
-- PostgreSQL (asyncpg has no synchronous API): on the async engine with
-  ``run_sync``, so the same function runs, each statement one network round trip.
-
-The function gets a plain :class:`sqlalchemy.Connection`; it may open an ORM
-``Session(bind=connection)``. It commits when it returns, rolls back when it raises.
+- :meth:`DbWorker.run`: in a transaction that commits when ``fn`` returns and
+  rolls back when it raises. SQLite: on a dedicated thread that owns a
+  synchronous connection to the same file (same pragmas as
+  :func:`core.db.create_engine`), so the event loop waits once per batch;
+  writes run one after the other, in the order they were asked for.
+- :meth:`DbWorker.read`: for reads that someone is waiting on (a screen pop).
+  SQLite: right here on the event loop's thread, on a connection of its own:
+  in WAL mode a reader never waits for a writer, the pages are in the cache,
+  and the hand-off to a thread and back (and the fight for the GIL with the
+  writer thread) would cost more than the reads themselves. It must stay
+  small: a few indexed queries.
+- PostgreSQL (asyncpg has no synchronous API): both on the async engine with
+  ``run_sync``, the same function, each statement one network round trip.
 
 Checkpoints: SQLite copies the write-ahead log back into the database file
 when a commit finds the log over 1,000 pages, and that commit then waits for
@@ -57,6 +63,7 @@ class DbWorker:
     def __init__(self, engine: AsyncEngine) -> None:
         self._async = engine
         self._sync: Engine | None = None
+        self._reader: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-checkpoint")
         self._checkpoint: asyncio.Future[None] | None = None
@@ -71,6 +78,21 @@ class DbWorker:
             )
             event.listen(self._sync, "connect", _worker_pragmas)
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-worker")
+            self._reader = create_engine(
+                url.set(drivername="sqlite+pysqlite"),
+                poolclass=StaticPool,  # one connection, used on the loop's thread only
+                connect_args={"timeout": 1, "check_same_thread": False},
+            )
+            event.listen(self._reader, "connect", sqlite_pragmas)
+
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        """``fn(connection)`` in a read transaction (see the module doc: SQLite reads
+        run synchronously on the calling thread)."""
+        if self._reader is None:
+            async with self._async.connect() as conn:
+                return await conn.run_sync(fn)
+        with self._reader.connect() as reader, reader.begin():
+            return fn(reader)
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """``fn(connection)`` in a transaction; its result, or its exception after rollback."""
@@ -106,6 +128,8 @@ class DbWorker:
             await asyncio.get_running_loop().run_in_executor(self._thread, self._sync.dispose)
             self._thread.shutdown(wait=True)
             self._thread = None
+        if self._reader is not None:
+            self._reader.dispose()
         self._checkpointer.shutdown(wait=True)
 
 

@@ -1,19 +1,16 @@
 """Sink of the call tracker: record calls, create call-back tasks, push ``call.*`` events.
 
-Every database access is one hop to the database worker
-(:class:`core.dbthread.DbWorker`, :mod:`crmcomms.telephony.record`): in one
-transaction it upserts call snapshots (idempotent by Linkedid), looks up
-new callers, builds cards and creates call-back tasks; then each event is
-published with the call JSON as known at that event.
-
-Write-behind: a batch needs the database only when a call is new (its id),
-ends (the log is the source of truth once ``call.ended`` is out), changes
-number (lookup) or rings without a card yet, and then it writes the calls of
-that batch only, so that a pop never waits for other calls' snapshots. Other
-batches only mark their calls pending and publish at once with the cached
-ids; the pending snapshots are written by :meth:`CallPublisher.flush` (the
-consumer calls it when the queue runs dry, and after a batch once the oldest
-has waited :data:`WRITE_BEHIND_MAX` seconds on a busy link).
+A batch of tracker events is published at once, after one read if it needs
+one (:func:`crmcomms.telephony.record.prepare`: ids of new calls, callers
+to look up, cards of new pops; on SQLite a read on the loop's own thread
+that never waits for a writer). The call log is written behind, by
+:meth:`CallPublisher.run`, a task that writes every pending snapshot in one
+transaction on the database worker (:class:`core.dbthread.DbWorker`), then
+publishes the batch's ``call.ended`` events and created call-back tasks: once
+``call.ended`` is out the call is in the log, the source of truth. A pop
+never waits for a commit, a disk, or other calls' writes; a call's row may
+appear a few milliseconds after its first event. A write that fails is
+logged and retried with everything that came since.
 ``call.ringing`` carries the caller's card: matched contacts, their last
 interactions (calls, notes and e-mails) and open tasks. The caller is looked up once
 per call and number, the card built once per call while it rings.
@@ -21,9 +18,10 @@ per call and number, the card built once per call while it rings.
 
 from __future__ import annotations
 
+import asyncio
 import functools
-import time
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from core.calls import call_json, call_preview
@@ -38,7 +36,17 @@ from crmcomms.telephony.calls import (
     CallRingStopped,
     CallSnapshot,
 )
-from crmcomms.telephony.record import Work, contact_ids, customer_number, write
+from crmcomms.telephony.record import (
+    Logged,
+    Needs,
+    Work,
+    contact_ids,
+    customer_number,
+    prepare,
+    write,
+)
+
+log = logging.getLogger(__name__)
 
 EVENT_TYPES: dict[type, str] = {
     CallRinging: "call.ringing",
@@ -46,8 +54,10 @@ EVENT_TYPES: dict[type, str] = {
     CallRingStopped: "call.ring_stopped",
     CallEnded: "call.ended",
 }
-#: Longest an intermediate snapshot waits to be written while the link stays busy.
-WRITE_BEHIND_MAX = 0.1
+#: How long the writer lets events gather before it writes their calls.
+WRITE_BEHIND_DELAY = 0.01
+#: How long the writer waits after a failed write before it tries again.
+RETRY_DELAY = 1.0
 Outgoing = tuple[str, dict[str, Any], Audience]
 
 
@@ -71,127 +81,142 @@ def audience_for(event: CallEvent) -> Audience:
 class CallPublisher:
     """Records tracker events and publishes them to the agents concerned."""
 
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: Services, on_written: Callable[[], None] = lambda: None) -> None:
         self._svc = svc
         self._region = svc.settings.general.default_region
+        self._on_written = on_written
         self._matches: dict[str, tuple[str, LookupResult | None]] = {}
         self._cards: dict[str, dict[str, Any]] = {}
         self._ids: dict[str, int] = {}
+        self._above = 0  # the highest call id handed out
         self._pending: dict[str, CallSnapshot] = {}
-        self._pending_since = 0.0
+        self._ended: list[CallEnded] = []
+        self._writing = False
+        self._dirty = asyncio.Event()
 
     @property
     def pending(self) -> bool:
-        """Whether some call snapshots wait to be written (see :meth:`flush`)."""
-        return bool(self._pending)
+        """Whether some calls are not written yet (or their ``call.ended`` not sent)."""
+        return bool(self._pending or self._ended or self._writing)
 
     async def handle(self, events: Sequence[CallEvent]) -> None:
-        """Record one batch of tracker events (now or write-behind), then publish them."""
-        if not self._pending:
-            self._pending_since = time.monotonic()
+        """Read what the events need (ids, callers, cards), publish all but
+        ``call.ended`` at once, and leave the snapshots to the writer."""
+        needs = self._needs(events)
+        if needs is not None:
+            prepared = await self._svc.db.read(functools.partial(prepare, needs))
+            for lid, result in prepared.matches.items():
+                self._matches[lid] = (needs.lookups[lid], result)
+            self._cards.update(prepared.cards)
+            self._ids.update(prepared.ids)
+            self._above = max(self._above, *prepared.ids.values(), 0)
+        outgoing = []
         for event in events:
             self._pending[event.call.linkedid] = event.call
-        try:
-            if self._needs_database(events):
-                outgoing = await self._record(events, {e.call.linkedid for e in events})
+            if isinstance(event, CallEnded):
+                self._ended.append(event)
             else:
-                contacts = {e.call.linkedid: self._cached_contacts(e.call) for e in events}
-                outgoing = [self._message(e, self._ids, contacts) for e in events]
-            self._publish(outgoing)
-        finally:  # the tracker is done with an ended call even if recording it failed
-            for event in events:
-                if isinstance(event, CallEnded):
-                    self._forget(event.call)
-        if self._pending and time.monotonic() - self._pending_since >= WRITE_BEHIND_MAX:
-            await self.flush()
+                outgoing.append(self._message(event))
+        self._publish(outgoing)
+        self._dirty.set()
+
+    async def run(self) -> None:
+        """The writer: writes what is pending, then publishes the ended calls."""
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            await asyncio.sleep(WRITE_BEHIND_DELAY)  # let a burst of events gather
+            if not await self._write():
+                await asyncio.sleep(RETRY_DELAY)
+                self._dirty.set()
+
+    async def flush(self) -> None:
+        """Write what is pending now (at shutdown)."""
+        if self._pending or self._ended:
+            await self._write()
+
+    async def _write(self) -> bool:
+        pending, self._pending = self._pending, {}
+        ended, self._ended = self._ended, []
+        logged = {lid: Logged(self._ids[lid], c, self._contacts(lid)) for lid, c in pending.items()}
+        work = Work(
+            calls=list(logged.values()),
+            callbacks=[logged[e.call.linkedid] for e in ended if _needs_callback(e)],
+            region=self._region,
+        )
+        self._writing = True
+        try:
+            tasks = await self._svc.db.run(functools.partial(write, work))
+        except Exception:
+            log.exception("could not record %d call(s); retrying", len(pending))
+            for lid, call in pending.items():  # unless a newer snapshot came meanwhile
+                self._pending.setdefault(lid, call)
+            self._ended[:0] = ended
+            return False
+        finally:
+            self._writing = False
+        outgoing = [self._message(event) for event in ended]
+        outgoing += [
+            ("task.created", {"task": task}, Audience(extensions=frozenset(task["assignees"])))
+            for task in tasks
+        ]
+        self._publish(outgoing)
+        for event in ended:
+            self._forget(event.call)
+        self._on_written()
+        return True
 
     def _publish(self, outgoing: Sequence[Outgoing]) -> None:
         for type_, payload, audience in outgoing:
             self._svc.hub.publish(type_, payload, audience)
             self._svc.metrics.push_events.labels(type=type_).inc()
 
-    async def flush(self) -> None:
-        """Write the pending call snapshots now."""
-        if self._pending:
-            await self._record((), set(self._pending))
-
-    def _needs_database(self, events: Sequence[CallEvent]) -> bool:
+    def _needs(self, events: Sequence[CallEvent]) -> Needs | None:
+        """What ``events`` need from the database before they can go out, if anything."""
+        new: dict[str, None] = {}
+        lookups: dict[str, str] = {}
+        cards: dict[str, CallSnapshot] = {}
         for event in events:
             call = event.call
-            if isinstance(event, CallEnded) or call.linkedid not in self._ids:
-                return True
-            known = self._matches.get(call.linkedid)
-            if known is None or known[0] != customer_number(call):
-                return True
-            if isinstance(event, CallRinging) and call.linkedid not in self._cards:
-                return True
-        return False
-
-    async def _record(self, events: Sequence[CallEvent], calls: set[str]) -> list[Outgoing]:
-        """One hop to the database worker: upsert the pending ``calls`` (Linkedids),
-        look up new callers, build the cards of new pops and the call-back tasks."""
-        latest = {lid: self._pending[lid] for lid in calls}
-        work = self._work(latest, events)
-        try:
-            written = await self._svc.db.run(functools.partial(write, work))
-        finally:
-            # Written, or (on failure) given up like a failed batch used to be: each
-            # call is recorded again with its next event (at once if it has no id yet).
-            for lid, call in latest.items():
-                if self._pending.get(lid) is call:
-                    del self._pending[lid]
-        for lid, result in written.matches.items():
-            self._matches[lid] = (work.lookups[lid], result)
-        self._cards.update(written.cards)
-        self._ids.update(written.ids)
-        contacts = {lid: self._cached_contacts(call) for lid, call in latest.items()}
-        outgoing = [self._message(e, written.ids, contacts) for e in events]
-        outgoing += [
-            ("task.created", {"task": task}, Audience(extensions=frozenset(task["assignees"])))
-            for task in written.tasks
-        ]
-        return outgoing
-
-    def _work(self, latest: dict[str, CallSnapshot], events: Sequence[CallEvent]) -> Work:
-        lookups: dict[str, str] = {}
-        matches: dict[str, LookupResult | None] = {}
-        for lid, call in latest.items():
+            lid = call.linkedid
+            if lid not in self._ids:
+                new[lid] = None
             number = customer_number(call)
             known = self._matches.get(lid)
-            if known is not None and known[0] == number:
-                matches[lid] = known[1]
-            else:
+            if known is None or known[0] != number:
                 lookups[lid] = number
-        cards = {
-            e.call.linkedid
-            for e in events
-            if isinstance(e, CallRinging) and e.call.linkedid not in self._cards
-        }
-        return Work(
-            calls=latest,
+            if isinstance(event, CallRinging) and lid not in self._cards:
+                cards[lid] = call
+        if not (new or lookups or cards):
+            return None
+        return Needs(
+            new=list(new),
             lookups=lookups,
-            matches=matches,
-            cards=sorted(cards),
-            callbacks=[e.call.linkedid for e in events if _needs_callback(e)],
+            cards=cards,
+            matches={lid: self._matches[lid][1] for lid in cards if lid in self._matches},
+            above=self._above,
             region=self._region,
             suffix_digits=self._svc.settings.lookup.suffix_digits,
         )
 
     def _forget(self, call: CallSnapshot) -> None:
-        self._matches.pop(call.linkedid, None)
-        self._cards.pop(call.linkedid, None)
-        self._ids.pop(call.linkedid, None)
         self._svc.metrics.calls.labels(status=call.status).inc()
+        lid = call.linkedid
+        if lid in self._pending:  # the same Linkedid again (a replayed stream)
+            return
+        self._matches.pop(lid, None)
+        self._cards.pop(lid, None)
+        self._ids.pop(lid, None)
 
-    def _cached_contacts(self, call: CallSnapshot) -> list[int]:
-        return contact_ids(self._matches[call.linkedid][1])
+    def _contacts(self, linkedid: str) -> list[int]:
+        return contact_ids(self._matches[linkedid][1])
 
-    def _message(
-        self, event: CallEvent, ids: dict[str, int], contacts: dict[str, list[int]]
-    ) -> Outgoing:
-        """The outgoing message of ``event``; a ringing call's card must be cached already."""
+    def _message(self, event: CallEvent) -> Outgoing:
+        """The outgoing message of ``event`` (its call's id, match and card are known)."""
         linkedid = event.call.linkedid
-        preview = call_preview(ids[linkedid], event.call, contacts[linkedid], self._region)
+        preview = call_preview(
+            self._ids[linkedid], event.call, self._contacts(linkedid), self._region
+        )
         payload: dict[str, Any] = {
             "call": call_json(preview),
             "agent": getattr(event, "agent", None),

@@ -1,10 +1,11 @@
-"""One batch of the call log, done in one hop on the database worker.
+"""The call log's database work, in two kinds of hop (see :class:`core.dbthread.DbWorker`).
 
-The publisher collects what a batch of tracker events needs from the database
-(callers to look up, calls to upsert, cards to build, call-back tasks to
-create) into a :class:`Work`; :func:`write` does all of it synchronously in
-one transaction (on SQLite, on the database thread of
-:class:`core.dbthread.DbWorker`) and returns a :class:`Written`.
+- :func:`prepare` (a read, what the events of a batch wait for): the ids of
+  new calls (the logged one after a replay or a restart, else a reserved
+  fresh one), the contacts matching new numbers, and the cards of new pops.
+  Nothing is written, so a pop never waits for a commit or for other calls.
+- :func:`write` (the write-behind): upserts call snapshots with their ids and
+  matched contacts, and creates the call-back tasks of missed calls.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from core.calls import create_callback_task, record_calls
+from core.calls import call_ids, create_callback_task, record_calls, reserve_call_ids
 from core.history import call_history, note_history, pending_tasks, task_json, timeline
 from core.lookup import LookupResult, find_contacts
 from core.mail.queries import email_history
@@ -27,57 +28,83 @@ CARD_SOURCES = (call_history, note_history, email_history)
 
 
 @dataclass(frozen=True, slots=True)
-class Work:
-    """What one batch needs: ``calls`` by Linkedid; for some, the customer number to
-    look up (``lookups``) or a known match (``matches``); the calls whose card must
-    be built (``cards``) and those needing a call-back task (``callbacks``)."""
+class Needs:
+    """What a batch must read: ids for the ``new`` Linkedids (fresh ones above
+    ``above``), ``lookups`` (Linkedid -> customer number), and the cards of
+    ringing ``cards`` whose match is in ``matches`` or ``lookups``."""
 
-    calls: dict[str, CallSnapshot]
+    new: Sequence[str]
     lookups: dict[str, str]
+    cards: dict[str, CallSnapshot]
     matches: dict[str, LookupResult | None]
-    cards: Sequence[str]
-    callbacks: Sequence[str]
+    above: int
     region: str
     suffix_digits: int
 
 
 @dataclass(slots=True)
-class Written:
-    """Call ids, new lookups and cards by Linkedid, and the call-back tasks created."""
+class Prepared:
+    """Ids, lookups and cards by Linkedid."""
 
     ids: dict[str, int]
     matches: dict[str, LookupResult | None]
     cards: dict[str, dict[str, Any]] = field(default_factory=dict)
-    tasks: list[dict[str, Any]] = field(default_factory=list)
+
+
+def prepare(needs: Needs, conn: Connection) -> Prepared:
+    """Read what ``needs`` asks for (one read transaction)."""
+    ids = call_ids(conn, needs.new) if needs.new else {}
+    missing = [lid for lid in needs.new if lid not in ids]
+    if missing:
+        ids.update(zip(missing, reserve_call_ids(conn, len(missing), needs.above), strict=True))
+    found = {
+        lid: find_contacts(conn, number, needs.region, needs.suffix_digits) if number else None
+        for lid, number in needs.lookups.items()
+    }
+    prepared = Prepared(ids, found)
+    if needs.cards:
+        matches = {**needs.matches, **found}
+        with Session(bind=conn) as session:
+            for lid, call in needs.cards.items():
+                prepared.cards[lid] = card(session, call, matches.get(lid))
+    return prepared
+
+
+@dataclass(frozen=True, slots=True)
+class Logged:
+    """A call snapshot to write, with its id and matched contacts."""
+
+    id: int
+    call: CallSnapshot
+    contacts: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """Snapshots to upsert and the missed calls needing a call-back task."""
+
+    calls: Sequence[Logged]
+    callbacks: Sequence[Logged]
+    region: str
+
+
+def write(work: Work, conn: Connection) -> list[dict[str, Any]]:
+    """Upsert the snapshots and create the call-back tasks (one transaction);
+    the tasks created, as JSON."""
+    record_calls(conn, [(c.id, c.call, c.contacts) for c in work.calls], work.region)
+    created = []
+    if work.callbacks:
+        with Session(bind=conn) as session:
+            for c in work.callbacks:
+                task = create_callback_task(session, c.id, c.call, c.contacts)
+                if task is not None:
+                    created.append(task_json(task))
+    return created
 
 
 def contact_ids(result: LookupResult | None) -> list[int]:
     """The ids of the contacts a lookup matched."""
-    return [card.id for card in result.matches] if result is not None else []
-
-
-def write(work: Work, conn: Connection) -> Written:
-    """Look up, upsert, build cards and create call-back tasks; one transaction."""
-    found = {
-        lid: find_contacts(conn, number, work.region, work.suffix_digits) if number else None
-        for lid, number in work.lookups.items()
-    }
-    matches = {**work.matches, **found}
-    contacts = {lid: contact_ids(matches.get(lid)) for lid in work.calls}
-    ids = record_calls(
-        conn, [(call, contacts[lid]) for lid, call in work.calls.items()], work.region
-    )
-    written = Written(ids, found)
-    if not work.cards and not work.callbacks:
-        return written
-    with Session(bind=conn) as session:
-        for lid in work.cards:
-            written.cards[lid] = card(session, work.calls[lid], matches.get(lid))
-        for lid in work.callbacks:
-            task = create_callback_task(session, ids[lid], work.calls[lid], contacts[lid])
-            if task is not None:
-                written.tasks.append(task_json(task))
-    return written
+    return [match.id for match in result.matches] if result is not None else []
 
 
 def card(session: Session, call: CallSnapshot, result: LookupResult | None) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """Telephony worker: AMI link -> one ordered queue -> call tracker -> database -> push.
 
 The AMI client hands every event block to a plain function that puts it on a
-queue; one consumer task drains the queue in order, feeds the sans-I/O tracker,
-records the resulting calls (new and ended calls in the batch's transaction,
-the rest write-behind, see :mod:`crmcomms.telephony.publisher`) and then
-publishes ``call.*`` events (the call JSON carries its database id). After every
+queue; one consumer task drains the queue in order, feeds the sans-I/O tracker
+and hands the resulting events to the publisher, which reads what they need
+(call ids, callers, cards), publishes them at once and leaves the call log to
+its writer task (``call.ended`` goes out once written, see
+:mod:`crmcomms.telephony.publisher`). After every
 (re)login the channels Asterisk reports (``CoreShowChannels``) go through the
 same queue, so the tracker ends calls that vanished while the link was down.
 """
@@ -32,8 +33,8 @@ from crmcomms.telephony.tracker import CallTracker
 log = logging.getLogger(__name__)
 
 BATCH = 512
-#: How long the queue must stay dry before the write-behind call snapshots are written.
-WRITE_BEHIND_DELAY = 0.01
+#: Longest the writer may take at shutdown for the calls it has not written yet.
+SHUTDOWN_FLUSH = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,18 +74,24 @@ class TelephonyService:
             settings.ami, self._queue.put_nowait, on_connected=self._resync, keep=self._keep
         )
         self.dialer = Dialer(self.client, settings.ami, settings.general.default_region)
-        self.publisher = CallPublisher(svc)
+        self.publisher = CallPublisher(svc, on_written=self._account)
         svc.metrics.registry.register(TelephonyCollector(self))
         self.idle = asyncio.Event()
         self.progress = asyncio.Event()
         self.consumed = 0
         self.skipped = 0
+        self._unrecorded = 0  # blocks handled whose calls may not be written yet
 
     async def run(self) -> None:
         """Run the AMI link and the consumer until cancelled."""
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self.client.run(), name="ami-link")
-            group.create_task(self._consume(), name="ami-consumer")
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.client.run(), name="ami-link")
+                group.create_task(self._consume(), name="ami-consumer")
+                group.create_task(self.publisher.run(), name="call-writer")
+        finally:
+            async with asyncio.timeout(SHUTDOWN_FLUSH):
+                await self.publisher.flush()  # what the writer had not written yet
 
     def _keep(self, block: str) -> bool:
         """Parse only blocks the tracker can use; the rest count as consumed at once."""
@@ -116,43 +123,25 @@ class TelephonyService:
         self._queue.put_nowait(Resync(channels, datetime.now(UTC)))
 
     async def _consume(self) -> None:
-        unrecorded = 0  # blocks handled whose calls may still wait in the write-behind
         while True:
-            item = await self._next()
-            if item is None:
-                await self._flush()
-            else:
-                batch = [item]
-                while len(batch) < BATCH and not self._queue.empty():
-                    batch.append(self._queue.get_nowait())
-                await self._process(batch)
-                unrecorded += sum(1 for item in batch if isinstance(item, dict))
-            if not self.publisher.pending:
-                # "consumed" means recorded: who waits for it may read the database
-                self.consumed += unrecorded
-                unrecorded = 0
-                self.progress.set()
+            if self._queue.empty():
+                self.idle.set()
+            item = await self._queue.get()
+            self.idle.clear()
+            batch = [item]
+            while len(batch) < BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._process(batch)
+            self._unrecorded += sum(1 for item in batch if isinstance(item, dict))
+            self._account()
 
-    async def _next(self) -> Item | None:
-        """The next item; ``None`` when the queue stays dry while call snapshots wait."""
-        if not self._queue.empty():
-            return self._queue.get_nowait()
-        if self.publisher.pending:
-            try:
-                async with asyncio.timeout(WRITE_BEHIND_DELAY):
-                    return await self._queue.get()
-            except TimeoutError:
-                return None
-        self.idle.set()
-        item = await self._queue.get()
-        self.idle.clear()
-        return item
-
-    async def _flush(self) -> None:
-        try:
-            await self.publisher.flush()
-        except Exception:
-            log.exception("could not record the pending calls")
+    def _account(self) -> None:
+        """Count the blocks handled as consumed once their calls are written
+        (who waits for "consumed" may read the database)."""
+        if not self.publisher.pending:
+            self.consumed += self._unrecorded
+            self._unrecorded = 0
+        self.progress.set()
 
     async def _process(self, batch: list[Item]) -> None:
         events: list[CallEvent] = []

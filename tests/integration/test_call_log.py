@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, func, select
 
-from core.calls import record_calls
+from core.calls import call_ids, record_calls, reserve_call_ids
 from core.db import create_engine, session_factory
 from core.dbthread import DbWorker
 from core.migrate import upgrade
@@ -41,13 +41,27 @@ async def _check_batches(url: str) -> None:
     ringing = [replace(c, status="ringing", ended_at=None) for c in ended]
 
     def record(calls: list[CallSnapshot]) -> Callable[[Connection], dict[str, int]]:
-        return lambda conn: record_calls(conn, [(c, []) for c in calls], "DE")
+        def work(conn: Connection) -> dict[str, int]:
+            ids = call_ids(conn, [c.linkedid for c in calls])
+            fresh = iter(reserve_call_ids(conn, len(calls) - len(ids)))
+            ids = {c.linkedid: ids.get(c.linkedid) or next(fresh) for c in calls}
+            record_calls(conn, [(ids[c.linkedid], c, []) for c in calls], "DE")
+            return ids
+
+        return work
 
     try:
         ids = await worker.run(record(ringing))
         again = await worker.run(record(ended))
         await worker.run(record(ringing))  # replayed stream: final calls stay as they are
         assert again == ids and len(ids) == len(ended) == 7
+        # fresh ids: above every logged call and above the last one handed out (SQLite),
+        # from the sequence (PostgreSQL)
+        fresh = await worker.run(lambda conn: reserve_call_ids(conn, 2, above=100))
+        if engine.dialect.name == "sqlite":
+            assert fresh == [101, 102]
+        else:
+            assert max(ids.values()) < fresh[0] < fresh[1]
         async with sessions() as session:
             assert await session.scalar(select(func.count()).select_from(Call)) == 7
             statuses = sorted(await session.scalars(select(Call.status)))
@@ -78,7 +92,7 @@ async def test_contact_links_are_added_once(tmp_path: Path, migrated_engine_url:
         for _ in range(2):
             async with sessions.begin() as session:
                 await session.run_sync(
-                    lambda s: record_calls(s.connection(), [(call, [1, 2, 1])], "DE")
+                    lambda s: record_calls(s.connection(), [(7, call, [1, 2, 1])], "DE")
                 )
         async with sessions() as session:
             links = await session.scalar(select(func.count()).select_from(CallContact))

@@ -45,7 +45,8 @@ async def test_demo_pops_replayed_calls_and_stops_cleanly() -> None:
             async with asyncio.timeout(60):
                 async for msg in ws:
                     event = json.loads(msg.data)
-                    if event["type"] == "call.ringing":
+                    # the first calls may have rung before bob connected: the loop repeats
+                    if event["type"] == "call.ringing" and event["card"]["matches"]:
                         break
     assert event["agent"] == "102"
     assert event["card"]["matches"][0]["organization"]["name"] == "Hansen Logistik"
