@@ -10,10 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 from sqlalchemy import (
     Connection,
+    Row,
     Select,
     Table,
     and_,
@@ -25,10 +27,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from core.errors import NotFound
-from core.models import Call, CallContact, Task
+from core.models import Call, CallContact, Task, utcnow
 from core.phones import normalise
 
 FINAL_STATUSES = frozenset({"answered", "missed", "busy", "failed", "abandoned"})
@@ -191,43 +192,52 @@ def record_calls(
         conn.execute(insert_links, links)
 
 
-def call_preview(call_id: int, facts: CallFacts, contact_ids: Sequence[int], region: str) -> Call:
-    """A detached Call showing the call as ``facts`` knew it (for push events)."""
-    preview = Call(id=call_id, **_values(facts, region))
-    preview.contacts = [CallContact(contact_id=cid) for cid in dict.fromkeys(contact_ids)]
-    return preview
+def preview_json(
+    call_id: int, facts: CallFacts, contact_ids: Sequence[int], region: str
+) -> dict[str, Any]:
+    """The call JSON of ``facts`` as known now (push events); the row may not exist yet."""
+    row = SimpleNamespace(id=call_id, **_values(facts, region))
+    return call_dict(row, list(dict.fromkeys(contact_ids)))
+
+
+@lru_cache(maxsize=4)
+def _callback_insert(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    tasks: Table = Task.__table__  # type: ignore[assignment]
+    return insert(tasks).on_conflict_do_nothing().returning(*tasks.c)
 
 
 def create_callback_task(
-    session: Session, call_id: int, facts: CallFacts, contact_ids: Sequence[int]
-) -> Task | None:
-    """A "call back" task for a missed inbound call, once per call (synchronous session)."""
-    existing = session.scalar(
-        select(Task.id).where(Task.call_id == call_id, Task.kind == "callback")
-    )
-    if existing is not None:
-        return None
-    task = Task(
-        kind="callback",
-        title=f"Call back {facts.caller_name or facts.caller or 'unknown caller'}",
-        contact_id=contact_ids[0] if contact_ids else None,
-        call_id=call_id,
-        number=facts.caller,
-        assignees=list(facts.agents_rung),
-        queue=facts.queue,
-    )
-    session.add(task)
-    session.flush()
-    return task
+    conn: Connection, call_id: int, facts: CallFacts, contact_ids: Sequence[int]
+) -> Row[Any] | None:
+    """A "call back" task for a missed inbound call, once per call (the row created,
+    ``None`` if the call has one already)."""
+    values = {
+        "kind": "callback",
+        "title": f"Call back {facts.caller_name or facts.caller or 'unknown caller'}",
+        "contact_id": contact_ids[0] if contact_ids else None,
+        "call_id": call_id,
+        "number": facts.caller,
+        "assignees": list(facts.agents_rung),
+        "queue": facts.queue,
+        "done": False,
+        "created_at": utcnow(),
+    }
+    return conn.execute(_callback_insert(conn.dialect.name), values).first()
 
 
-def recording_url(call: Call) -> str | None:
+def recording_url(call: Any) -> str | None:
     """Where the recording of ``call`` is served, if it has one."""
     return f"/api/calls/{call.id}/recording" if call.recording_path else None
 
 
 def call_json(call: Call) -> dict[str, Any]:
     """The call as the HTTP API and the websocket show it."""
+    return call_dict(call, [link.contact_id for link in call.contacts])
+
+
+def call_dict(call: Any, contact_ids: list[int]) -> dict[str, Any]:
+    """:func:`call_json` of anything with the columns of ``calls`` as attributes."""
     return {
         "id": call.id,
         "linkedid": call.linkedid,
@@ -247,7 +257,7 @@ def call_json(call: Call) -> dict[str, Any]:
         "talk_seconds": call.talk_seconds,
         "hangup_cause": call.hangup_cause,
         "recording_url": recording_url(call),
-        "contacts": [link.contact_id for link in call.contacts],
+        "contacts": contact_ids,
         "transfers": list(call.transfers),
     }
 

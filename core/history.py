@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, bindparam, select
+from sqlalchemy import BindParameter, Row, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from core.calls import call_json
+from core.calls import call_dict
 from core.models import Call, CallContact, Contact, Note, Task
 
 
@@ -43,50 +43,66 @@ with the ids and the limit as parameters.
 
 _IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
 _LIMIT: BindParameter[int] = bindparam("limit")
+# Core statements on the tables (rows, not ORM objects: a card is on the pop's path)
+_calls, _links = Call.__table__, CallContact.__table__
+_notes, _tasks = Note.__table__, Task.__table__
 _CALLS = (
-    select(Call)
-    .join(CallContact)
-    .where(CallContact.contact_id.in_(_IDS))
-    .order_by(Call.started_at.desc())
+    select(_calls)
+    .where(_calls.c.id.in_(select(_links.c.call_id).where(_links.c.contact_id.in_(_IDS))))
+    .order_by(_calls.c.started_at.desc())
     .limit(_LIMIT)
 )
+_CALL_LINKS = select(_links.c.call_id, _links.c.contact_id).where(
+    _links.c.call_id.in_(bindparam("calls", expanding=True))
+)
 _NOTES = (
-    select(Note).where(Note.contact_id.in_(_IDS)).order_by(Note.created_at.desc()).limit(_LIMIT)
+    select(_notes)
+    .where(_notes.c.contact_id.in_(_IDS))
+    .order_by(_notes.c.created_at.desc())
+    .limit(_LIMIT)
 )
 _TASKS = (
-    select(Task).where(Task.contact_id.in_(_IDS)).order_by(Task.created_at.desc()).limit(_LIMIT)
+    select(_tasks)
+    .where(_tasks.c.contact_id.in_(_IDS))
+    .order_by(_tasks.c.created_at.desc())
+    .limit(_LIMIT)
 )
 _OPEN_TASKS = (
-    select(Task)
-    .where(Task.contact_id.in_(_IDS), Task.done.is_(False))
-    .order_by(Task.created_at.desc())
+    select(_tasks)
+    .where(_tasks.c.contact_id.in_(_IDS), _tasks.c.done.is_(False))
+    .order_by(_tasks.c.created_at.desc())
     .limit(_LIMIT)
 )
 
 
 def call_history(session: Session, contact_ids: Sequence[int], limit: int) -> list[HistoryItem]:
     """The latest calls of these contacts (a :data:`HistorySource`)."""
-    rows = session.scalars(_CALLS, {"ids": list(contact_ids), "limit": limit})
-    return [HistoryItem("call", c.started_at, call_json(c)) for c in rows.unique()]
+    rows = session.execute(_CALLS, {"ids": list(contact_ids), "limit": limit}).all()
+    if not rows:
+        return []
+    contacts: dict[int, list[int]] = {row.id: [] for row in rows}
+    for call_id, contact_id in session.execute(_CALL_LINKS, {"calls": list(contacts)}):
+        contacts[call_id].append(contact_id)
+    return [HistoryItem("call", row.started_at, call_dict(row, contacts[row.id])) for row in rows]
 
 
 def note_history(session: Session, contact_ids: Sequence[int], limit: int) -> list[HistoryItem]:
     """The latest notes of these contacts (a :data:`HistorySource`)."""
-    rows = session.scalars(_NOTES, {"ids": list(contact_ids), "limit": limit})
+    rows = session.execute(_NOTES, {"ids": list(contact_ids), "limit": limit})
     return [HistoryItem("note", n.created_at, note_json(n)) for n in rows]
 
 
 def task_history(session: Session, contact_ids: Sequence[int], limit: int) -> list[HistoryItem]:
     """The latest tasks of these contacts (a :data:`HistorySource`)."""
-    rows = session.scalars(_TASKS, {"ids": list(contact_ids), "limit": limit})
+    rows = session.execute(_TASKS, {"ids": list(contact_ids), "limit": limit})
     return [HistoryItem("task", t.created_at, task_json(t)) for t in rows]
 
 
 DEFAULT_SOURCES: tuple[HistorySource, ...] = (call_history, note_history, task_history)
 
 
-def note_json(note: Note) -> dict[str, Any]:
-    """A note as the API shows it."""
+def note_json(note: Note | Row[Any]) -> dict[str, Any]:
+    """A note (or a row of ``notes``) as the API shows it."""
     return {
         "id": note.id,
         "contact_id": note.contact_id,
@@ -96,8 +112,8 @@ def note_json(note: Note) -> dict[str, Any]:
     }
 
 
-def task_json(task: Task) -> dict[str, Any]:
-    """A task as the API shows it."""
+def task_json(task: Task | Row[Any]) -> dict[str, Any]:
+    """A task (or a row of ``tasks``) as the API shows it."""
     return {
         "id": task.id,
         "task_kind": task.kind,
@@ -160,13 +176,6 @@ async def add_note(
     return note
 
 
-async def open_tasks(
-    session: AsyncSession, contact_ids: Sequence[int], limit: int = 20
-) -> list[Task]:
-    """Tasks not done yet for these contacts, newest first."""
-    return await session.run_sync(pending_tasks, contact_ids, limit)
-
-
-def pending_tasks(session: Session, contact_ids: Sequence[int], limit: int = 20) -> list[Task]:
-    """:func:`open_tasks` on a synchronous session."""
-    return list(session.scalars(_OPEN_TASKS, {"ids": list(contact_ids), "limit": limit}))
+def pending_tasks(session: Session, contact_ids: Sequence[int], limit: int = 20) -> list[Row[Any]]:
+    """Tasks not done yet for these contacts, newest first (rows of ``tasks``)."""
+    return list(session.execute(_OPEN_TASKS, {"ids": list(contact_ids), "limit": limit}))

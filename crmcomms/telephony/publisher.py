@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from core.calls import call_json, call_preview
+from core.calls import preview_json
 from core.lookup import LookupResult
 from crmcomms.push import Audience
 from crmcomms.services import Services
@@ -214,11 +214,9 @@ class CallPublisher:
     def _message(self, event: CallEvent) -> Outgoing:
         """The outgoing message of ``event`` (its call's id, match and card are known)."""
         linkedid = event.call.linkedid
-        preview = call_preview(
-            self._ids[linkedid], event.call, self._contacts(linkedid), self._region
-        )
+        call = preview_json(self._ids[linkedid], event.call, self._contacts(linkedid), self._region)
         payload: dict[str, Any] = {
-            "call": call_json(preview),
+            "call": call,
             "agent": getattr(event, "agent", None),
         }
         if isinstance(event, CallRinging):

@@ -93,12 +93,10 @@ def write(work: Work, conn: Connection) -> list[dict[str, Any]]:
     the tasks created, as JSON."""
     record_calls(conn, [(c.id, c.call, c.contacts) for c in work.calls], work.region)
     created = []
-    if work.callbacks:
-        with Session(bind=conn) as session:
-            for c in work.callbacks:
-                task = create_callback_task(session, c.id, c.call, c.contacts)
-                if task is not None:
-                    created.append(task_json(task))
+    for c in work.callbacks:
+        task = create_callback_task(conn, c.id, c.call, c.contacts)
+        if task is not None:
+            created.append(task_json(task))
     return created
 
 
