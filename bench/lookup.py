@@ -5,7 +5,9 @@
 Builds N contacts with German landline and mobile numbers (several area codes)
 and foreign ones (UK, FR, US, AT, CH) in a temporary SQLite database (schema by
 ``core.migrate.upgrade``, rows inserted in batches in one transaction), then
-times ``core.lookup.lookup_contacts`` for three kinds of caller:
+times ``core.lookup.lookup_contacts`` (the HTTP API's lookup, one session each)
+and ``core.lookup.find_contacts`` in ``DbWorker.read`` (the screen pop's) for
+three kinds of caller:
 
 - exact: a stored number, presented as E.164;
 - suffix: a foreign number stored in its national format under region DE
@@ -21,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -36,7 +37,8 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.db import SessionFactory, create_engine, session_factory
-from core.lookup import cards_sql, lookup_contacts, matching_phones
+from core.dbthread import DbWorker
+from core.lookup import find_contacts, lookup_contacts
 from core.migrate import upgrade
 from core.models import Contact, EmailAddress, Organization, PhoneNumber
 from core.phones import normalise
@@ -236,20 +238,14 @@ async def time_lookups(factory: SessionFactory, numbers: list[str], suffix_digit
     return timings
 
 
-def time_sqlite_directly(path: Path, numbers: list[str], suffix_digits: int) -> list[float]:
-    """The same lookup SQL on the stdlib sqlite3 module: what the database itself costs."""
-    connection = sqlite3.connect(path)
+async def time_pop_path(worker: DbWorker, numbers: list[str], suffix_digits: int) -> list[float]:
+    """The lookup as a screen pop does it: ``find_contacts`` in one ``DbWorker.read``
+    (SQLite: synchronously on the loop's thread; PostgreSQL: run_sync)."""
     latencies: list[float] = []
-    try:
-        for number in numbers:
-            started = time.perf_counter()
-            normalised = normalise(number, REGION)
-            assert normalised is not None
-            matched, params = matching_phones(normalised, suffix_digits)
-            connection.execute(cards_sql(matched), {**params, "limit": 50, "offset": 0}).fetchall()
-            latencies.append(time.perf_counter() - started)
-    finally:
-        connection.close()
+    for number in numbers:
+        started = time.perf_counter()
+        await worker.read(lambda conn, n=number: find_contacts(conn, n, REGION, suffix_digits))
+        latencies.append(time.perf_counter() - started)
     return latencies
 
 
@@ -279,6 +275,7 @@ async def run(url: str, args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     check_generator(random.Random(args.seed + 1))
     engine = create_engine(url)
+    worker = DbWorker(engine)
     try:
         built = await build(engine, args.contacts, rng)
         total = len(built.stored) + len(built.odd)
@@ -295,12 +292,13 @@ async def run(url: str, args: argparse.Namespace) -> None:
         for label, numbers in kinds.items():
             sample = numbers()
             report(label, await time_lookups(factory, sample, args.suffix_digits))
-            if engine.dialect.name == "sqlite" and engine.url.database:
-                direct = time_sqlite_directly(Path(engine.url.database), sample, args.suffix_digits)
-                cuts = statistics.quantiles(direct, n=100)
-                print(f"         database alone (sqlite3, sync): p50 {cuts[49] * 1e3:.3f} ms "
-                      f"p99 {cuts[98] * 1e3:.3f} ms")  # fmt: skip
+            cuts = statistics.quantiles(
+                await time_pop_path(worker, sample, args.suffix_digits), n=100
+            )
+            print(f"         screen-pop path (DbWorker.read): p50 {cuts[49] * 1e3:.3f} ms "
+                  f"p99 {cuts[98] * 1e3:.3f} ms")  # fmt: skip
     finally:
+        await worker.close()
         await engine.dispose()
 
 
