@@ -11,6 +11,7 @@ returned as :class:`Malformed` so the caller can count and log it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,28 +45,30 @@ class AmiFramer:
 
     def feed(self, data: bytes) -> list[Message | Malformed]:
         """Add received bytes; return every block completed by them, in order."""
-        buffer = self._bytes + data
+        buffer = self._bytes + data if self._bytes else data
         cut = buffer.rfind(b"\n") + 1
         if cut == 0:
             self._bytes = buffer
             return []
         self._bytes = buffer[cut:]
-        text = self._text + buffer[:cut].decode("utf-8", "replace").replace("\r", "")
+        text = self._text + _decode(buffer[:cut])
         if self.banner is None:
             text = self._take_banner(text)
         blocks = text.split("\n\n")
         self._text = blocks.pop()
         keep = self._keep
         parsed: list[Message | Malformed] = []
+        skipped = 0
         for block in blocks:
-            if not block or block[0] == "\n":
+            if not block or block[0] == "\n":  # three or more line ends in a row
                 block = block.lstrip("\n")
                 if not block:
                     continue
             if keep is None or keep(block):
                 parsed.append(_parse_block(block))
             else:
-                self.skipped += 1
+                skipped += 1
+        self.skipped += skipped
         return parsed
 
     def _take_banner(self, text: str) -> str:
@@ -79,7 +82,37 @@ class AmiFramer:
         return rest
 
 
+def _decode(raw: bytes) -> str:
+    """Whole lines as text, without ``\\r``.
+
+    ASCII (nearly every read) drops its ``\\r`` before decoding, the quicker order;
+    anything else is decoded first, so that dropping a ``\\r`` never joins the two
+    halves of a broken UTF-8 sequence into a character.
+    """
+    if raw.isascii():
+        return raw.replace(b"\r", b"").decode("ascii")
+    return raw.decode("utf-8", "replace").replace("\r", "")
+
+
 def _parse_block(block: str) -> Message | Malformed:
+    """The block's headers, built in one go; anything unusual goes to :func:`_parse_lines`.
+
+    A line without ``:`` or a repeated key leaves the dict shorter than the
+    block; an empty key or one with a space shows among the keys.
+    """
+    lines = block.split("\n")
+    message = {
+        key: value.strip()
+        for key, colon, value in map(str.partition, lines, itertools.repeat(":"))
+        if colon
+    }
+    if len(message) < len(lines) or "" in message or " " in "".join(message):
+        return _parse_lines(block)
+    return message
+
+
+def _parse_lines(block: str) -> Message | Malformed:
+    """Line by line: repeated keys joined with ``\\n``, the first bad line reported."""
     message: Message = {}
     for line in block.strip("\n").split("\n"):
         key, sep, value = line.partition(":")

@@ -1,9 +1,10 @@
-"""Typed AMI events for the call tracker, and the one translation from AMI dicts.
+"""The one translation from AMI messages to typed events, and the pre-parse filter.
 
 :func:`translate` is the only code that knows AMI header spellings
-(``CallerIDNum``, ``Linkedid``, ``DestUniqueid``...). It returns a frozen
-dataclass, ``None`` for events the tracker does not use (checked on the
-``Event`` key before anything is built: most of the stream is VarSet, CEL and
+(``CallerIDNum``, ``Linkedid``, ``DestUniqueid``...). It returns one of the
+frozen dataclasses of :mod:`crmcomms.telephony.ami_events` (re-exported here),
+``None`` for events the tracker does not use (checked on the ``Event`` key
+before anything is built: most of the stream is VarSet, CEL and
 DeviceStateChange), or raises :class:`MalformedEvent` when a header the event
 needs is missing. Caller-id style values ``''`` and ``<unknown>`` become
 ``None``, never ``''``.
@@ -11,13 +12,78 @@ needs is missing. Caller-id style values ``''`` and ``<unknown>`` become
 Times come from the ``Timestamp: <unix>.<usec>`` header (manager.conf
 ``timestampevents = yes``) as aware UTC datetimes; events without it
 (FullyBooted, the CoreShowChannel list items) carry ``None``.
+
+:func:`wanted` looks at a block's raw text before the framer parses it and says
+False only for blocks ``translate`` would give ``None`` for. It runs for every
+block of the stream, so it does as little as it can.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
+
+from crmcomms.telephony.ami_events import (
+    AgentCalled,
+    AgentComplete,
+    AgentConnect,
+    AgentRingNoAnswer,
+    AmiEvent,
+    AttendedTransfer,
+    BlindTransfer,
+    BridgeEnter,
+    BridgeLeave,
+    ChannelSnapshot,
+    CoreShowChannel,
+    DialBegin,
+    DialEnd,
+    FullyBooted,
+    Hangup,
+    MixMonitorStart,
+    NewCallerid,
+    Newchannel,
+    NewConnectedLine,
+    Newstate,
+    OriginateResponse,
+    QueueCallerAbandon,
+    QueueCallerJoin,
+    QueueCallerLeave,
+    VarSet,
+)
+
+__all__ = [
+    "TRACKED_VARIABLES",
+    "AgentCalled",
+    "AgentComplete",
+    "AgentConnect",
+    "AgentRingNoAnswer",
+    "AmiEvent",
+    "AttendedTransfer",
+    "BlindTransfer",
+    "BridgeEnter",
+    "BridgeLeave",
+    "ChannelSnapshot",
+    "CoreShowChannel",
+    "DialBegin",
+    "DialEnd",
+    "FullyBooted",
+    "Hangup",
+    "MalformedEvent",
+    "Message",
+    "MixMonitorStart",
+    "NewCallerid",
+    "NewConnectedLine",
+    "Newchannel",
+    "Newstate",
+    "OriginateResponse",
+    "QueueCallerAbandon",
+    "QueueCallerJoin",
+    "QueueCallerLeave",
+    "VarSet",
+    "translate",
+    "wanted",
+]
 
 Message = Mapping[str, str]
 
@@ -36,249 +102,13 @@ class MalformedEvent(ValueError):
         self.header = header
 
 
-@dataclass(frozen=True, slots=True)
-class ChannelSnapshot:
-    """A channel as described by an event (``Dest``/``Transferer``... prefixes)."""
-
-    name: str
-    uniqueid: str
-    linkedid: str
-    state: int | None
-    caller_num: str | None
-    caller_name: str | None
-    connected_num: str | None
-    connected_name: str | None
-    context: str | None
-    exten: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class FullyBooted:
-    timestamp: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class Newchannel:
-    timestamp: datetime | None
-    channel: ChannelSnapshot
-
-
-@dataclass(frozen=True, slots=True)
-class Newstate:
-    timestamp: datetime | None
-    channel: ChannelSnapshot
-
-
-@dataclass(frozen=True, slots=True)
-class NewCallerid:
-    timestamp: datetime | None
-    channel: ChannelSnapshot
-
-
-@dataclass(frozen=True, slots=True)
-class NewConnectedLine:
-    timestamp: datetime | None
-    channel: ChannelSnapshot
-
-
-@dataclass(frozen=True, slots=True)
-class DialBegin:
-    """``caller`` is None when the PBX itself dials (AMI Originate)."""
-
-    timestamp: datetime | None
-    caller: ChannelSnapshot | None
-    dest: ChannelSnapshot
-    dial_string: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class DialEnd:
-    timestamp: datetime | None
-    caller: ChannelSnapshot | None
-    dest: ChannelSnapshot
-    status: str
-
-
-@dataclass(frozen=True, slots=True)
-class Hangup:
-    timestamp: datetime | None
-    channel: ChannelSnapshot
-    cause: int | None
-    cause_text: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class BridgeEnter:
-    timestamp: datetime | None
-    channel: ChannelSnapshot
-    bridge_id: str
-    swap_uniqueid: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class BridgeLeave:
-    timestamp: datetime | None
-    channel: ChannelSnapshot
-    bridge_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class VarSet:
-    """Only for :data:`TRACKED_VARIABLES`."""
-
-    timestamp: datetime | None
-    channel: ChannelSnapshot
-    variable: str
-    value: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class MixMonitorStart:
-    timestamp: datetime | None
-    channel: ChannelSnapshot
-
-
-@dataclass(frozen=True, slots=True)
-class QueueCallerJoin:
-    timestamp: datetime | None
-    channel: ChannelSnapshot
-    queue: str
-
-
-@dataclass(frozen=True, slots=True)
-class QueueCallerLeave:
-    timestamp: datetime | None
-    channel: ChannelSnapshot
-    queue: str
-
-
-@dataclass(frozen=True, slots=True)
-class QueueCallerAbandon:
-    timestamp: datetime | None
-    channel: ChannelSnapshot
-    queue: str
-
-
-@dataclass(frozen=True, slots=True)
-class AgentCalled:
-    """``caller`` waits in ``queue``; ``dest`` is the member's channel."""
-
-    timestamp: datetime | None
-    caller: ChannelSnapshot
-    dest: ChannelSnapshot
-    queue: str
-    interface: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class AgentConnect:
-    timestamp: datetime | None
-    caller: ChannelSnapshot
-    dest: ChannelSnapshot
-    queue: str
-    interface: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class AgentRingNoAnswer:
-    timestamp: datetime | None
-    caller: ChannelSnapshot
-    dest: ChannelSnapshot
-    queue: str
-    interface: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class AgentComplete:
-    timestamp: datetime | None
-    caller: ChannelSnapshot
-    dest: ChannelSnapshot
-    queue: str
-    interface: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class BlindTransfer:
-    timestamp: datetime | None
-    result: str
-    transferer: ChannelSnapshot
-    transferee: ChannelSnapshot | None
-    context: str | None
-    extension: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class AttendedTransfer:
-    """``orig_transferer`` is the transferer's channel in the older call."""
-
-    timestamp: datetime | None
-    result: str
-    orig_transferer: ChannelSnapshot
-    second_transferer: ChannelSnapshot
-    transferee: ChannelSnapshot | None
-    target: ChannelSnapshot | None
-    dest_type: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class OriginateResponse:
-    timestamp: datetime | None
-    action_id: str | None
-    response: str
-    uniqueid: str | None
-    channel: str | None
-    context: str | None
-    exten: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class CoreShowChannel:
-    """One item of the CoreShowChannels action's response list."""
-
-    timestamp: datetime | None
-    action_id: str | None
-    channel: ChannelSnapshot
-    bridge_id: str | None
-    application: str | None
-    duration: timedelta | None
-
-
-AmiEvent = (
-    FullyBooted
-    | Newchannel
-    | Newstate
-    | NewCallerid
-    | NewConnectedLine
-    | DialBegin
-    | DialEnd
-    | Hangup
-    | BridgeEnter
-    | BridgeLeave
-    | VarSet
-    | MixMonitorStart
-    | QueueCallerJoin
-    | QueueCallerLeave
-    | QueueCallerAbandon
-    | AgentCalled
-    | AgentConnect
-    | AgentRingNoAnswer
-    | AgentComplete
-    | BlindTransfer
-    | AttendedTransfer
-    | OriginateResponse
-    | CoreShowChannel
-)
-
-
 def translate(msg: Message) -> AmiEvent | None:
     """The typed event for one AMI message, None if the tracker has no use for it."""
     name = msg.get("Event")
     if name is None:
         return None
     build = _BUILDERS.get(name)
-    if build is None:
-        return None
-    return build(msg, name)
+    return None if build is None else build(msg, name)
 
 
 def wanted(block: str) -> bool:
@@ -286,19 +116,25 @@ def wanted(block: str) -> bool:
 
     Blocks that are not events, or that answer one of our actions (``ActionID``,
     e.g. the CoreShowChannels list), always pass; events the tracker ignores and
-    VarSets of other variables are refused. Cheap: string tests on the text only.
+    VarSets not naming a tracked variable anywhere are refused. Cheap: a set
+    lookup of the first line, and substring tests for the others.
     """
-    if not block.startswith("Event: ") or "\nActionID:" in block:
+    first = block.partition("\n")[0]
+    if first == "Event: VarSet":  # half of all blocks
+        return (
+            "INBOUND_DID" in block  # also finds _INBOUND_DID and __INBOUND_DID
+            or "MIXMONITOR_FILENAME" in block
+            or "\nActionID:" in block
+        )
+    if first in _WANTED_FIRST_LINES or "\nActionID:" in block or not first.startswith("Event: "):
         return True
-    name = block[7 : block.find("\n")] if "\n" in block else block[7:]
-    if name == "VarSet":
-        return any(variable in block for variable in TRACKED_VARIABLES)
-    return name.strip() in _BUILDERS
+    return first[7:].strip() in _BUILDERS  # "Event:  Hangup " and the like
 
 
 # ---------------------------------------------------------------- helpers
 
-_UNSET = frozenset({"", "<unknown>", "<Unknown>", "<null>"})
+_UNSET: dict[str | None, None] = dict.fromkeys(("", "<unknown>", "<Unknown>", "<null>"))
+"""Values that mean "none": ``_UNSET.get(value, value)`` is the value or None."""
 _SNAPSHOT_FIELDS = (
     "Channel",
     "Uniqueid",
@@ -321,10 +157,11 @@ _PREFIXES = (
     "TransferTarget",
 )
 _KEYS = {prefix: tuple(prefix + field for field in _SNAPSHOT_FIELDS) for prefix in _PREFIXES}
+_GET_ALL = {prefix: itemgetter(*keys) for prefix, keys in _KEYS.items()}
 
 
 def _opt(value: str | None) -> str | None:
-    return None if value is None or value in _UNSET else value
+    return _UNSET.get(value, value)
 
 
 def _need(msg: Message, name: str, header: str) -> str:
@@ -349,23 +186,23 @@ def _time(msg: Message, name: str) -> datetime | None:
 
 
 def _channel(msg: Message, name: str, prefix: str = "") -> ChannelSnapshot:
-    chan, uid, lid, state, cnum, cname, lnum, lname, context, exten = _KEYS[prefix]
-    return ChannelSnapshot(
-        name=_need(msg, name, chan),
-        uniqueid=_need(msg, name, uid),
-        linkedid=_need(msg, name, lid),
-        state=_int(msg.get(state)),
-        caller_num=_opt(msg.get(cnum)),
-        caller_name=_opt(msg.get(cname)),
-        connected_num=_opt(msg.get(lnum)),
-        connected_name=_opt(msg.get(lname)),
-        context=_opt(msg.get(context)),
-        exten=_opt(msg.get(exten)),
+    keys = _KEYS[prefix]
+    try:
+        values = _GET_ALL[prefix](msg)  # the usual case: every header present
+    except KeyError:
+        values = tuple(map(msg.get, keys))
+    # each value, or None for a missing or "unset" one ('', '<unknown>'...)
+    chan, uid, lid, state, cnum, cname, lnum, lname, context, exten = map(
+        _UNSET.get, values, values
     )
+    if chan is None or uid is None or lid is None:
+        missing = keys[0] if chan is None else keys[1] if uid is None else keys[2]
+        raise MalformedEvent(name, missing)
+    return ChannelSnapshot(chan, uid, lid, _int(state), cnum, cname, lnum, lname, context, exten)
 
 
 def _maybe_channel(msg: Message, name: str, prefix: str) -> ChannelSnapshot | None:
-    if _opt(msg.get(prefix + "Uniqueid")) is None:
+    if _opt(msg.get(_KEYS[prefix][1])) is None:  # no <prefix>Uniqueid
         return None
     return _channel(msg, name, prefix)
 
@@ -541,3 +378,4 @@ _BUILDERS: dict[str, Callable[[Message, str], AmiEvent | None]] = {
     "OriginateResponse": _originate_response,
     "CoreShowChannel": _core_show_channel,
 }
+_WANTED_FIRST_LINES = frozenset(f"Event: {name}" for name in _BUILDERS if name != "VarSet")

@@ -33,18 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crmcomms.ami.framing import Malformed
-from crmcomms.telephony.call_state import Bridges, LiveCall, LiveChannel, RecentIds
-from crmcomms.telephony.calls import (
-    CallAnswered,
-    CallEnded,
-    CallEvent,
-    CallRinging,
-    CallRingStopped,
-    CallSnapshot,
-    CallTransferred,
-    Transfer,
-)
-from crmcomms.telephony.events import (
+from crmcomms.telephony.ami_events import (
     AgentCalled,
     AgentConnect,
     AgentRingNoAnswer,
@@ -58,8 +47,6 @@ from crmcomms.telephony.events import (
     DialBegin,
     DialEnd,
     Hangup,
-    MalformedEvent,
-    Message,
     NewCallerid,
     Newchannel,
     Newstate,
@@ -67,8 +54,19 @@ from crmcomms.telephony.events import (
     QueueCallerAbandon,
     QueueCallerJoin,
     VarSet,
-    translate,
 )
+from crmcomms.telephony.call_state import Bridges, LiveCall, LiveChannel, RecentIds
+from crmcomms.telephony.calls import (
+    CallAnswered,
+    CallEnded,
+    CallEvent,
+    CallRinging,
+    CallRingStopped,
+    CallSnapshot,
+    CallTransferred,
+    Transfer,
+)
+from crmcomms.telephony.events import MalformedEvent, Message, translate
 
 _RINGING = 5  # ChannelState: the far end is alerting
 _UP = 6
@@ -361,10 +359,11 @@ class CallTracker:
     # ------------------------------------------------------------ end of a call
 
     def _end_call(self, call: LiveCall) -> None:
-        snapshot = self._snapshot(call)
-        for agent in call.pops:
-            self._emit(CallRingStopped(snapshot, agent))
-        call.pops.clear()
+        if call.pops:
+            snapshot = self._snapshot(call)
+            for agent in call.pops:
+                self._emit(CallRingStopped(snapshot, agent))
+            call.pops.clear()
         call.ringing.clear()
         call.ended_at = self._time()
         self._emit(CallEnded(self._snapshot(call)))

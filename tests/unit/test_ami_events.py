@@ -24,6 +24,7 @@ from crmcomms.telephony.events import (
     QueueCallerJoin,
     VarSet,
     translate,
+    wanted,
 )
 
 CAPTURES = Path(__file__).parent.parent / "fixtures" / "ami"
@@ -272,3 +273,40 @@ def test_transfer_events_follow_the_documented_prefixes() -> None:
     assert attended_event.transferee is None
     assert attended_event.target is not None and attended_event.target.name == "PJSIP/103-00000004"
     assert attended_event.dest_type == "Bridge"
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        ("Event: Newchannel\nChannel: PJSIP/101-00000001", True),
+        ("Event: Hangup", True),
+        ("Event:  Hangup ", True),
+        ("Event: CEL\nEventName: CHAN_START", False),
+        ("Event: Newexten", False),
+        ("Event: Hangups\nChannel: x", False),
+        ("Event: CEL\nActionID: crm-1", True),  # answers one of our actions
+        ("Event: VarSet\nVariable: BRIDGEPEER\nValue: PJSIP/101", False),
+        ("Event: VarSet\nVariable: MIXMONITOR_FILENAME\nValue: /x.wav", True),
+        ("Event: VarSet\nVariable: __INBOUND_DID\nValue: 5550100", True),
+        ("Event: VarSet\nVariable: FOO\nValue: ${INBOUND_DID}", True),  # named anywhere
+        ("Event: VarSet\nVariable: FOO\nActionID: crm-2", True),
+        ("Event: VarSet ", True),
+        ("Response: Success\nMessage: Authentication accepted", True),
+        ("Asterisk Call Manager/11.0.0", True),
+    ],
+)
+def test_wanted_decides_from_the_raw_text(block: str, expected: bool) -> None:
+    assert wanted(block) is expected
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CAPTURES.glob("*.ami")))
+def test_wanted_keeps_every_block_translate_uses(name: str) -> None:
+    framed = AmiFramer().feed((CAPTURES / f"{name}.ami").read_bytes())
+    texts = (CAPTURES / f"{name}.ami").read_text().replace("\r", "").split("\n\n")[:-1]
+    texts[0] = texts[0].partition("\n")[2]  # the banner line
+
+    assert len(texts) == len(framed)
+    for text, block in zip(texts, framed, strict=True):
+        assert isinstance(block, dict)
+        if translate(block) is not None:
+            assert wanted(text), text
