@@ -12,14 +12,17 @@ export class ContactView {
     this.root = root;
     this.outbox = new Map(); // e-mail id -> state elements (timeline entry, composer)
     this.mails = new Map(); // e-mail id -> Promise of GET /api/emails/{id}
+    this.generation = 0; // bumped by every show(): answers for an older one are dropped
   }
 
   async show(id) {
+    const generation = ++this.generation;
     this.id = id;
+    const contact = await api.get(`/api/contacts/${id}`);
+    if (generation !== this.generation) return; // shown again meanwhile (a reload, a push)
     this.offset = 0;
     this.outbox.clear();
     this.mails.clear();
-    const contact = await api.get(`/api/contacts/${id}`);
     this.contact = contact;
     this.historyList = h("ol", { class: "timeline", "aria-label": t("history") });
     this.more = h("button", { type: "button", class: "more", text: t("older"), onclick: () => this.page() });
@@ -54,7 +57,9 @@ export class ContactView {
   }
 
   async page() {
+    const generation = this.generation;
     const data = await api.get(`/api/contacts/${this.id}/history?limit=${PAGE}&offset=${this.offset}`);
+    if (generation !== this.generation) return; // this page belongs to a view replaced since
     for (const item of data.items) {
       if (!this.historyList.querySelector(`li[data-key="${item.kind}-${item.id}"]`)) this.historyList.append(this.item(item));
     }
