@@ -1,10 +1,16 @@
-"""Database engine and sessions: SQLite (WAL, foreign keys, busy timeout) or PostgreSQL."""
+"""Database engine and sessions: SQLite (WAL, foreign keys, busy timeout) or PostgreSQL.
+
+JSON columns are written and read with orjson (several times faster than the
+stdlib's ``json`` for the address lists of every stored e-mail); it writes
+UTF-8 where ``json`` writes ``\\u`` escapes, which either reads back the same.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -21,12 +27,21 @@ def create_engine(url: str) -> AsyncEngine:
     """An async engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True)
+        return create_async_engine(url, pool_pre_ping=True, **JSON_OPTIONS)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    engine = create_async_engine(url, connect_args={"timeout": 30}, **JSON_OPTIONS)
     event.listen(engine.sync_engine, "connect", sqlite_pragmas)
     return engine
+
+
+def json_dumps(value: Any) -> str:
+    """A JSON column's value as text (orjson, non-str keys allowed as ``json`` does)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+#: Engine options for JSON columns, for every engine of ours (sync ones too).
+JSON_OPTIONS: dict[str, Any] = {"json_serializer": json_dumps, "json_deserializer": orjson.loads}
 
 
 def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -47,7 +47,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import StaticPool
 
-from core.db import sqlite_pragmas
+from core.db import JSON_OPTIONS, sqlite_pragmas
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ class DbWorker:
                 url.set(drivername="sqlite+pysqlite"),
                 poolclass=StaticPool,  # one connection, used by the one thread only
                 connect_args={"timeout": 30, "check_same_thread": False},
+                **JSON_OPTIONS,
             )
             event.listen(self._sync, "connect", _worker_pragmas)
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-worker")
@@ -82,6 +83,7 @@ class DbWorker:
                 url.set(drivername="sqlite+pysqlite"),
                 poolclass=StaticPool,  # one connection, used on the loop's thread only
                 connect_args={"timeout": 1, "check_same_thread": False},
+                **JSON_OPTIONS,
             )
             event.listen(self._reader, "connect", sqlite_pragmas)
 

@@ -12,6 +12,11 @@ A fetched copy may come with its whole parse (``MailItem``) or with its
 headers only (``MailHeaders``): then the message is stored, deduplicated,
 threaded and linked at once, and its bodies and attachments follow
 (``core.mail.bodies``).
+
+The work is synchronous (``store_copies`` on an ORM ``Session``), so that the
+mail sync runs a whole batch, its folder state included, in one hop on a
+database thread (``core.dbthread.DbWorker``); ``store_batch`` is the same on
+an ``AsyncSession``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from core.mail import MailHeaders, MailItem
 from core.mail.blobs import BlobStore
@@ -144,22 +150,39 @@ async def store_batch(
     options: StoreOptions,
 ) -> list[StoredMessage]:
     """Store every copy of ``batch`` idempotently; results in the batch's order."""
+    return await session.run_sync(store_copies, batch, blobs, options)
+
+
+def store_copies(
+    session: Session,
+    batch: Sequence[Fetched],
+    blobs: BlobStore,
+    options: StoreOptions,
+    *,
+    unlocated: bool = False,
+) -> list[StoredMessage]:
+    """``store_batch`` on a synchronous session (the caller commits).
+
+    ``unlocated``: the caller knows that no copy of the batch has a location yet
+    (the mail sync: every UID is above the folder's last committed UID), which
+    saves looking them up.
+    """
     entries = [_entry(fetched, options) for fetched in batch]
-    known = await _load(session, entries, options)
+    known = _load(session, entries, options, unlocated)
     created: list[_New] = []
     results = [_place(known, entry, options, created) for entry in entries]
     contacts: dict[int, tuple[int, ...]] = {}
     if created:
-        await _insert_messages(session, created)
-        await _insert_rows(session, created, blobs)
-        contacts = await _link(session, known, created, options)
+        _insert_messages(session, created)
+        _insert_rows(session, created, blobs)
+        contacts = _link(session, known, created, options)
     locations = [
         _location(result.row.id, fetched.copy)
         for fetched, result in zip(batch, results, strict=True)
         if isinstance(result, _Placed)
     ]
     if locations:
-        await session.execute(insert(_table(EmailLocation)), locations)
+        session.execute(insert(_table(EmailLocation)), locations)
     return [_result(r, contacts) for r in results]
 
 
@@ -246,10 +269,10 @@ def _register_thread(known: _Known, values: dict[str, Any], entry: _Entry) -> No
         known.subjects.setdefault(values["subject_key"], []).append(sample)
 
 
-async def _insert_messages(session: AsyncSession, created: list[_New]) -> None:
+def _insert_messages(session: Session, created: list[_New]) -> None:
     """Insert the new messages and learn their ids (by dedupe key, unique per mailbox)."""
     messages = _table(EmailMessage)
-    rows = await session.execute(
+    rows = session.execute(
         insert(messages).returning(messages.c.id, messages.c.dedupe_key),
         [_columns(new.values) for new in created],
     )
@@ -270,13 +293,13 @@ def _columns(values: dict[str, Any]) -> dict[str, Any]:
     return columns
 
 
-async def _insert_rows(session: AsyncSession, created: list[_New], blobs: BlobStore) -> None:
+def _insert_rows(session: Session, created: list[_New], blobs: BlobStore) -> None:
     """Raw bytes, threading refs and (for fully parsed messages) attachments."""
     raws = [{"email_id": new.row.id, "raw": new.entry.fetched.raw} for new in created]
-    await session.execute(insert(_table(EmailRaw)), raws)
+    session.execute(insert(_table(EmailRaw)), raws)
     refs = [{"email_id": new.row.id, "ref": ref[:998]} for new in created for ref in new.entry.ids]
     if refs:
-        await session.execute(insert(_table(EmailRef)), refs)
+        session.execute(insert(_table(EmailRef)), refs)
     for new in created:
         if isinstance(new.entry.fetched.item, MailItem):
             add_attachments(session, new.row.id, new.entry.fetched.item, blobs)
@@ -292,21 +315,21 @@ def _location(email_id: int, copy: Copy) -> dict[str, Any]:
     }
 
 
-async def _link(
-    session: AsyncSession, known: _Known, created: list[_New], options: StoreOptions
+def _link(
+    session: Session, known: _Known, created: list[_New], options: StoreOptions
 ) -> dict[int, tuple[int, ...]]:
     """Link new messages to contacts; returns message id -> contact ids."""
     linked: dict[int, tuple[int, ...]] = {}
     for new in created:
         item = new.entry.fetched.item
         if options.create_unknown_contacts:
-            await create_contacts(session, item.from_, options, known.contacts)
+            create_contacts(session, item.from_, options, known.contacts)
         people = (*item.from_, *item.to, *item.cc, *item.reply_to)
         ids = {known.contacts[a.address] for a in people if a.address in known.contacts}
         linked[new.row.id] = tuple(sorted(ids))
     links = [{"email_id": e, "contact_id": c} for e, ids in linked.items() for c in ids]
     if links:
-        await session.execute(insert(_table(EmailContact)), links)
+        session.execute(insert(_table(EmailContact)), links)
     return linked
 
 
@@ -318,30 +341,33 @@ def _result(result: StoredMessage | _Placed, contacts: dict[int, tuple[int, ...]
     return StoredMessage(row.id, result.created, row.thread_id, linked)
 
 
-async def _load(session: AsyncSession, entries: Sequence[_Entry], options: StoreOptions) -> _Known:
+def _load(
+    session: Session, entries: Sequence[_Entry], options: StoreOptions, unlocated: bool
+) -> _Known:
     known = _Known()
     if not entries:
         return known
     batch = [entry.fetched for entry in entries]
     mailbox = batch[0].copy.mailbox
-    await _load_located(session, batch, known)
+    if not unlocated:
+        _load_located(session, batch, known)
     keys = {dedupe_key("hash", f.item.content_hash) for f in batch}
     keys |= {dedupe_key("id", f.item.message_id) for f in batch if f.item.message_id}
-    rows = await session.execute(
+    rows = session.execute(
         select(*_ROW_COLUMNS).where(
             EmailMessage.mailbox == mailbox, EmailMessage.dedupe_key.in_(keys)
         )
     )
     known.by_key = {row.dedupe_key: row for row in (_row(*r) for r in rows)}
-    await _load_threads(session, entries, known)
-    await _load_contacts(session, batch, known, options)
+    _load_threads(session, entries, known)
+    _load_contacts(session, batch, known, options)
     return known
 
 
-async def _load_located(session: AsyncSession, batch: Sequence[Fetched], known: _Known) -> None:
+def _load_located(session: Session, batch: Sequence[Fetched], known: _Known) -> None:
     first = batch[0].copy
     pairs = {(f.copy.folder, f.copy.uid) for f in batch}
-    rows = await session.execute(
+    rows = session.execute(
         select(EmailLocation.folder, EmailLocation.uid, *_ROW_COLUMNS)
         .join(EmailMessage, EmailMessage.id == EmailLocation.email_id)
         .where(
@@ -353,10 +379,10 @@ async def _load_located(session: AsyncSession, batch: Sequence[Fetched], known: 
     known.located = {(r[0], r[1]): _row(*r[2:]) for r in rows}
 
 
-async def _load_threads(session: AsyncSession, entries: Sequence[_Entry], known: _Known) -> None:
+def _load_threads(session: Session, entries: Sequence[_Entry], known: _Known) -> None:
     ids = {ref for entry in entries for ref in entry.ids}
     if ids:
-        rows = await session.execute(
+        rows = session.execute(
             select(EmailRef.ref, EmailMessage.thread_id)
             .join(EmailMessage, EmailMessage.id == EmailRef.email_id)
             .where(EmailRef.ref.in_(ids))
@@ -364,7 +390,7 @@ async def _load_threads(session: AsyncSession, entries: Sequence[_Entry], known:
         known.threads = {ref: thread for ref, thread in rows}
     keys = {entry.subject_key for entry in entries} - {""}
     if keys:
-        samples = await session.execute(
+        samples = session.execute(
             select(
                 EmailMessage.subject_key,
                 EmailMessage.thread_id,
@@ -379,8 +405,8 @@ async def _load_threads(session: AsyncSession, entries: Sequence[_Entry], known:
             known.subjects.setdefault(key, []).append(_Sample(thread_id, people, at))
 
 
-async def _load_contacts(
-    session: AsyncSession, batch: Sequence[Fetched], known: _Known, options: StoreOptions
+def _load_contacts(
+    session: Session, batch: Sequence[Fetched], known: _Known, options: StoreOptions
 ) -> None:
     people = {
         a.address
@@ -389,7 +415,7 @@ async def _load_contacts(
         if a.address
     } - options.own_addresses
     if people:
-        rows = await session.execute(
+        rows = session.execute(
             select(EmailAddress.address, EmailAddress.contact_id).where(
                 EmailAddress.address.in_(people)
             )

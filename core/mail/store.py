@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from core.mail import Address, Attachment, MailHeaders, MailItem
 from core.mail.blobs import BlobStore
@@ -139,7 +140,9 @@ def add_refs(session: AsyncSession, email_id: int, item: MailItem) -> None:
         session.add(EmailRef(email_id=email_id, ref=ref[:998]))
 
 
-def add_attachments(session: AsyncSession, email_id: int, item: MailItem, blobs: BlobStore) -> None:
+def add_attachments(
+    session: AsyncSession | Session, email_id: int, item: MailItem, blobs: BlobStore
+) -> None:
     """Attachment rows; contents go to the blob store (truncated ones have none)."""
     for n, part in enumerate(item.attachments):
         if not part.truncated:
@@ -214,14 +217,14 @@ async def link_contacts(
     found = {address: contact_id for address, contact_id in rows}
     contact_ids = set(found.values())
     if options.create_unknown_contacts:
-        contact_ids |= await create_contacts(session, item.from_, options, found)
+        contact_ids |= await session.run_sync(create_contacts, item.from_, options, found)
     for contact_id in sorted(contact_ids):
         session.add(EmailContact(email_id=email_id, contact_id=contact_id))
     return tuple(sorted(contact_ids))
 
 
-async def create_contacts(
-    session: AsyncSession,
+def create_contacts(
+    session: Session,
     senders: Sequence[Address],
     options: StoreOptions,
     found: dict[str, int],
@@ -235,7 +238,7 @@ async def create_contacts(
         contact = Contact(display_name=(sender.name or sender.address)[:200])
         contact.emails.append(EmailAddress(address=address))
         session.add(contact)
-        await session.flush()
+        session.flush()
         found[address] = contact.id
         created.add(contact.id)
     return created

@@ -122,20 +122,25 @@ class ImapClient:
         self.capabilities: frozenset[str] = frozenset()
 
     async def _read(self) -> Line:
+        """One response line, within the connection's timeout."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._receive()
+        except TimeoutError as exc:
+            raise ImapConnectionError(f"no answer within {self._timeout:.0f} s") from exc
+
+    async def _receive(self) -> Line:
         parts: list[bytes] = []
         literals: list[bytes] = []
         try:
-            async with asyncio.timeout(self._timeout):
-                while True:
-                    line = await self._reader.readuntil(b"\r\n")
-                    match = _LITERAL.search(line)
-                    if match is None:
-                        parts.append(line[:-2])
-                        return Line(b"".join(parts), tuple(literals))
-                    parts.append(line[: match.start()])
-                    literals.append(await self._reader.readexactly(int(match[1])))
-        except TimeoutError as exc:
-            raise ImapConnectionError(f"no answer within {self._timeout:.0f} s") from exc
+            while True:
+                line = await self._reader.readuntil(b"\r\n")
+                match = _LITERAL.search(line)
+                if match is None:
+                    parts.append(line[:-2])
+                    return Line(b"".join(parts), tuple(literals))
+                parts.append(line[: match.start()])
+                literals.append(await self._reader.readexactly(int(match[1])))
         except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             self._broken = True
             raise ImapConnectionError(f"connection lost: {exc!r}") from exc
@@ -149,23 +154,40 @@ class ImapClient:
             raise ImapConnectionError(f"connection lost: {exc!r}") from exc
 
     async def command(self, command: bytes, literal: bytes | None = None) -> list[Line]:
-        """Run one command; its untagged responses, or ImapCommandError on NO/BAD."""
+        """Run one command; its untagged responses, or ImapCommandError on NO/BAD.
+
+        The timeout is for silence: each response line pushes the deadline out
+        (one timer per command, moved at most twice per timeout: a FETCH of 500
+        messages is a thousand lines, and a timer per line cost more than the
+        parsing).
+        """
         self._tag += 1
         tag = b"A%04d" % self._tag
         await self._send(tag + b" " + command + b"\r\n")
         untagged: list[Line] = []
-        while True:
-            line = await self._read()
-            if line.text.startswith(b"+") and literal is not None:
-                await self._send(literal + b"\r\n")
-                literal = None
-                continue
-            if line.text.startswith(b"* BYE") and not command.startswith(b"LOGOUT"):
-                self._broken = True
-                raise ImapConnectionError(f"server closed: {line.text.decode(errors='replace')}")
-            if line.text.startswith(tag + b" "):
-                return self._finish(command, line, untagged)
-            untagged.append(line)
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._timeout) as timer:
+                while True:
+                    line = await self._receive()
+                    now = loop.time()
+                    if (timer.when() or now) - now < self._timeout / 2:
+                        timer.reschedule(now + self._timeout)
+                    if line.text.startswith(b"+") and literal is not None:
+                        await self._send(literal + b"\r\n")
+                        literal = None
+                        continue
+                    if line.text.startswith(tag + b" "):
+                        return self._finish(command, line, untagged)
+                    self._check_bye(command, line)
+                    untagged.append(line)
+        except TimeoutError as exc:
+            raise ImapConnectionError(f"no answer within {self._timeout:.0f} s") from exc
+
+    def _check_bye(self, command: bytes, line: Line) -> None:
+        if line.text.startswith(b"* BYE") and not command.startswith(b"LOGOUT"):
+            self._broken = True
+            raise ImapConnectionError(f"server closed: {line.text.decode(errors='replace')}")
 
     def _finish(self, command: bytes, line: Line, untagged: list[Line]) -> list[Line]:
         match = _TAGGED.match(line.text)

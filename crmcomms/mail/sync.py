@@ -9,9 +9,10 @@ then the (UID, size) of every newer message is listed and the messages are
 fetched with ``BODY.PEEK[]`` in batches bounded by count and bytes. Each
 batch's headers are read off the event loop (``parse_headers``) and the
 batch is stored (raw bytes, headers, dedupe, thread, contacts, location) in
-one transaction together with the folder's new last UID: a connection lost
-or a daemon killed mid-batch repeats at most that batch, and storing is
-idempotent. While one batch is read and stored the next is fetched.
+one transaction together with the folder's new last UID (``batches``), in one
+hop on the session's own database thread: a connection lost or a daemon
+killed mid-batch repeats at most that batch, and storing is idempotent. While
+one batch is read and stored the next is fetched.
 
 Bodies and attachments are the second phase (``core.mail.bodies``): after
 each round a background task parses the messages still marked
@@ -35,33 +36,40 @@ whose own address it names (supervisors see all in both cases).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator
 from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.mail import MailHeaders, parse_headers
-from core.mail.batch import Fetched, store_batch
+from core.dbthread import DbWorker
+from core.mail import MailHeaders, MailItem
+from core.mail.batch import Fetched
 from core.mail.bodies import parse_bodies, store_bodies, unparsed
 from core.mail.models import EmailLocation, FolderState
 from core.mail.store import Copy, StoredMessage, addresses_json
-from core.models import Agent, AgentExtension, utcnow
 from crmcomms.config import MailboxSettings
 from crmcomms.mail import blob_store, imap_endpoint, store_options
+from crmcomms.mail.batches import (
+    Announcement,
+    FolderBatch,
+    batches,
+    chunks,
+    read_headers,
+    write_batch,
+)
 from crmcomms.mail.imap import ImapAuthError, ImapClient, ImapCommandError, ImapError, connect
-from crmcomms.push import Audience
 from crmcomms.services import Services
 
 log = logging.getLogger(__name__)
 MAX_ATTACHMENT_BYTES = 25 * 2**20
-_T = TypeVar("_T")
 # Batches being read and stored while the next one is fetched (memory: that many + 1).
 _PIPELINE = 2
 
@@ -81,40 +89,6 @@ class SyncTuning:
     auth_retry: float = 300.0
     timeout: float = 120.0
     max_attachment_bytes: int = MAX_ATTACHMENT_BYTES
-
-
-def read_headers(raws: Sequence[bytes]) -> list[MailHeaders]:
-    """Read the headers of a batch (a plain function, so a process pool can run it)."""
-    return [parse_headers(raw) for raw in raws]
-
-
-def chunks(items: Sequence[_T], size: int) -> list[Sequence[_T]]:
-    """``items`` cut into pieces of at most ``size``, to spread over an executor's workers."""
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def batches(
-    pending: Sequence[tuple[int, int]], max_count: int, max_bytes: int
-) -> Iterator[list[tuple[int, int]]]:
-    """Split (UID, size) pairs into batches of at most ``max_count`` messages and about
-    ``max_bytes`` bytes (a single bigger message forms its own batch)."""
-    batch: list[tuple[int, int]] = []
-    size = 0
-    for uid, length in pending:
-        if batch and (len(batch) >= max_count or size + length > max_bytes):
-            yield batch
-            batch, size = [], 0
-        batch.append((uid, length))
-        size += length
-    if batch:
-        yield batch
-
-
-@dataclass(frozen=True, slots=True)
-class _Fetched:
-    uid: int
-    raw: bytes
-    item: MailHeaders
 
 
 class MailboxWorker:
@@ -192,15 +166,25 @@ class MailboxWorker:
 
     async def _session(self) -> None:
         endpoint = imap_endpoint(self.settings, self.tuning.timeout)
-        async with connect(endpoint) as client:
+        async with connect(endpoint) as client, self._database() as db:
             self._auth_reported = False
             folders = await self.folders(client)
             watch = "INBOX" if "INBOX" in folders else folders[0]
             while True:
                 for folder in folders:
-                    await self._sync_folder_logged(client, folder)
+                    await self._sync_folder_logged(client, db, folder)
                 self._round_finished()
                 await self._wait_for_mail(client, watch)
+
+    @contextlib.asynccontextmanager
+    async def _database(self) -> AsyncIterator[DbWorker]:
+        """The session's own database thread and connection: an initial sync keeps it
+        busy for minutes, and must not hold up the telephony's database thread."""
+        db = DbWorker(self.svc.engine)
+        try:
+            yield db
+        finally:
+            await db.close()
 
     async def folders(self, client: ImapClient) -> list[str]:
         """The configured folders, else INBOX and the folder marked ``\\Sent``."""
@@ -224,13 +208,13 @@ class MailboxWorker:
         await client.examine(folder)
         await client.idle(min(self.tuning.idle_timeout, self.settings.poll_interval))
 
-    async def _sync_folder_logged(self, client: ImapClient, folder: str) -> None:
+    async def _sync_folder_logged(self, client: ImapClient, db: DbWorker, folder: str) -> None:
         try:
-            await self.sync_folder(client, folder)
+            await self.sync_folder(client, db, folder)
         except ImapCommandError as exc:  # a missing folder must not stop the others
             log.error("mailbox %s: folder %r skipped: %s", self.name, folder, exc)
 
-    async def sync_folder(self, client: ImapClient, folder: str) -> None:
+    async def sync_folder(self, client: ImapClient, db: DbWorker, folder: str) -> None:
         """Fetch and store every message of ``folder`` above the last committed UID.
 
         Pipelined: the next batch is fetched while earlier ones (``_PIPELINE``) have
@@ -249,7 +233,7 @@ class MailboxWorker:
                 fetched = await client.fetch_bodies([uid for uid, _ in batch])
                 copy = Copy(self.name, folder, info.uidvalidity, batch[-1][0])
                 previous = in_flight[-1] if in_flight else None
-                store = self._read_and_store(copy, fetched, last_uid > 0, previous)
+                store = self._read_and_store(db, copy, fetched, last_uid > 0, previous)
                 in_flight.append(asyncio.create_task(store))
                 if len(in_flight) > _PIPELINE:
                     await in_flight.pop(0)
@@ -263,17 +247,20 @@ class MailboxWorker:
 
     async def _read_and_store(
         self,
+        db: DbWorker,
         last: Copy,
         fetched: list[tuple[int, bytes]],
         announce: bool,
         previous: asyncio.Task[None] | None,
     ) -> None:
         headers = await self._read_headers([raw for _, raw in fetched])
+        copies = [
+            Fetched(Copy(last.mailbox, last.folder, last.uidvalidity, uid), raw, item)
+            for (uid, raw), item in zip(fetched, headers, strict=True)
+        ]
         if previous is not None:
             await previous
-        pairs = zip(fetched, headers, strict=True)
-        messages = [_Fetched(uid, raw, item) for (uid, raw), item in pairs]
-        await self._store_batch(last, messages, announce)
+        await self._store_batch(db, FolderBatch(last, copies, announce))
 
     async def _start_uid(self, folder: str, uidvalidity: int) -> int:
         """The last committed UID; 0 for a new folder or after a UIDVALIDITY change."""
@@ -337,38 +324,16 @@ class MailboxWorker:
             await store_bodies(session, parsed)
         return True
 
-    async def _store_batch(self, last: Copy, messages: list[_Fetched], announce: bool) -> None:
-        """Store a batch and advance the folder's last UID to ``last.uid``, atomically."""
-        stored: list[tuple[StoredMessage, MailHeaders, Audience]] = []
-        batch = [
-            Fetched(Copy(last.mailbox, last.folder, last.uidvalidity, m.uid), m.raw, m.item)
-            for m in messages
-        ]
-        async with self.svc.sessions.begin() as session:
-            results = await store_batch(session, batch, self.blobs, self.options)
-            for result, msg in zip(results, messages, strict=True):
-                if result.created and announce and not self._is_own(msg.item):
-                    audience = await self._audience(session, result, msg.item)
-                    stored.append((result, msg.item, audience))
-            state = await session.get(FolderState, (last.mailbox, last.folder))
-            assert state is not None  # created by _start_uid
-            state.last_uid, state.synced_at = max(state.last_uid, last.uid), utcnow()
-        self.svc.metrics.mail_messages.labels(self.name).inc(len(messages))
-        for result, item, audience in stored:
-            self.svc.hub.publish("email.received", self._payload(result, item), audience)
+    async def _store_batch(self, db: DbWorker, batch: FolderBatch) -> None:
+        """Store a batch and advance the folder's last UID, atomically; then announce."""
+        write = functools.partial(write_batch, batch=batch, blobs=self.blobs, options=self.options)
+        announced: list[Announcement] = await db.run(write)
+        self.svc.metrics.mail_messages.labels(self.name).inc(len(batch.fetched))
+        for new in announced:
+            payload = self._payload(new.stored, new.headers)
+            self.svc.hub.publish("email.received", payload, new.audience)
 
-    def _is_own(self, item: MailHeaders) -> bool:
-        return any(a.address in self.options.own_addresses for a in item.from_)
-
-    async def _audience(
-        self, session: AsyncSession, result: StoredMessage, item: MailHeaders
-    ) -> Audience:
-        if result.contact_ids:
-            return Audience.all()
-        people = [a.address for a in (*item.to, *item.cc)]
-        return Audience(extensions=await addressed_extensions(session, people))
-
-    def _payload(self, result: StoredMessage, item: MailHeaders) -> dict[str, Any]:
+    def _payload(self, result: StoredMessage, item: MailItem | MailHeaders) -> dict[str, Any]:
         return {
             "mailbox": self.name,
             "email": {
@@ -381,13 +346,3 @@ class MailboxWorker:
             },
             "contacts": list(result.contact_ids),
         }
-
-
-async def addressed_extensions(session: AsyncSession, addresses: Sequence[str]) -> frozenset[str]:
-    """Extensions of the agents whose e-mail address is among ``addresses``."""
-    rows = await session.scalars(
-        select(AgentExtension.extension)
-        .join(Agent, Agent.id == AgentExtension.agent_id)
-        .where(func.lower(Agent.email).in_([a.lower() for a in addresses]))
-    )
-    return frozenset(rows)

@@ -24,6 +24,7 @@ from core.models import Contact, EmailAddress
 from crmcomms.app import build_services
 from crmcomms.config import MailboxSettings, Settings
 from crmcomms.mail import blob_store
+from crmcomms.mail.imap import Endpoint, ImapConnectionError, connect
 from crmcomms.mail.sync import MailboxWorker, SyncTuning
 from crmcomms.services import Services
 from tests.conftest import PostgresServer, make_settings
@@ -373,3 +374,38 @@ async def test_two_phase_sync_on_postgresql(
         assert "Rechnung 4 anbei.\n" in texts and None not in texts
     finally:
         await services.engine.dispose()
+
+
+async def test_a_server_that_falls_silent_mid_command_times_out() -> None:
+    """One timer per command (not per line) still catches silence within the timeout."""
+    answered = asyncio.Event()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        writer.write(b"* OK ready\r\n")
+        while line := await reader.readline():
+            tag, _, verb = line.decode().partition(" ")
+            if verb.startswith("LOGIN"):
+                writer.write(f"{tag} OK logged in\r\n".encode())
+            elif verb.startswith("CAPABILITY"):
+                writer.write(f"* CAPABILITY IMAP4rev1\r\n{tag} OK done\r\n".encode())
+            else:  # part of an answer, then nothing more
+                writer.write(b"* 1 FETCH (UID 1 BODY[] {3}\r\nabc)\r\n")
+                answered.set()
+            await writer.drain()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    endpoint = Endpoint("127.0.0.1", port, "none", "crm", "pw", timeout=0.3)
+    try:
+        async with connect(endpoint) as client:
+            with pytest.raises(ImapConnectionError, match="no answer within"):
+                await asyncio.wait_for(client.fetch_bodies([1]), timeout=5)
+            assert answered.is_set()
+    finally:
+        server.close()
+        for writer in writers:
+            writer.close()
+            await writer.wait_closed()
+        await server.wait_closed()
