@@ -7,22 +7,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import uvloop
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.errors import CoreError
 from crmcomms.config import DEFAULT_CONFIG, ConfigError, Settings, load_settings
 from crmcomms.errors import StartupError
-
-#: Allocations between two young-generation collections (the default is 700).
-GC_YOUNG_THRESHOLD = 10_000
+from crmcomms.runtime import serve, settle_heap
 
 EPILOG = "Configuration: --config FILE, else $CRMCOMMS_CONFIG, else config/crmcomms.example.toml."
 
@@ -48,25 +43,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.general.log_level)
     app = build_app(settings)
-    serve(run_until_signalled(app, on_ready=_settle_heap))
+    serve(run_until_signalled(app, on_ready=lambda _url: settle_heap()))
     return 0
-
-
-def _settle_heap(_url: str) -> None:
-    """Once the daemon is up: keep what startup loaded (modules, SQLAlchemy's
-    metadata, phone number tables...) out of the garbage collector's scans and
-    collect the young generation less often. A full collection over the whole
-    heap took 80-160 ms under load, and every screen pop due meanwhile waits."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-
-
-def serve(main: Coroutine[Any, Any, None]) -> None:
-    """Run the daemon's main coroutine on uvloop (cheaper per socket read and
-    per thread hand-off than the stdlib loop)."""
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
