@@ -367,6 +367,7 @@ class CallTracker:
         call.ringing.clear()
         call.ended_at = self._time()
         self._emit(CallEnded(self._snapshot(call)))
+        call.origin = None  # the channel points back at the call: let refcounting free both
         self._calls.pop(call.linkedid, None)
         self._ended_calls.add(call.linkedid)
 
