@@ -24,7 +24,8 @@ from collections.abc import Callable
 from ami_load import Interleaved, Renderer, interleaved, load_templates, mix
 
 from crmcomms.ami.framing import AmiFramer, Malformed, Message
-from crmcomms.telephony.events import AmiEvent, translate, wanted
+from crmcomms.telephony.ami_events import AmiEvent
+from crmcomms.telephony.events import translate, wanted
 from crmcomms.telephony.tracker import CallTracker
 
 PATTERNS = ("PJSIP/{ext}-", "SIP/{ext}-")

@@ -52,39 +52,6 @@ from crmcomms.telephony.ami_events import (
     VarSet,
 )
 
-__all__ = [
-    "TRACKED_VARIABLES",
-    "AgentCalled",
-    "AgentComplete",
-    "AgentConnect",
-    "AgentRingNoAnswer",
-    "AmiEvent",
-    "AttendedTransfer",
-    "BlindTransfer",
-    "BridgeEnter",
-    "BridgeLeave",
-    "ChannelSnapshot",
-    "CoreShowChannel",
-    "DialBegin",
-    "DialEnd",
-    "FullyBooted",
-    "Hangup",
-    "MalformedEvent",
-    "Message",
-    "MixMonitorStart",
-    "NewCallerid",
-    "NewConnectedLine",
-    "Newchannel",
-    "Newstate",
-    "OriginateResponse",
-    "QueueCallerAbandon",
-    "QueueCallerJoin",
-    "QueueCallerLeave",
-    "VarSet",
-    "translate",
-    "wanted",
-]
-
 Message = Mapping[str, str]
 
 TRACKED_VARIABLES: frozenset[str] = frozenset(

@@ -23,9 +23,10 @@ from aiohttp import web
 from crmcomms.ami.client import AmiClient
 from crmcomms.ami.errors import AmiError
 from crmcomms.services import Services
+from crmcomms.telephony.ami_events import CoreShowChannel
 from crmcomms.telephony.calls import CallEvent, CallSnapshot
 from crmcomms.telephony.dialer import Dialer
-from crmcomms.telephony.events import CoreShowChannel, MalformedEvent, translate, wanted
+from crmcomms.telephony.events import MalformedEvent, translate, wanted
 from crmcomms.telephony.metrics import TelephonyCollector
 from crmcomms.telephony.publisher import CallPublisher
 from crmcomms.telephony.tracker import CallTracker

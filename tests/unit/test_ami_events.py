@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from crmcomms.ami.framing import AmiFramer
-from crmcomms.telephony.events import (
+from crmcomms.telephony.ami_events import (
     AgentCalled,
     AttendedTransfer,
     BlindTransfer,
@@ -17,15 +17,13 @@ from crmcomms.telephony.events import (
     DialEnd,
     FullyBooted,
     Hangup,
-    MalformedEvent,
     NewCallerid,
     Newchannel,
     OriginateResponse,
     QueueCallerJoin,
     VarSet,
-    translate,
-    wanted,
 )
+from crmcomms.telephony.events import MalformedEvent, translate, wanted
 
 CAPTURES = Path(__file__).parent.parent / "fixtures" / "ami"
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from crmcomms.ami.framing import AmiFramer, Malformed
+from crmcomms.telephony.ami_events import CoreShowChannel
 from crmcomms.telephony.calls import (
     CallAnswered,
     CallEnded,
@@ -22,7 +23,7 @@ from crmcomms.telephony.calls import (
     CallTransferred,
     Transfer,
 )
-from crmcomms.telephony.events import CoreShowChannel, translate
+from crmcomms.telephony.events import translate
 from crmcomms.telephony.tracker import CallTracker
 from tests.unit import tracker_sequences as hand
 
