@@ -52,8 +52,12 @@ def build_services(settings: Settings) -> Services:
     )
 
 
-def build_app(settings: Settings, workers: Sequence[Worker] = ()) -> web.Application:
-    """The aiohttp application with every route and the given background workers."""
+def build_app(
+    settings: Settings, workers: Sequence[Worker] = (), *, own_workers: bool = True
+) -> web.Application:
+    """The aiohttp application with every route, its own background workers (telephony,
+    mailboxes, outboxes; ``own_workers=False`` for tests that run them by hand) and
+    the given ones."""
     svc = build_services(settings)
     app = web.Application(
         middlewares=[error_middleware, auth_middleware(svc.authenticate)],
@@ -66,7 +70,8 @@ def build_app(settings: Settings, workers: Sequence[Worker] = ()) -> web.Applica
     app.on_shutdown.append(shutdown_hook(svc.hub))
     _add_static(app)
     app.cleanup_ctx.append(_engine_lifetime)
-    for worker in (*_workers(app, svc), *workers):
+    app[OUTBOX_WAKEUPS] = OutboxWakeups()
+    for worker in (*(_workers(app, svc) if own_workers else ()), *workers):
         app.cleanup_ctx.append(_background(worker))
     return app
 
@@ -78,7 +83,7 @@ def _workers(app: web.Application, svc: Services) -> list[Worker]:
         app[TELEPHONY] = telephony
         app[DIALER] = telephony.dialer
         workers.append(telephony.run)
-    wakeups = app[OUTBOX_WAKEUPS] = OutboxWakeups()
+    wakeups = app[OUTBOX_WAKEUPS]
     if svc.settings.mailboxes:
         parsers = _parser_pool(app)
         for box in svc.settings.mailboxes:

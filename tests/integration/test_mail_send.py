@@ -20,10 +20,9 @@ from core.migrate import upgrade
 from crmcomms.app import build_app
 from crmcomms.config import MailboxSettings, parse_settings
 from crmcomms.mail.check import check_mailbox
-from crmcomms.mail.smtp import OUTBOX_WAKEUPS, OutboxWakeups, OutboxWorker, SendTuning
+from crmcomms.mail.smtp import OUTBOX_WAKEUPS, OutboxWorker, SendTuning
 from crmcomms.mail.sync import MailboxWorker, SyncTuning
 from crmcomms.services import SERVICES, Services
-from crmcomms.web import emails
 from tests.mail_servers import (
     DovecotServer,
     SmtpSink,
@@ -81,9 +80,7 @@ async def client(
     engine = create_engine(settings.database_url)
     await upgrade(engine)
     await engine.dispose()
-    app = build_app(settings)
-    emails.add_routes(app)
-    app[OUTBOX_WAKEUPS] = OutboxWakeups()
+    app = build_app(settings, own_workers=False)  # the tests run the workers themselves
     async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
         yield test_client
 
