@@ -6,7 +6,8 @@ with the batch's dedupe keys, threads of the ids it refers to, subject
 candidates, contacts of its addresses) is loaded up front in one query each,
 messages created earlier in the same batch are registered in the same maps,
 and the rows of each table are inserted with one executemany (not the ORM
-unit of work, which costs more than the rest of the sync together).
+unit of work, which costs more than the rest of the sync together; on SQLite
+not even SQLAlchemy's per-row parameter processing: ``core.mail.rows``).
 
 A fetched copy may come with its whole parse (``MailItem``) or with its
 headers only (``MailHeaders``): then the message is stored, deduplicated,
@@ -33,6 +34,7 @@ from sqlalchemy.orm import Session
 from core.mail import MailHeaders, MailItem
 from core.mail.blobs import BlobStore
 from core.mail.models import EmailContact, EmailLocation, EmailMessage, EmailRaw, EmailRef
+from core.mail.rows import insert_rows, is_sqlite, keyed_ids
 from core.mail.store import (
     Copy,
     StoredMessage,
@@ -96,6 +98,8 @@ class _Entry:
     ids: tuple[str, ...]
     subject_key: str  # under the options' thread policy
     stored_key: str  # under the default policy, as the column holds it
+    id_key: str  # dedupe key by Message-ID ("" without one)
+    hash_key: str  # dedupe key by content hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +185,7 @@ def store_copies(
         for fetched, result in zip(batch, results, strict=True)
         if isinstance(result, _Placed)
     ]
-    if locations:
-        session.execute(insert(_table(EmailLocation)), locations)
+    insert_rows(session, _table(EmailLocation), locations)
     return [_result(r, contacts) for r in results]
 
 
@@ -190,7 +193,10 @@ def _entry(fetched: Fetched, options: StoreOptions) -> _Entry:
     thread = ThreadInput.of(fetched.item)
     key = subject_key(thread, options.thread_policy)[:255]
     stored = key if options.thread_policy.strip_list_tags else subject_key(thread)[:255]
-    return _Entry(fetched, thread, lookup_ids(thread), key, stored)
+    item = fetched.item
+    id_key = dedupe_key("id", item.message_id) if item.message_id else ""
+    hash_key = dedupe_key("hash", item.content_hash)
+    return _Entry(fetched, thread, lookup_ids(thread), key, stored, id_key, hash_key)
 
 
 def _place(
@@ -198,11 +204,11 @@ def _place(
 ) -> StoredMessage | _Placed:
     """The stored message this copy is (an old location: StoredMessage), else the
     message it must be located at (a duplicate, or a new one registered in ``known``)."""
-    copy, item = entry.fetched.copy, entry.fetched.item
+    copy = entry.fetched.copy
     at = known.located.get((copy.folder, copy.uid))
     if at is not None:
         return StoredMessage(at.id, False, at.thread_id, ())
-    duplicate = _duplicate(known, item)
+    duplicate = _duplicate(known, entry)
     if duplicate is not None:
         known.located[(copy.folder, copy.uid)] = duplicate
         return _Placed(duplicate, False)
@@ -212,12 +218,12 @@ def _place(
     return _Placed(new.row, True)
 
 
-def _duplicate(known: _Known, item: MailItem | MailHeaders) -> _Row | None:
-    if item.message_id:
-        same_id = known.by_key.get(dedupe_key("id", item.message_id))
-        if same_id is not None and _same_message(same_id, item):
+def _duplicate(known: _Known, entry: _Entry) -> _Row | None:
+    if entry.id_key:
+        same_id = known.by_key.get(entry.id_key)
+        if same_id is not None and _same_message(same_id, entry.fetched.item):
             return same_id
-    return known.by_key.get(dedupe_key("hash", item.content_hash))
+    return known.by_key.get(entry.hash_key)
 
 
 def _same_message(stored: _Row, item: MailItem | MailHeaders) -> bool:
@@ -229,9 +235,9 @@ def _same_message(stored: _Row, item: MailItem | MailHeaders) -> bool:
 
 def _new(known: _Known, entry: _Entry, options: StoreOptions) -> _New:
     fetched, item = entry.fetched, entry.fetched.item
-    key = dedupe_key("id", item.message_id) if item.message_id else ""
+    key = entry.id_key
     if not key or key in known.by_key:
-        key = dedupe_key("hash", item.content_hash)
+        key = entry.hash_key
     values = message_values(fetched.copy.mailbox, key, fetched.raw, item, entry.stored_key)
     own = options.own_addresses
     values["direction"] = "out" if any(a.address in own for a in item.from_) else "in"
@@ -272,11 +278,16 @@ def _register_thread(known: _Known, values: dict[str, Any], entry: _Entry) -> No
 def _insert_messages(session: Session, created: list[_New]) -> None:
     """Insert the new messages and learn their ids (by dedupe key, unique per mailbox)."""
     messages = _table(EmailMessage)
-    rows = session.execute(
-        insert(messages).returning(messages.c.id, messages.c.dedupe_key),
-        [_columns(new.values) for new in created],
-    )
-    ids = {key: id_ for id_, key in rows}
+    rows = [_columns(new.values) for new in created]
+    if is_sqlite(session):
+        insert_rows(session, messages, rows)
+        mailbox = created[0].values["mailbox"]
+        ids = keyed_ids(session, messages, mailbox, [new.row.dedupe_key for new in created])
+    else:
+        returned = session.execute(
+            insert(messages).returning(messages.c.id, messages.c.dedupe_key), rows
+        )
+        ids = {key: id_ for id_, key in returned}
     for new in created:
         new.row.id = ids[new.row.dedupe_key]
 
@@ -296,10 +307,9 @@ def _columns(values: dict[str, Any]) -> dict[str, Any]:
 def _insert_rows(session: Session, created: list[_New], blobs: BlobStore) -> None:
     """Raw bytes, threading refs and (for fully parsed messages) attachments."""
     raws = [{"email_id": new.row.id, "raw": new.entry.fetched.raw} for new in created]
-    session.execute(insert(_table(EmailRaw)), raws)
+    insert_rows(session, _table(EmailRaw), raws)
     refs = [{"email_id": new.row.id, "ref": ref[:998]} for new in created for ref in new.entry.ids]
-    if refs:
-        session.execute(insert(_table(EmailRef)), refs)
+    insert_rows(session, _table(EmailRef), refs)
     for new in created:
         if isinstance(new.entry.fetched.item, MailItem):
             add_attachments(session, new.row.id, new.entry.fetched.item, blobs)
@@ -328,8 +338,7 @@ def _link(
         ids = {known.contacts[a.address] for a in people if a.address in known.contacts}
         linked[new.row.id] = tuple(sorted(ids))
     links = [{"email_id": e, "contact_id": c} for e, ids in linked.items() for c in ids]
-    if links:
-        session.execute(insert(_table(EmailContact)), links)
+    insert_rows(session, _table(EmailContact), links)
     return linked
 
 
@@ -351,8 +360,7 @@ def _load(
     mailbox = batch[0].copy.mailbox
     if not unlocated:
         _load_located(session, batch, known)
-    keys = {dedupe_key("hash", f.item.content_hash) for f in batch}
-    keys |= {dedupe_key("id", f.item.message_id) for f in batch if f.item.message_id}
+    keys = {entry.hash_key for entry in entries} | {entry.id_key for entry in entries} - {""}
     rows = session.execute(
         select(*_ROW_COLUMNS).where(
             EmailMessage.mailbox == mailbox, EmailMessage.dedupe_key.in_(keys)

@@ -63,6 +63,7 @@ from crmcomms.mail.batches import (
     batches,
     chunks,
     read_headers,
+    widen_cache,
     write_batch,
 )
 from crmcomms.mail.imap import ImapAuthError, ImapClient, ImapCommandError, ImapError, connect
@@ -182,6 +183,7 @@ class MailboxWorker:
         busy for minutes, and must not hold up the telephony's database thread."""
         db = DbWorker(self.svc.engine)
         try:
+            await db.run(widen_cache)
             yield db
         finally:
             await db.close()
