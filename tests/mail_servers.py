@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -278,17 +278,6 @@ def run_smtp(started: bool = True) -> Iterator[SmtpSink]:
         yield sink
     finally:
         sink.stop()
-
-
-async def wait_until(
-    condition: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition"
-) -> None:
-    """Re-check ``condition`` until true; fail loudly after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        await asyncio.sleep(0.02)  # re-check interval of a condition wait
 
 
 @contextlib.asynccontextmanager

@@ -30,8 +30,8 @@ from tests.mail_servers import (
     run_dovecot,
     run_smtp,
     running,
-    wait_until,
 )
+from tests.waits import wait_until
 
 QUICK = SendTuning(retry_initial=0.05, retry_max=0.2, timeout=5)
 SUPERVISOR_NAME = "boss"

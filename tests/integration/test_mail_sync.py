@@ -30,7 +30,8 @@ from crmcomms.mail.imap import Endpoint, ImapConnectionError, connect
 from crmcomms.mail.sync import MailboxWorker, SyncTuning
 from crmcomms.services import Services
 from tests.conftest import PostgresServer, make_settings
-from tests.mail_servers import DovecotServer, TcpCutter, run_dovecot, running, wait_until
+from tests.mail_servers import DovecotServer, TcpCutter, run_dovecot, running
+from tests.waits import wait_for_event, wait_until
 
 CORPUS = Path(__file__).parent.parent / "fixtures" / "mail"
 FAST = SyncTuning(batch_messages=7, backoff_initial=0.05, backoff_max=0.2, auth_retry=0.1)
@@ -99,13 +100,13 @@ async def test_initial_then_incremental_sync_never_marks_read(
     dovecot.append_many([message(n) for n in range(20)])
     worker = MailboxWorker(svc, mailbox(dovecot, poll_interval=0.1), FAST)
     async with running(worker.run):
-        await wait_until(_event_set(worker.round_done), what="first round")
+        await wait_for_event(worker.round_done, what="first round")
         assert await count(svc) == 20
         dovecot.append(message(100))
         await reach(svc, 21)
         for _ in range(3):  # later rounds must not re-import the newest message (n:* trap)
             worker.round_done.clear()
-            await wait_until(_event_set(worker.round_done), what="another round")
+            await wait_for_event(worker.round_done, what="another round")
     assert await count(svc) == 21
     assert await count(svc, EmailLocation) == 21
     async with svc.sessions() as session:
@@ -115,13 +116,6 @@ async def test_initial_then_incremental_sync_never_marks_read(
     assert svc.health.mailboxes["support"] == "ok"
 
 
-def _event_set(event: asyncio.Event):  # type: ignore[no-untyped-def]
-    async def check() -> bool:
-        return event.is_set()
-
-    return check
-
-
 async def test_idle_pushes_email_received_within_two_seconds(
     svc: Services, dovecot: DovecotServer
 ) -> None:
@@ -129,7 +123,7 @@ async def test_idle_pushes_email_received_within_two_seconds(
     worker = MailboxWorker(svc, mailbox(dovecot), FAST)
     subscription = svc.hub.subscribe(SUPERVISOR, None, None)
     async with running(worker.run):
-        await wait_until(_event_set(worker.round_done), what="first round")
+        await wait_for_event(worker.round_done, what="first round")
         assert subscription.queue.empty()  # the initial import is not announced
         dovecot.append(message(2, subject="Dringend: Lieferung"))
         frame = await asyncio.wait_for(subscription.next_frame(), timeout=2.0)
@@ -195,7 +189,7 @@ async def test_connection_cut_mid_fetch_loses_and_doubles_nothing(
         box = mailbox(dovecot, imap_port=proxy.port)
         worker = MailboxWorker(svc, box, FAST)
         async with running(worker.run):
-            await wait_until(_event_set(worker.round_done), timeout=20, what="complete round")
+            await wait_for_event(worker.round_done, timeout=20, what="complete round")
         assert proxy.cuts == 2
     assert await count(svc) == 60
     assert await count(svc, EmailLocation) == 60
@@ -214,7 +208,7 @@ async def test_restart_mid_sync_continues_from_last_committed_uid(
     interrupted = await count(svc)
     second = MailboxWorker(svc, mailbox(dovecot), tuning)
     async with running(second.run):
-        await wait_until(_event_set(second.round_done), timeout=30, what="round after restart")
+        await wait_for_event(second.round_done, timeout=30, what="round after restart")
     assert interrupted < total, "the first run finished before the restart"
     assert await count(svc) == total
     assert await count(svc, EmailLocation) == total
@@ -228,7 +222,7 @@ async def test_awkward_corpus_is_stored_and_nothing_dropped(
     dovecot.append(files[0].read_bytes())  # the very same message delivered twice
     worker = MailboxWorker(svc, mailbox(dovecot), FAST)
     async with running(worker.run):
-        await wait_until(_event_set(worker.round_done), what="first round")
+        await wait_for_event(worker.round_done, what="first round")
     assert await count(svc, EmailLocation) == len(files) + 1
     assert await count(svc) == len(files)  # 16a/16b share a Message-ID but are two messages
     assert await count(svc, EmailRaw) == len(files)
@@ -316,7 +310,7 @@ async def test_bodies_and_attachments_follow_the_headers(
     dovecot.append_many([with_attachment(n) for n in range(12)])
     worker = MailboxWorker(svc, mailbox(dovecot), FAST)
     async with running(worker.run):
-        await wait_until(_event_set(worker.bodies_done), what="bodies parsed")
+        await wait_for_event(worker.bodies_done, what="bodies parsed")
     async with svc.sessions() as session:
         rows = (await session.scalars(select(EmailMessage).order_by(EmailMessage.id))).all()
         parts = (await session.scalars(select(EmailAttachment))).all()
@@ -367,7 +361,7 @@ async def test_two_phase_sync_on_postgresql(
         dovecot.append_many([*raws, raws[0]])
         worker = MailboxWorker(services, mailbox(dovecot), FAST)
         async with running(worker.run):
-            await wait_until(_event_set(worker.bodies_done), what="bodies parsed")
+            await wait_for_event(worker.bodies_done, what="bodies parsed")
         assert await count(services) == 15
         assert await count(services, EmailLocation) == 16
         assert await count(services, EmailAttachment) == 5

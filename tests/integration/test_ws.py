@@ -7,7 +7,7 @@ import base64
 import os
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,6 +18,7 @@ from aiohttp import WSMsgType, web
 
 from crmcomms.push import Audience, PushHub
 from crmcomms.web.ws import TOO_SLOW_CODE, shutdown_hook, websocket_handler
+from tests.waits import wait_until
 
 WAIT = 10.0  # generous upper bound for any awaited condition; a hang fails loudly
 
@@ -90,15 +91,6 @@ async def serve() -> AsyncIterator[Serve]:
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as client:
         yield client
-
-
-async def eventually(predicate: Callable[[], bool], what: str) -> None:
-    """Poll a condition until it holds; fail loudly after WAIT seconds."""
-    deadline = time.monotonic() + WAIT
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def next_json(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
@@ -186,7 +178,7 @@ async def test_reconnect_with_since_gets_missed_events_in_order(
     first = [ring(hub, "101") for _ in range(3)]
     assert await read_until_seq(ws, first[-1]) == [1, 2, 3]
     await ws.close()
-    await eventually(lambda: hub.clients == 0, "the server to drop the closed client")
+    await wait_until(lambda: hub.clients == 0, WAIT, "the server to drop the closed client")
     missed = [ring(hub, "101"), ring(hub, "102"), ring(hub, "101")]
     ws, hello = await connect(session, server, "t101", since="3", epoch=hello["epoch"])
     assert hello["seq"] == missed[-1]
@@ -296,10 +288,10 @@ async def test_heartbeat_drops_a_dead_client_and_keeps_a_live_one(
     live = Reader((await connect(session, server, "t101"))[0])
     reading = asyncio.create_task(live.run())
     dead, dead_writer = await open_silent_client(server.port, "t101")
-    await eventually(lambda: server.hub.clients == 2, "both clients registered")
+    await wait_until(lambda: server.hub.clients == 2, WAIT, "both clients registered")
     received = await asyncio.wait_for(dead.read(), WAIT)  # until the server cuts it
     assert b"\x89\x00" in received  # the server pinged it (FIN+PING, empty payload)
-    await eventually(lambda: server.hub.clients == 1, "the dead client to be dropped")
+    await wait_until(lambda: server.hub.clients == 1, WAIT, "the dead client to be dropped")
     await live.wait_for_seq(ring(server.hub, "101"))  # the live one survived the pings
     dead_writer.close()
     await dead_writer.wait_closed()
