@@ -30,7 +30,9 @@ from datetime import datetime
 from typing import Literal
 
 Direction = Literal["inbound", "outbound", "internal"]
-CallStatus = Literal["ringing", "talking", "answered", "missed", "busy", "failed", "abandoned"]
+CallStatus = Literal[
+    "ringing", "talking", "answered", "missed", "busy", "failed", "abandoned", "unknown"
+]
 TransferKind = Literal["blind", "attended"]
 
 
@@ -70,6 +72,11 @@ class CallSnapshot:
       while the call is in progress.
     - ``hangup_cause``: Asterisk's ``Cause-txt`` of the customer's channel.
     - ``recording``: the full path MixMonitor writes (MIXMONITOR_FILENAME).
+    - ``times_uncertain``: some time of the call is not known from the PBX
+      (the link was down when it changed); unknown times are None, unknown
+      durations None. ``status`` is ``unknown`` for a call that ended while
+      the link was down before anyone was seen to answer, until a CDR says more.
+    - ``backfilled``: facts came from Asterisk's CDR, not from live events.
     """
 
     linkedid: str
@@ -85,12 +92,14 @@ class CallSnapshot:
     started_at: datetime
     answered_at: datetime | None
     ended_at: datetime | None
-    ring_seconds: int
-    talk_seconds: int
+    ring_seconds: int | None
+    talk_seconds: int | None
     hangup_cause: str
     recording: str | None
     transfers: tuple[Transfer, ...]
     talked: tuple[str, ...]
+    times_uncertain: bool = False
+    backfilled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
