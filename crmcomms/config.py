@@ -14,9 +14,17 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_CONFIG = Path("config/crmcomms.example.toml")
 
@@ -99,6 +107,62 @@ class AmiSettings(_Section):
         return value
 
 
+_CDR_SCHEMES = (
+    "postgresql://",
+    "postgresql+asyncpg://",
+    "postgres://",
+    "mysql://",
+    "mysql+aiomysql://",
+    "mariadb://",
+    "mariadb+aiomysql://",
+)
+
+
+class CdrSettings(_Section):
+    """Asterisk's call detail records, read to fill in what the AMI link missed.
+
+    Either ``csv`` (a cdr_custom file with the standard ``cdr`` columns) or
+    ``url`` + ``table`` (the SQL table Asterisk writes). Times without a zone
+    in the file or table are read in ``timezone`` (UTC by default).
+    """
+
+    csv: str = ""
+    url: str = ""
+    url_file: Path | None = None
+    table: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")] = "cdr"
+    timezone: str = "UTC"
+    margin_seconds: Annotated[int, Field(ge=0, le=24 * 3600)] = 120
+
+    @field_validator("url")
+    @classmethod
+    def _sql_url(cls, value: str) -> str:
+        if value and not value.startswith(_CDR_SCHEMES):
+            raise ValueError("must start with postgresql://, mysql:// or mariadb://")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r} (use e.g. UTC or Europe/Berlin)"
+            ) from exc
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CdrSettings:
+        if self.csv and (self.url or self.url_file):
+            raise ValueError("csv and url are exclusive: give one CDR source")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        """A CDR source is configured (a file or an SQL table)."""
+        return bool(self.csv or self.url)
+
+
 class MailboxSettings(_Section):
     """One mailbox mirrored over IMAP and used for sending over SMTP."""
 
@@ -131,6 +195,7 @@ class Settings(_Section):
     http: HttpSettings = HttpSettings()
     lookup: LookupSettings = LookupSettings()
     ami: AmiSettings = AmiSettings()
+    cdr: CdrSettings = CdrSettings()
     mailboxes: tuple[MailboxSettings, ...] = ()
 
     @property
@@ -199,8 +264,18 @@ def _with_secrets(settings: Settings, env: Mapping[str, str], base: Path) -> Set
             "ami": settings.ami.model_copy(update={"secret": ami_secret}),
             "mailboxes": mailboxes,
             "database": settings.database.model_copy(update={"url": database_url}),
+            "cdr": _cdr_with_secrets(settings.cdr, env, base),
         }
     )
+
+
+def _cdr_with_secrets(cdr: CdrSettings, env: Mapping[str, str], base: Path) -> CdrSettings:
+    url = env.get("CRMCOMMS_CDR_URL") or _read_secret("cdr.url_file", cdr.url_file, base) or cdr.url
+    if url and not url.startswith(_CDR_SCHEMES):
+        raise ConfigError("cdr.url: must start with postgresql://, mysql:// or mariadb://")
+    if url and cdr.csv:
+        raise ConfigError("cdr: csv and url are exclusive: give one CDR source")
+    return cdr.model_copy(update={"url": url})
 
 
 def _mailbox_with_secrets(

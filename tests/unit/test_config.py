@@ -94,3 +94,48 @@ def test_default_database_is_sqlite_in_data_dir(tmp_path: Path) -> None:
     assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path}/crmcomms.sqlite3"
     env = {"CRMCOMMS_DATABASE_URL": "postgresql+asyncpg://u@h/db"}
     assert parse_settings({}, env=env).database_url == "postgresql+asyncpg://u@h/db"
+
+
+def test_cdr_section_is_documented_and_off_by_default() -> None:
+    from crmcomms.config import CdrSettings
+
+    text = EXAMPLE.read_text()
+    for key in CdrSettings.model_fields:
+        assert f"{key} =" in text, f"cdr.{key} undocumented"
+    settings = load_settings(EXAMPLE, env={})
+    assert not settings.cdr.configured
+    assert settings.cdr.table == "cdr"
+    assert settings.cdr.margin_seconds == 120
+
+
+@pytest.mark.parametrize(
+    ("cdr", "message"),
+    [
+        ({"url": "sqlite:///x"}, "cdr.url: Value error, must start with"),
+        ({"table": "cdr; drop table x"}, "cdr.table: String should match"),
+        ({"table": "1cdr"}, "cdr.table: String should match"),
+        ({"margin_seconds": -1}, "cdr.margin_seconds: Input should be greater"),
+        ({"timezone": "Mars/Base"}, "cdr.timezone: Value error, unknown time zone"),
+        ({"csv": "/x.csv", "url": "mysql://u@h/db"}, "cdr: Value error, csv and url are exclusive"),
+        ({"colour": "red"}, "cdr.colour: unknown key"),
+    ],
+)
+def test_cdr_errors_name_the_key(cdr: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_settings({"cdr": cdr}, env={})
+    assert message in str(info.value)
+
+
+def test_cdr_url_from_file_and_environment(tmp_path: Path) -> None:
+    (tmp_path / "cdr.url").write_text("mysql://cdr:secret@pbx/asteriskcdrdb\n")
+    settings = parse_settings({"cdr": {"url_file": "cdr.url"}}, env={}, base=tmp_path)
+    assert settings.cdr.url == "mysql://cdr:secret@pbx/asteriskcdrdb"
+    assert settings.cdr.configured
+    env = {"CRMCOMMS_CDR_URL": "postgresql://cdr@pbx/asterisk"}
+    assert parse_settings({}, env=env).cdr.url == "postgresql://cdr@pbx/asterisk"
+    with pytest.raises(ConfigError, match=r"cdr: csv and url are exclusive"):
+        parse_settings({"cdr": {"csv": "/x.csv"}}, env=env)
+    with pytest.raises(ConfigError, match=r"cdr\.url: must start with"):
+        parse_settings({}, env={"CRMCOMMS_CDR_URL": "oracle://x"})
+    csv_only = parse_settings({"cdr": {"csv": "/var/log/asterisk/cdr-custom/Master.csv"}}, env={})
+    assert csv_only.cdr.configured
