@@ -37,6 +37,7 @@ EVENT_TYPES = frozenset(
         "call.answered",
         "call.ended",
         "call.ring_stopped",
+        "call.transferred",
         "email.received",
         "email.sent",
         "email.failed",

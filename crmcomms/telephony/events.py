@@ -203,6 +203,21 @@ def _channel_event(
     return build
 
 
+def _new_callerid(msg: Message, name: str) -> NewCallerid | None:
+    """None when the change only masks the number (presentation prohibited, e.g.
+    ``+31260xxxxxx``): the call keeps the number Asterisk received; hiding it from
+    the phones' displays is the dialplan's business, not a new caller."""
+    if _prohibited(msg.get("CID-CallingPres")):
+        return None
+    return NewCallerid(_time(msg, name), _channel(msg, name))
+
+
+def _prohibited(presentation: str | None) -> bool:
+    """``CID-CallingPres: 33 (Presentation Prohibited, Passed Screen)``: codes 0x20-0x23."""
+    code = _int(presentation.partition(" ")[0]) if presentation else None
+    return code is not None and code & 0x60 == 0x20
+
+
 def _dial_begin(msg: Message, name: str) -> DialBegin:
     return DialBegin(
         _time(msg, name),
@@ -324,7 +339,7 @@ _BUILDERS: dict[str, Callable[[Message, str], AmiEvent | None]] = {
     "FullyBooted": _fully_booted,
     "Newchannel": _channel_event(Newchannel),
     "Newstate": _channel_event(Newstate),
-    "NewCallerid": _channel_event(NewCallerid),
+    "NewCallerid": _new_callerid,
     "NewConnectedLine": _channel_event(NewConnectedLine),
     "MixMonitorStart": _channel_event(MixMonitorStart),
     "DialBegin": _dial_begin,

@@ -14,6 +14,14 @@ logged and retried with everything that came since.
 ``call.ringing`` carries the caller's card: matched contacts, their last
 interactions (calls, notes and e-mails) and open tasks. The caller is looked up once
 per call and number, the card built once per call while it rings.
+``call.transferred`` goes to the transferring and the receiving agent, with the
+transfer (``from``, ``to``, ``kind``) and, for the receiver's pop, the card.
+
+Which message a call event becomes is decided by one ``match`` over
+:data:`~crmcomms.telephony.calls.CallEvent` ending in ``assert_never``: a new
+kind of event that is not handled here fails mypy. One event that cannot be
+published (a bug) is logged with its Linkedid and skipped; the rest of its batch
+goes out.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, assert_never
 
 from core.calls import preview_json
 from core.lookup import LookupResult
@@ -35,6 +43,8 @@ from crmcomms.telephony.calls import (
     CallRinging,
     CallRingStopped,
     CallSnapshot,
+    CallTransferred,
+    Transfer,
 )
 from crmcomms.telephony.record import (
     Logged,
@@ -48,12 +58,6 @@ from crmcomms.telephony.record import (
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES: dict[type, str] = {
-    CallRinging: "call.ringing",
-    CallAnswered: "call.answered",
-    CallRingStopped: "call.ring_stopped",
-    CallEnded: "call.ended",
-}
 #: How long the writer lets events gather before it writes their calls.
 WRITE_BEHIND_DELAY = 0.01
 #: How long the writer waits after a failed write before it tries again.
@@ -72,10 +76,54 @@ def audience_of(call: CallSnapshot, agent: str | None = None) -> Audience:
 
 
 def audience_for(event: CallEvent) -> Audience:
-    """A pop (and its withdrawal) goes to the ringing agent; the rest to everyone involved."""
-    if isinstance(event, CallRinging | CallRingStopped):
-        return Audience.of(event.agent)
-    return audience_of(event.call, getattr(event, "agent", None))
+    """A pop (and its withdrawal) goes to the ringing agent, a transfer to the agents
+    handing over and taking over; the rest to everyone involved."""
+    match event:
+        case CallRinging() | CallRingStopped():
+            return Audience.of(event.agent)
+        case CallTransferred(transfer=transfer):
+            return Audience.of(*{transfer.from_ext, transfer.to_ext} - {""})
+        case CallAnswered():
+            return audience_of(event.call, event.agent)
+        case CallEnded():
+            return audience_of(event.call)
+        case _:
+            assert_never(event)
+
+
+def event_type(event: CallEvent) -> str:
+    """The websocket event type of a call event."""
+    match event:
+        case CallRinging():
+            return "call.ringing"
+        case CallAnswered():
+            return "call.answered"
+        case CallRingStopped():
+            return "call.ring_stopped"
+        case CallTransferred():
+            return "call.transferred"
+        case CallEnded():
+            return "call.ended"
+        case _:
+            assert_never(event)
+
+
+def agent_of(event: CallEvent) -> str | None:
+    """The extension an event concerns: the ringing/answering agent, a transfer's receiver."""
+    match event:
+        case CallRinging() | CallAnswered() | CallRingStopped():
+            return event.agent
+        case CallTransferred(transfer=transfer):
+            return transfer.to_ext or None
+        case CallEnded():
+            return None
+        case _:
+            assert_never(event)
+
+
+def transfer_json(transfer: Transfer) -> dict[str, str]:
+    """A transfer as the call JSON shows it."""
+    return {"from": transfer.from_ext, "to": transfer.to_ext, "kind": transfer.kind}
 
 
 class CallPublisher:
@@ -110,14 +158,14 @@ class CallPublisher:
             self._cards.update(prepared.cards)
             self._ids.update(prepared.ids)
             self._above = max(self._above, *prepared.ids.values(), 0)
-        outgoing = []
+        live = []
         for event in events:
             self._pending[event.call.linkedid] = event.call
             if isinstance(event, CallEnded):
                 self._ended.append(event)
             else:
-                outgoing.append(self._message(event))
-        self._publish(outgoing)
+                live.append(event)
+        self._publish(self._messages(live))
         self._dirty.set()
 
     async def run(self) -> None:
@@ -155,7 +203,7 @@ class CallPublisher:
             return False
         finally:
             self._writing = False
-        outgoing = [self._message(event) for event in ended]
+        outgoing = self._messages(ended)
         outgoing += [
             ("task.created", {"task": task}, Audience(extensions=frozenset(task["assignees"])))
             for task in tasks
@@ -185,7 +233,7 @@ class CallPublisher:
             known = self._matches.get(lid)
             if known is None or known[0] != number:
                 lookups[lid] = number
-            if isinstance(event, CallRinging) and lid not in self._cards:
+            if isinstance(event, CallRinging | CallTransferred) and lid not in self._cards:
                 cards[lid] = call
         if not (new or lookups or cards):
             return None
@@ -211,17 +259,30 @@ class CallPublisher:
     def _contacts(self, linkedid: str) -> list[int]:
         return contact_ids(self._matches[linkedid][1])
 
+    def _messages(self, events: Sequence[CallEvent]) -> list[Outgoing]:
+        """The outgoing messages of ``events``; one that fails is logged and skipped."""
+        outgoing = []
+        for event in events:
+            try:
+                outgoing.append(self._message(event))
+            except Exception:
+                log.exception(
+                    "could not publish %s of call %s; skipped",
+                    type(event).__name__,
+                    event.call.linkedid,
+                )
+        return outgoing
+
     def _message(self, event: CallEvent) -> Outgoing:
         """The outgoing message of ``event`` (its call's id, match and card are known)."""
         linkedid = event.call.linkedid
         call = preview_json(self._ids[linkedid], event.call, self._contacts(linkedid), self._region)
-        payload: dict[str, Any] = {
-            "call": call,
-            "agent": getattr(event, "agent", None),
-        }
-        if isinstance(event, CallRinging):
+        payload: dict[str, Any] = {"call": call, "agent": agent_of(event)}
+        if isinstance(event, CallRinging | CallTransferred):
             payload["card"] = self._cards[linkedid]
-        return EVENT_TYPES[type(event)], payload, audience_for(event)
+        if isinstance(event, CallTransferred):
+            payload["transfer"] = transfer_json(event.transfer)
+        return event_type(event), payload, audience_for(event)
 
 
 def _needs_callback(event: CallEvent) -> bool:

@@ -516,14 +516,15 @@ class CallTracker:
         call = self._call_of(event.transferee, first, second)
         if event.result != "Success" or event.dest_type == "Fail" or call is None:
             return
+        from_ext = self._extension_of(first)
         if target is not None:
             to_ext = self._extension_of(target)
             moved = self._channels.get(target.uniqueid)
             if moved is not None:
                 self._move(moved, call)
         else:
-            to_ext = second.connected_num or ""
-        self._transferred(call, Transfer(self._extension_of(first), to_ext, "attended"))
+            to_ext = self._consulted(second, from_ext)
+        self._transferred(call, Transfer(from_ext, to_ext, "attended"))
 
     def _on_originate_response(self, event: OriginateResponse) -> None:
         ch = self._channels.get(event.uniqueid or "")
@@ -545,6 +546,25 @@ class CallTracker:
     def _transferred(self, call: LiveCall, transfer: Transfer) -> None:
         call.transfers.append(transfer)
         self._emit(CallTransferred(self._snapshot(call), transfer))
+
+    def _consulted(self, second: ChannelSnapshot, transferer: str) -> str:
+        """The target of an attended transfer whose event names no target channel.
+
+        Asterisk 13-15 leave the ``TransferTarget*`` headers out (always for a
+        "blonde" transfer, ``DestType: App``, where the target still rings), and
+        Asterisk 22 does for an ``Atxfer`` through a Local channel. The target is
+        then the one agent the transferer's consultation leg talked to, else the
+        one it rings; several (a ring group) or none: the number it dialled.
+        """
+        ch = self._channels.get(second.uniqueid)
+        consult = ch.call if ch is not None else self._calls.get(second.linkedid)
+        if consult is not None:
+            mine = {transferer, self._agent_of(second.name)}
+            for agents in (consult.talked, consult.ringing):
+                others = [agent for agent in agents if agent not in mine]
+                if len(others) == 1:
+                    return others[0]
+        return second.connected_num or _number(second.exten)
 
 
 def _agent_regex(pattern: str, extension: str) -> re.Pattern[str]:

@@ -35,7 +35,8 @@ export class PopBoard {
     if (!call) return;
     const mineNow = event.agent && this.mine().has(event.agent);
     const card = this.cards.get(call.linkedid);
-    if (event.type === "call.ringing" && mineNow && !card) this.open(event);
+    if (event.type === "call.transferred") this.transferred(card, event, mineNow);
+    else if (event.type === "call.ringing" && mineNow && !card) this.open(event);
     else if (!card) return;
     else if (event.type === "call.ring_stopped" && mineNow && card.state === "ringing") this.withdraw(call.linkedid);
     else if (event.type === "call.answered") this.answered(card, event, mineNow);
@@ -152,6 +153,21 @@ export class PopBoard {
     const actions = card.node.querySelector(".actions");
     actions.prepend(h("a", { class: "button", href: `#/contact/${contact.id}`, text: t("open_contact") }));
     actions.querySelector(".add-note").hidden = false;
+  }
+
+  /** A call handed over: the receiver gets the pop with the card, both see who to whom. */
+  transferred(card, event, mineNow) {
+    if (!card && !mineNow) return;
+    if (!card) {
+      this.open(event);
+      card = this.cards.get(event.call.linkedid);
+      // an attended transfer hands over a call the receiver already talks on
+      if (event.transfer.kind === "attended" && event.call.status === "talking") this.answered(card, event, true);
+    }
+    const { from, to } = event.transfer;
+    const line = card.node.querySelector(".transfer") || h("p", { class: "transfer" });
+    line.textContent = t("transferred", { from, to });
+    card.node.querySelector(".outcome").before(line);
   }
 
   answered(card, event, mineNow) {
