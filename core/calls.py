@@ -9,30 +9,38 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import IntFlag
 from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any, Protocol
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
+    Integer,
     Row,
     Select,
     Table,
     and_,
     bindparam,
+    exists,
     func,
     literal_column,
+    or_,
     select,
     text,
+    true,
+    union,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import NotFound
-from core.models import Call, CallContact, Task, utcnow
+from core.models import Call, CallAgent, CallContact, Task, utcnow
 from core.phones import normalise
 
-FINAL_STATUSES = frozenset({"answered", "missed", "busy", "failed", "abandoned"})
+#: A call in one of these is closed: only a CDR backfill may still correct it (see record_calls).
+FINAL_STATUSES = frozenset({"answered", "missed", "busy", "failed", "abandoned", "unknown"})
 
 
 class TransferFacts(Protocol):
@@ -76,15 +84,63 @@ class CallFacts(Protocol):
     @property
     def ended_at(self) -> datetime | None: ...
     @property
-    def ring_seconds(self) -> int: ...
+    def ring_seconds(self) -> int | None: ...
     @property
-    def talk_seconds(self) -> int: ...
+    def talk_seconds(self) -> int | None: ...
     @property
     def hangup_cause(self) -> str: ...
     @property
     def recording(self) -> str | None: ...
     @property
     def transfers(self) -> Sequence[TransferFacts]: ...
+    @property
+    def talked(self) -> Sequence[str]: ...
+    @property
+    def times_uncertain(self) -> bool: ...
+    @property
+    def backfilled(self) -> bool: ...
+
+
+class AgentRole(IntFlag):
+    """How an agent extension took part in a call (bits of ``call_agents.roles``)."""
+
+    RUNG = 1
+    ANSWERED = 2
+    TALKED = 4
+    PLACED = 8  # the caller of an outbound or internal call
+    CALLED = 16  # the callee of an internal call
+    TRANSFERRED = 32  # handed the call on
+    TRANSFER_TARGET = 64  # was handed the call
+
+
+def roles_of(facts: CallFacts) -> dict[str, AgentRole]:
+    """The one definition of the agents of a call: every extension that rang,
+    answered, talked, placed it, was called on an internal call, or was a
+    transfer's from or to; with how. An inbound caller is a customer, never an agent."""
+    roles: dict[str, AgentRole] = {}
+
+    def add(extension: str | None, role: AgentRole) -> None:
+        if extension:
+            roles[extension] = roles.get(extension, AgentRole(0)) | role
+
+    for extension in facts.agents_rung:
+        add(extension, AgentRole.RUNG)
+    add(facts.answered_by, AgentRole.ANSWERED)
+    for extension in facts.talked:
+        add(extension, AgentRole.TALKED)
+    if facts.direction in ("outbound", "internal"):
+        add(facts.caller, AgentRole.PLACED)
+    if facts.direction == "internal":
+        add(facts.callee, AgentRole.CALLED)
+    for transfer in facts.transfers:
+        add(transfer.from_ext, AgentRole.TRANSFERRED)
+        add(transfer.to_ext, AgentRole.TRANSFER_TARGET)
+    return roles
+
+
+def agents_of(facts: CallFacts) -> frozenset[str]:
+    """The agent extensions of a call (:func:`roles_of`): its push audience and who may see it."""
+    return frozenset(roles_of(facts))
 
 
 @lru_cache(maxsize=65_536)
@@ -118,24 +174,60 @@ def _values(facts: CallFacts, region: str) -> dict[str, Any]:
         "transfers": [
             {"from": t.from_ext, "to": t.to_ext, "kind": t.kind} for t in facts.transfers
         ],
+        "times_uncertain": facts.times_uncertain,
+        "backfilled": facts.backfilled,
     }
 
 
+#: Times and durations a later snapshot never turns back into "unknown".
+_KEPT_WHEN_UNKNOWN = ("answered_at", "ended_at", "ring_seconds", "talk_seconds")
+
+
 @lru_cache(maxsize=4)
-def _upserts(dialect: str) -> tuple[Any, Any]:
-    """The calls upsert and the contact-links insert, built once per dialect."""
+def _upserts(dialect: str) -> tuple[Any, Any, Any]:
+    """The calls upsert, the call-agents upsert and the contact-links insert, built
+    once per dialect."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table: Table = Call.__table__  # type: ignore[assignment]
     statement = insert(table)
-    columns = [c.name for c in table.c if c.name not in ("id", "linkedid")]
+    new = statement.excluded
+    set_: dict[str, Any] = {
+        c.name: new[c.name] for c in table.c if c.name not in ("id", "linkedid")
+    }
+    set_.update({name: func.coalesce(new[name], table.c[name]) for name in _KEPT_WHEN_UNKNOWN})
+    set_["backfilled"] = or_(new.backfilled, table.c.backfilled)
+    # constants, not an expanding IN parameter: executemany cannot expand one
+    still_open = and_(*(table.c.status != literal_column(f"'{s}'") for s in sorted(FINAL_STATUSES)))
+    uncertain = or_(table.c.times_uncertain, table.c.status == literal_column("'unknown'"))
     upsert = statement.on_conflict_do_update(
         index_elements=[table.c.linkedid],
-        set_={column: statement.excluded[column] for column in columns},
-        # constants, not an expanding IN parameter: executemany cannot expand one
-        where=and_(*(table.c.status != literal_column(f"'{s}'") for s in sorted(FINAL_STATUSES))),
+        set_=set_,
+        where=or_(still_open, and_(new.backfilled.is_(true()), uncertain)),
     )
     links = insert(CallContact.__table__).on_conflict_do_nothing()  # type: ignore[arg-type]
-    return upsert, links
+    return upsert, _agents_upsert(dialect), links
+
+
+def _agents_upsert(dialect: str) -> Any:
+    """Adds roles to ``call_agents`` (never removes: each snapshot's agents took part);
+    ``started_at`` is copied from the call's row."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    agents: Table = CallAgent.__table__  # type: ignore[assignment]
+    calls: Table = Call.__table__  # type: ignore[assignment]
+    call_id = bindparam("call_id", type_=Integer)
+    statement = insert(agents).values(
+        call_id=call_id,
+        extension=bindparam("extension"),
+        roles=bindparam("roles", type_=Integer),
+        started_at=select(calls.c.started_at).where(calls.c.id == call_id).scalar_subquery(),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[agents.c.call_id, agents.c.extension],
+        set_={
+            "roles": agents.c.roles.op("|", return_type=Integer)(statement.excluded.roles),
+            "started_at": statement.excluded.started_at,
+        },
+    )
 
 
 _IDS_OF = select(Call.linkedid, Call.id).where(
@@ -171,18 +263,28 @@ def reserve_call_ids(conn: Connection, count: int, above: int = 0) -> list[int]:
 def record_calls(
     conn: Connection, calls: Sequence[tuple[int, CallFacts, Sequence[int]]], region: str
 ) -> None:
-    """Upsert each ``(id, call, matched contact ids)`` by Linkedid.
+    """Upsert each ``(id, call, matched contact ids)`` by Linkedid, with its agents.
 
-    Two statements whatever the batch size. The id is the one
+    Three statements whatever the batch size. The id is the one
     :func:`call_ids` found or :func:`reserve_call_ids` gave. A call already
     in a final state is never reopened or changed, so replaying a stream (or a
-    reconnect) neither duplicates nor alters it. Synchronous: run it in one hop
-    (``core.dbthread.DbWorker`` or ``run_sync``).
+    reconnect) neither duplicates nor alters it; except that a ``backfilled``
+    snapshot (from the CDR) corrects a closed call whose times are uncertain.
+    A known time or duration is never overwritten by an unknown (None) one.
+    The call's agents (:func:`roles_of`) are added to ``call_agents``.
+    Synchronous: run it in one hop (``core.dbthread.DbWorker`` or ``run_sync``).
     """
     if not calls:
         return
-    upsert, insert_links = _upserts(conn.dialect.name)
+    upsert, upsert_agents, insert_links = _upserts(conn.dialect.name)
     conn.execute(upsert, [{"id": id_, **_values(facts, region)} for id_, facts, _ in calls])
+    agents = [
+        {"call_id": id_, "extension": extension, "roles": int(roles)}
+        for id_, facts, _ in calls
+        for extension, roles in roles_of(facts).items()
+    ]
+    if agents:
+        conn.execute(upsert_agents, agents)
     links = [
         {"call_id": id_, "contact_id": contact_id}
         for id_, _, contact_ids in calls
@@ -259,6 +361,8 @@ def call_dict(call: Any, contact_ids: list[int]) -> dict[str, Any]:
         "recording_url": recording_url(call),
         "contacts": contact_ids,
         "transfers": list(call.transfers),
+        "times_uncertain": bool(call.times_uncertain),
+        "backfilled": bool(call.backfilled),
     }
 
 
@@ -291,34 +395,60 @@ def _filtered(query: Select[Any], flt: CallFilter) -> Select[Any]:
     return query
 
 
-def involves(call: Call, extensions: frozenset[str]) -> bool:
-    """Whether any of ``extensions`` rang, answered or was transferred to in this call."""
-    involved = set(call.agents_rung) | {call.answered_by or ""}
-    involved |= {t.get("to", "") for t in call.transfers} | {
-        t.get("from", "") for t in call.transfers
-    }
-    return bool(involved & extensions)
-
-
 async def list_calls(session: AsyncSession, flt: CallFilter) -> list[Call]:
-    """Calls newest first; agent/extension filters applied on the JSON lists."""
-    query = _filtered(select(Call), flt).order_by(Call.started_at.desc(), Call.id.desc())
-    wanted: list[Call] = []
-    batch = max(flt.limit * 4, 200)
-    offset = 0
-    while len(wanted) < flt.limit:
-        rows: list[Call] = list(await session.scalars(query.limit(batch).offset(offset)))
-        wanted += [c for c in rows if _visible(c, flt)]
-        if len(rows) < batch:
-            break
-        offset += batch
-    return wanted[: flt.limit]
+    """Calls newest first. With an agent filter or an agent's own extensions, one
+    range of ``call_agents``' (extension, started_at) index per extension."""
+    if flt.agent is None and flt.extensions is None:
+        query = _filtered(select(Call), flt).order_by(Call.started_at.desc(), Call.id.desc())
+        return list(await session.scalars(query.limit(flt.limit)))
+    extensions = {flt.agent} if flt.agent else flt.extensions or set()
+    if not extensions:
+        return []
+    ranges = [_agent_range(extension, flt).subquery() for extension in sorted(extensions)]
+    found = ranges[0] if len(ranges) == 1 else union(*(select(r) for r in ranges)).subquery()
+    query = (
+        select(Call)
+        .join(found, Call.id == found.c.call_id)
+        .order_by(found.c.started_at.desc(), found.c.call_id.desc())
+        .limit(flt.limit)
+    )
+    return list(await session.scalars(query))
 
 
-def _visible(call: Call, flt: CallFilter) -> bool:
-    if flt.agent and not involves(call, frozenset({flt.agent})):
+def _agent_range(extension: str, flt: CallFilter) -> Select[int, datetime]:
+    """The newest ``flt.limit`` calls of one extension that pass the filters.
+
+    The other filters are correlated lookups by primary key, so that the
+    database walks this extension's index range and nothing else.
+    """
+    ca = CallAgent
+    query = select(ca.call_id, ca.started_at).where(ca.extension == extension)
+    if flt.since is not None:
+        query = query.where(ca.started_at >= flt.since)
+    if flt.until is not None:
+        query = query.where(ca.started_at < flt.until)
+    if flt.status:
+        status = select(Call.status).where(Call.id == ca.call_id).scalar_subquery()
+        query = query.where(status == flt.status)
+    if flt.contact is not None:
+        query = query.where(
+            exists().where(CallContact.call_id == ca.call_id, CallContact.contact_id == flt.contact)
+        )
+    if flt.extensions is not None and extension not in flt.extensions:
+        query = query.where(_has_agent(ca.call_id, flt.extensions))
+    return query.order_by(ca.started_at.desc(), ca.call_id.desc()).limit(flt.limit)
+
+
+def _has_agent(call_id: Any, extensions: frozenset[str]) -> ColumnElement[bool]:
+    other = CallAgent.__table__.alias("other_agent")
+    return exists().where(other.c.call_id == call_id, other.c.extension.in_(extensions))
+
+
+async def call_has_agent(session: AsyncSession, call_id: int, extensions: frozenset[str]) -> bool:
+    """Whether any of ``extensions`` took part in the call (``call_agents``)."""
+    if not extensions:
         return False
-    return flt.extensions is None or involves(call, flt.extensions)
+    return bool(await session.scalar(select(_has_agent(call_id, extensions))))
 
 
 async def get_call(session: AsyncSession, call_id: int) -> Call:

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, Row, bindparam, select
+from sqlalchemy import BindParameter, Row, bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from core.calls import call_dict
-from core.models import Call, CallContact, Contact, Note, Task
+from core.models import Call, CallAgent, CallContact, Contact, Note, Task
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +44,19 @@ with the ids and the limit as parameters.
 _IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
 _LIMIT: BindParameter[int] = bindparam("limit")
 # Core statements on the tables (rows, not ORM objects: a card is on the pop's path)
-_calls, _links = Call.__table__, CallContact.__table__
+_calls, _links, _agents = Call.__table__, CallContact.__table__, CallAgent.__table__
 _notes, _tasks = Note.__table__, Task.__table__
 _CALLS = (
     select(_calls)
     .where(_calls.c.id.in_(select(_links.c.call_id).where(_links.c.contact_id.in_(_IDS))))
     .order_by(_calls.c.started_at.desc())
     .limit(_LIMIT)
+)
+_AGENT_CALLS = _CALLS.where(
+    exists().where(
+        _agents.c.call_id == _calls.c.id,
+        _agents.c.extension.in_(bindparam("extensions", expanding=True)),
+    )
 )
 _CALL_LINKS = select(_links.c.call_id, _links.c.contact_id).where(
     _links.c.call_id.in_(bindparam("calls", expanding=True))
@@ -78,6 +84,33 @@ _OPEN_TASKS = (
 def call_history(session: Session, contact_ids: Sequence[int], limit: int) -> list[HistoryItem]:
     """The latest calls of these contacts (a :data:`HistorySource`)."""
     rows = session.execute(_CALLS, {"ids": list(contact_ids), "limit": limit}).all()
+    return _call_items(session, rows)
+
+
+def agent_call_history(extensions: frozenset[str]) -> HistorySource:
+    """:func:`call_history` limited to the calls these agent extensions took part in."""
+
+    def source(session: Session, contact_ids: Sequence[int], limit: int) -> list[HistoryItem]:
+        if not extensions:
+            return []
+        params = {"ids": list(contact_ids), "limit": limit, "extensions": sorted(extensions)}
+        return _call_items(session, session.execute(_AGENT_CALLS, params).all())
+
+    return source
+
+
+def visible_sources(
+    sources: Sequence[HistorySource], extensions: frozenset[str] | None
+) -> tuple[HistorySource, ...]:
+    """``sources`` as seen by an agent with ``extensions`` (None: a supervisor, who
+    sees everything): :func:`call_history` becomes :func:`agent_call_history`."""
+    if extensions is None:
+        return tuple(sources)
+    own = agent_call_history(extensions)
+    return tuple(own if source is call_history else source for source in sources)
+
+
+def _call_items(session: Session, rows: Sequence[Row[Any]]) -> list[HistoryItem]:
     if not rows:
         return []
     contacts: dict[int, list[int]] = {row.id: [] for row in rows}

@@ -21,9 +21,27 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    """Apply all migrations up to ``revision``."""
-    async with engine.begin() as conn:
-        await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), revision))
+    """Apply all migrations up to ``revision``.
+
+    On SQLite foreign keys are off meanwhile (set outside the transaction, as
+    SQLite requires), so that a table rebuilt in batch mode does not cascade
+    its drop to the rows referring to it; they are checked before the commit.
+    """
+    async with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await conn.commit()
+        try:
+            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), revision))
+            if sqlite and (await conn.exec_driver_sql("PRAGMA foreign_key_check")).first():
+                raise RuntimeError("migration left rows with dangling foreign keys")
+            await conn.commit()
+        finally:
+            if sqlite:
+                await conn.rollback()
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await conn.commit()
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

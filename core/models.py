@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -203,7 +204,12 @@ class Task(Base):
 
 
 class Call(Base):
-    """One customer call, keyed by Asterisk's Linkedid (transfers and queue legs included)."""
+    """One customer call, keyed by Asterisk's Linkedid (transfers and queue legs included).
+
+    ``ring_seconds``/``talk_seconds`` and the times are None when the PBX did not
+    report them; ``times_uncertain`` says some time is not known, ``backfilled``
+    that facts came from Asterisk's CDR.
+    """
 
     __tablename__ = "calls"
 
@@ -223,11 +229,13 @@ class Call(Base):
     started_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    ring_seconds: Mapped[int] = mapped_column(Integer, default=0)
-    talk_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    ring_seconds: Mapped[int | None] = mapped_column(Integer)
+    talk_seconds: Mapped[int | None] = mapped_column(Integer)
     hangup_cause: Mapped[str] = mapped_column(String(80), default="")
     recording_path: Mapped[str | None] = mapped_column(String(500))
     transfers: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    times_uncertain: Mapped[bool] = mapped_column(default=False, server_default=false())
+    backfilled: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     contacts: Mapped[list[CallContact]] = relationship(
         cascade="all, delete-orphan", lazy="selectin"
@@ -245,3 +253,23 @@ class CallContact(Base):
     contact_id: Mapped[int] = mapped_column(
         ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+
+
+class CallAgent(Base):
+    """An agent extension that was part of a call, with how (``core.calls.AgentRole`` bits).
+
+    Filled by the writer from ``core.calls.roles_of``; ``started_at`` repeats the
+    call's so that one agent's calls, newest first, are a range of one index.
+    """
+
+    __tablename__ = "call_agents"
+    __table_args__ = (
+        Index("ix_call_agents_extension_started", "extension", "started_at", "call_id"),
+    )
+
+    call_id: Mapped[int] = mapped_column(
+        ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True
+    )
+    extension: Mapped[str] = mapped_column(String(32), primary_key=True)
+    roles: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)

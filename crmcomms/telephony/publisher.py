@@ -32,7 +32,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, assert_never
 
-from core.calls import preview_json
+from core.calls import agents_of, preview_json
 from core.lookup import LookupResult
 from crmcomms.push import Audience
 from crmcomms.services import Services
@@ -66,13 +66,10 @@ Outgoing = tuple[str, dict[str, Any], Audience]
 
 
 def audience_of(call: CallSnapshot, agent: str | None = None) -> Audience:
-    """Everyone involved: agents rung, who answered, who talked, and the agent concerned."""
-    involved = {*call.agents_rung, *call.talked, call.caller, call.callee}
-    involved |= {call.answered_by or "", agent or ""}
-    for transfer in call.transfers:
-        involved |= {transfer.from_ext, transfer.to_ext}
-    involved.discard("")
-    return Audience(extensions=frozenset(involved))
+    """The call's agents (:func:`core.calls.agents_of`, as stored in ``call_agents``)
+    and the agent concerned."""
+    involved = agents_of(call)
+    return Audience(extensions=involved | {agent} if agent else involved)
 
 
 def audience_for(event: CallEvent) -> Audience:

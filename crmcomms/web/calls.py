@@ -9,14 +9,23 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.agents import AgentIdentity
-from core.calls import CallFilter, call_json, get_call, involves, list_calls
+from core.calls import CallFilter, call_has_agent, call_json, get_call, list_calls
 from core.errors import InvalidInput, NotFound
 from core.models import Call
 from crmcomms.services import services
 from crmcomms.telephony.dialer import DIALER
 from crmcomms.web.http import IDENTITY, int_param, json_response, read_model
 
-STATUSES = ("ringing", "talking", "answered", "missed", "busy", "failed", "abandoned")
+STATUSES = (
+    "ringing",
+    "talking",
+    "answered",
+    "missed",
+    "busy",
+    "failed",
+    "abandoned",
+    "unknown",
+)
 
 
 def _since(raw: str | None, name: str) -> datetime | None:
@@ -55,18 +64,18 @@ async def get_calls(request: web.Request) -> web.Response:
     return json_response({"calls": [call_json(c) for c in rows]})
 
 
-def _allowed(call: Call, identity: AgentIdentity) -> bool:
-    return identity.sees_everything or involves(call, identity.extensions)
-
-
 async def _visible_call(request: web.Request) -> Call:
+    """The call of the URL, if the caller may see it (supervisors, or one of its agents)."""
     call_id = request.match_info["call_id"]
     if not call_id.isdigit():
         raise NotFound(f"call {call_id} not found")
+    identity: AgentIdentity = request[IDENTITY]
     async with services(request).sessions() as session:
         call = await get_call(session, int(call_id))
-    if not _allowed(call, request[IDENTITY]):
-        raise web.HTTPForbidden(reason="not your call")
+        if not identity.sees_everything and not await call_has_agent(
+            session, call.id, identity.extensions
+        ):
+            raise web.HTTPForbidden(reason="not your call")
     return call
 
 

@@ -20,6 +20,7 @@ from core.history import (
     contact_history,
     note_json,
     organization_contact_ids,
+    visible_sources,
 )
 from core.importer import import_contacts, read_rows
 from core.lookup import lookup_contacts
@@ -81,11 +82,13 @@ async def delete_one_contact(request: web.Request) -> web.Response:
 
 
 async def _timeline(request: web.Request, contact_ids: list[int]) -> web.Response:
+    identity = request[IDENTITY]
+    extensions = None if identity.sees_everything else identity.extensions
     async with services(request).sessions() as session:
         items = await contact_history(
             session,
             contact_ids,
-            sources=HISTORY_SOURCES,
+            sources=visible_sources(HISTORY_SOURCES, extensions),
             limit=int_param(request, "limit", 50, maximum=200),
             offset=int_param(request, "offset", 0, maximum=10**9),
         )
