@@ -11,10 +11,14 @@ SMTP when the daemon stopped, and whether the server accepted it is unknown.
 It is queued again (at-least-once): nothing is lost; a duplicate is possible
 only when the crash fell between the server's final "250" and our commit,
 and it carries the same Message-ID, which mail clients use to fold duplicates.
+It is queued again once: found in ``sending`` at the next start too, it is
+marked ``failed`` (a message that stops the daemon must not stop it at every
+start); see :func:`recover_interrupted`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +30,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import NotFound
-from core.mail import parse_message
+from core.mail import MailItem, parse_message
 from core.mail.blobs import BlobStore
 from core.mail.models import EmailMessage, EmailRaw
 from core.mail.store import (
@@ -40,6 +44,9 @@ from core.mail.store import (
 )
 
 STATES = ("queued", "sending", "sent", "failed")
+#: The error of a message queued again at start-up (it was being sent when we stopped).
+INTERRUPTED = "interrupted while sending (the daemon stopped); queued again"
+GAVE_UP = "interrupted while sending at two stops in a row; not tried again (it may have been sent)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +73,20 @@ class Draft:
     in_reply_to: int | None = None
 
 
-def compose(draft: Draft, parent: EmailMessage | None, now: datetime) -> bytes:
-    """The RFC 5322 bytes of ``draft``, with a new Message-ID and reply headers."""
+@dataclass(frozen=True, slots=True)
+class Parent:
+    """What a reply takes from the message it answers."""
+
+    message_id: str | None
+    references: tuple[str, ...] = ()
+
+
+def compose(draft: Draft, parent: Parent | None, now: datetime) -> bytes:
+    """The RFC 5322 bytes of ``draft``, with a new Message-ID and reply headers.
+
+    CPU-bound (the stdlib folds every header field): call it off the event loop,
+    as :func:`enqueue` does.
+    """
     mime = MimeMessage(policy=SMTP)
     mime["From"] = draft.sender
     mime["To"] = ", ".join(draft.to)
@@ -103,8 +122,8 @@ async def enqueue(
     """Compose ``draft`` and store it as ``queued``; the SMTP worker takes it from there."""
     options = options or StoreOptions()
     parent = await _parent(session, draft.in_reply_to)
-    raw = compose(draft, parent, now)
-    item = parse_message(raw)
+    reply_to = Parent(parent.message_id, tuple(parent.references)) if parent else None
+    raw, item = await asyncio.to_thread(_compose_and_parse, draft, reply_to, now)
     assert item.message_id is not None  # compose always writes one
     message = new_message(draft.mailbox, dedupe_key("id", item.message_id), raw, item)
     message.direction, message.state, message.next_attempt_at = "out", "queued", now
@@ -119,6 +138,13 @@ async def enqueue(
     add_attachments(session, message.id, item, blobs)
     await link_contacts(session, message.id, item, options)
     return message
+
+
+def _compose_and_parse(
+    draft: Draft, parent: Parent | None, now: datetime
+) -> tuple[bytes, MailItem]:
+    raw = compose(draft, parent, now)
+    return raw, parse_message(raw)
 
 
 async def _parent(session: AsyncSession, email_id: int | None) -> EmailMessage | None:
@@ -186,14 +212,34 @@ async def _set(session: AsyncSession, email_id: int, **values: object) -> None:
     await session.execute(update(EmailMessage).where(EmailMessage.id == email_id).values(**values))
 
 
-async def requeue_interrupted(session: AsyncSession, mailbox: str) -> int:
-    """At start-up: messages left in ``sending`` are queued again (see module docstring)."""
-    result = await session.execute(
-        update(EmailMessage)
-        .where(EmailMessage.mailbox == mailbox, EmailMessage.state == "sending")
-        .values(state="queued")
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What start-up did with the messages it found in ``sending``."""
+
+    requeued: tuple[int, ...]
+    failed: tuple[EmailMessage, ...]
+
+
+async def recover_interrupted(session: AsyncSession, mailbox: str) -> Recovery:
+    """At start-up: messages left in ``sending`` are queued again, once (see module docstring).
+
+    A message found in ``sending`` whose error still says it was interrupted
+    before was the one being sent at two stops in a row: it may be what stops the
+    daemon, so it is marked failed instead of being tried again at every start.
+    """
+    rows = await session.scalars(
+        select(EmailMessage).where(EmailMessage.mailbox == mailbox, EmailMessage.state == "sending")
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    requeued: list[int] = []
+    failed: list[EmailMessage] = []
+    for message in rows:
+        if message.error == INTERRUPTED:
+            message.state, message.error, message.next_attempt_at = "failed", GAVE_UP, None
+            failed.append(message)
+        else:
+            message.state, message.error = "queued", INTERRUPTED
+            requeued.append(message.id)
+    return Recovery(tuple(requeued), tuple(failed))
 
 
 async def next_due(session: AsyncSession, mailbox: str) -> datetime | None:

@@ -8,8 +8,11 @@ one (5xx), ``failed`` with the server's reply. Sent messages are then
 APPENDed to the mailbox's Sent folder over IMAP (retried each round until it
 works); the Sent folder's sync recognises the copy by its Message-ID.
 
-At start-up, messages left in ``sending`` are queued again: see
-:mod:`core.mail.outbox` for the resulting at-least-once guarantee.
+At start-up, messages left in ``sending`` are queued again, once: see
+:mod:`core.mail.outbox` for the resulting at-least-once guarantee. A message
+that fails in a way no retry can heal (an exception other than an SMTP or
+network error) is marked ``failed`` with the reason, announced, and the worker
+goes on with the next one.
 The worker wakes when the API queues a message (:class:`OutboxWakeups`),
 when a retry is due, or every ``poll_interval``.
 """
@@ -26,7 +29,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.mail.models import EmailMessage
+from core.mail.models import EmailMessage, EmailRaw
 from core.mail.outbox import (
     claim_next,
     mark_appended,
@@ -36,7 +39,7 @@ from core.mail.outbox import (
     outbox_counts,
     pending_appends,
     raw_of,
-    requeue_interrupted,
+    recover_interrupted,
     retry_later,
 )
 from core.models import AgentExtension, utcnow
@@ -115,10 +118,7 @@ class OutboxWorker:
 
     async def run(self) -> None:
         """Requeue interrupted sends, then send and file mail as it comes."""
-        async with self.svc.sessions.begin() as session:
-            requeued = await requeue_interrupted(session, self.settings.name)
-        if requeued:
-            log.warning("outbox %s: %d interrupted sends queued again", self.name, requeued)
+        await self.recover()
         while True:
             self.wake.clear()
             while await self.send_next():
@@ -131,18 +131,36 @@ class OutboxWorker:
     def name(self) -> str:
         return self.settings.name
 
+    async def recover(self) -> None:
+        """Deal with the messages a stop left in ``sending``: queued again, or failed when
+        it happened to them twice in a row (:func:`core.mail.outbox.recover_interrupted`)."""
+        async with self.svc.sessions.begin() as session:
+            recovery = await recover_interrupted(session, self.name)
+            audiences = [await self._audience(session, m.agent_id) for m in recovery.failed]
+        if recovery.requeued:
+            log.warning(
+                "outbox %s: %d interrupted sends queued again", self.name, len(recovery.requeued)
+            )
+        for message, audience in zip(recovery.failed, audiences, strict=True):
+            self._announce(message, SendResult("failed", message.error or ""), audience)
+
     async def send_next(self) -> bool:
         """Send the next due message, if any; False when none is due."""
         async with self.svc.sessions.begin() as session:
             message = await claim_next(session, self.name, utcnow())
             if message is None:
                 return False
-            raw = await raw_of(session, message.id)
-        result = await self._deliver(message, raw)
+            raw = await session.scalar(select(EmailRaw.raw).where(EmailRaw.email_id == message.id))
+        if raw is None:
+            result = SendResult("failed", "the stored message is missing")
+        else:
+            result = await self._deliver(message, raw)
         await self._record(message, result)
         return True
 
     async def _deliver(self, message: EmailMessage, raw: bytes) -> SendResult:
+        """One attempt. Whatever goes wrong ends as a result: a message that can never be
+        sent is ``failed`` and the worker goes on with the next one."""
         recipients = [a["address"] for a in (*message.to, *message.cc) if a["address"]]
         box = self.settings
         try:
@@ -160,6 +178,9 @@ class OutboxWorker:
             )
         except (aiosmtplib.SMTPException, OSError) as exc:
             return classify(exc)
+        except Exception as exc:  # e.g. a control character in an address: never heals
+            log.exception("outbox %s: e-mail %d cannot be sent", self.name, message.id)
+            return SendResult("failed", f"cannot be sent: {type(exc).__name__}: {exc}")
         refused = "; ".join(f"{rcpt}: {err.code} {err.message}" for rcpt, err in errors.items())
         return SendResult("sent", f"refused by the server: {refused}" if refused else "")
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
+import unicodedata
 from datetime import UTC, datetime
+from typing import Annotated
 from urllib.parse import quote
 
 from aiohttp import web
@@ -30,6 +33,17 @@ from crmcomms.services import services
 from crmcomms.web.http import IDENTITY, int_param, json_response, read_model
 
 MAX_ATTACHMENTS_BYTES = 25 * 2**20
+#: RFC 5321 4.5.3.1.3: a path holds at most 256 octets, the address within it 254.
+MAX_ADDRESS = 254
+MAX_RECIPIENTS = 100
+MAX_SUBJECT = 998  # RFC 5322 2.1.1: the longest line a header field may have
+# dot-atom local part and host name (RFC 5322 3.4.1, RFC 1035 labels), ASCII only:
+# a quoted local part or a non-ASCII one would need SMTPUTF8, which we do not send.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_ADDR_SPEC = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+")
+#: An address as the JSON may carry it: the length is checked before anything parses it.
+Address = Annotated[str, Field(max_length=MAX_ADDRESS)]
 
 
 def _int(request: web.Request, key: str) -> int:
@@ -116,12 +130,13 @@ class AttachmentInput(BaseModel):
 
 
 class EmailInput(BaseModel):
-    """Body of ``POST /api/emails``."""
+    """Body of ``POST /api/emails``. Lengths are checked here, before anything reads
+    the text; characters and address syntax in :func:`_draft`."""
 
     model_config = ConfigDict(extra="forbid")
-    to: list[str] = Field(min_length=1, max_length=100)
-    cc: list[str] = Field(default_factory=list, max_length=100)
-    subject: str = Field(default="", max_length=998)
+    to: list[Address] = Field(min_length=1, max_length=MAX_RECIPIENTS)
+    cc: list[Address] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
+    subject: str = Field(default="", max_length=MAX_SUBJECT)
     text: str = Field(default="", max_length=2_000_000)
     html: str | None = Field(default=None, max_length=5_000_000)
     attachments: list[AttachmentInput] = Field(default_factory=list, max_length=50)
@@ -130,10 +145,41 @@ class EmailInput(BaseModel):
 
 
 def _address(field: str, value: str) -> str:
-    local, at, domain = value.strip().rpartition("@")
-    if not at or not local or "." not in domain or any(c in value for c in "\r\n<>,; "):
-        raise InvalidInput(field, f"{value!r} is not an e-mail address")
-    return value.strip()
+    """``value`` as a sendable ASCII addr-spec (an IDN domain in its xn-- form), else 422."""
+    local, at, domain = _header_text(field, value).strip().rpartition("@")
+    if not at:
+        raise InvalidInput(field, f"{_shown(value)} is not an e-mail address")
+    try:
+        domain = domain.encode("idna").decode("ascii") if not domain.isascii() else domain
+    except UnicodeError as exc:
+        raise InvalidInput(field, f"{_shown(value)}: the domain is not valid") from exc
+    address = f"{local}@{domain}"
+    if len(local) > 64 or len(address) > MAX_ADDRESS:
+        raise InvalidInput(field, f"longer than {MAX_ADDRESS} characters (local part 64)")
+    if not _ADDR_SPEC.fullmatch(address):
+        raise InvalidInput(field, f"{_shown(value)} is not an e-mail address")
+    return address
+
+
+def _header_text(field: str, value: str) -> str:
+    """A header field's text: no control characters nor line breaks (tabs pass)."""
+    bad = _forbidden(value.replace("\t", " "))
+    if bad is not None:
+        raise InvalidInput(field, f"contains the control character U+{ord(bad):04X}")
+    return value
+
+
+def _forbidden(value: str) -> str | None:
+    """The first control, line-break or separator character of ``value``, if any."""
+    for char in value:
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            return char
+    return None
+
+
+def _shown(value: str) -> str:
+    """``value`` for an error message: escaped and cut short."""
+    return repr(value if len(value) <= 80 else value[:80] + "...")
 
 
 def _decode(index: int, part: AttachmentInput) -> OutgoingAttachment:
@@ -153,6 +199,10 @@ def _mailbox(request: web.Request, name: str | None) -> MailboxSettings:
 
 
 def _draft(data: EmailInput, box: MailboxSettings) -> Draft:
+    if len(data.to) + len(data.cc) > MAX_RECIPIENTS:
+        raise InvalidInput("cc", f"at most {MAX_RECIPIENTS} recipients in to and cc together")
+    for i, part in enumerate(data.attachments):
+        _header_text(f"attachments.{i}.filename", part.filename)
     attachments = tuple(_decode(i, part) for i, part in enumerate(data.attachments))
     if sum(len(a.content) for a in attachments) > MAX_ATTACHMENTS_BYTES:
         raise InvalidInput("attachments", "together larger than 25 MB")
@@ -161,7 +211,7 @@ def _draft(data: EmailInput, box: MailboxSettings) -> Draft:
         sender=box.address,
         to=tuple(_address(f"to.{i}", a) for i, a in enumerate(data.to)),
         cc=tuple(_address(f"cc.{i}", a) for i, a in enumerate(data.cc)),
-        subject=data.subject,
+        subject=_header_text("subject", data.subject),
         text=data.text,
         html=data.html,
         attachments=attachments,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import AsyncIterator, Iterator
 from email import message_from_bytes
 from pathlib import Path
@@ -16,9 +17,12 @@ from sqlalchemy import func, select, update
 from core.agents import add_agent
 from core.db import create_engine
 from core.mail.models import EmailLocation, EmailMessage
+from core.mail.outbox import INTERRUPTED, Draft, enqueue
 from core.migrate import upgrade
+from core.models import utcnow
 from crmcomms.app import build_app
 from crmcomms.config import MailboxSettings, parse_settings
+from crmcomms.mail import blob_store
 from crmcomms.mail.check import check_mailbox
 from crmcomms.mail.smtp import OUTBOX_WAKEUPS, OutboxWorker, SendTuning
 from crmcomms.mail.sync import MailboxWorker, SyncTuning
@@ -258,3 +262,115 @@ async def test_check_mailbox_reports_login_and_connection_problems(
     assert len(problems) == 2
     assert "IMAP" in problems[0] and "login refused" in problems[0]
     assert "SMTP" in problems[1]
+
+
+# --- poison: nothing one request sends can stop the outbox ---------------------------------
+
+
+def _events(subscription: Any) -> list[dict[str, Any]]:
+    queue = subscription.queue
+    return [orjson.loads(queue.get_nowait()) for _ in range(queue.qsize())]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "says"),
+    [
+        ({"to": ["a@b.example\u0000"]}, "to.0", "U+0000"),
+        ({"to": ["a@b.example\r\nBcc: x@evil.example"]}, "to.0", "U+000D"),
+        ({"cc": ["ok@b.example", "a\nb@b.example"]}, "cc.1", "U+000A"),
+        ({"subject": "Hallo\r\nBcc: x@evil.example"}, "subject", "U+000D"),
+        ({"subject": "Hallo\u2028Welt"}, "subject", "U+2028"),
+        ({"subject": "x" * 999}, "subject", "998"),
+        ({"to": ['"' * 48000 + "a@x.example"]}, "to.0", "254"),
+        ({"to": ["a" * 65 + "@x.example"]}, "to.0", "local part 64"),
+        ({"to": ['"quoted"@x.example']}, "to.0", "not an e-mail address"),
+        ({"to": [f"r{i}@x.example" for i in range(60)], "cc": [f"c{i}@x.ex" for i in range(60)]},
+         "cc", "at most 100"),
+        ({"attachments": [{"filename": "a\u0000.pdf", "content_base64": ""}]},
+         "attachments.0.filename", "U+0000"),
+    ],
+)  # fmt: skip
+async def test_post_rejects_bad_header_input_naming_the_field_and_queues_nothing(
+    client: TestClient[Any, Any], token: str, body: dict[str, Any], field: str, says: str
+) -> None:
+    body = {"to": ["kunde@example.org"], "text": "x", **body}
+    resp = await client.post("/api/emails", json=body, headers={"Authorization": f"Bearer {token}"})
+    error = (await resp.json())["error"]
+    assert resp.status == 422 and error.startswith(f"{field}:") and says in error, error
+    async with client.app[SERVICES].sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(EmailMessage)) == 0
+
+
+async def test_pathological_address_is_answered_at_once(
+    client: TestClient[Any, Any], token: str
+) -> None:
+    """Was 6 s of compose on the event loop; now refused by its length before any parse.
+    A correctness check with a generous bound: the speed figure is bench/mail_input.py's."""
+    body = {"to": ['"' * 48000 + "a@x.example"], "text": "x"}
+    started = time.perf_counter()
+    resp = await client.post("/api/emails", json=body, headers={"Authorization": f"Bearer {token}"})
+    assert resp.status == 422
+    assert time.perf_counter() - started < 1.0
+
+
+async def test_idn_domain_is_sent_in_its_ascii_form(
+    client: TestClient[Any, Any], token: str, smtp: SmtpSink
+) -> None:
+    smtp.start()
+    queued = await post(client, token, to=["info@bücher.example"])
+    async with running(outbox(client).run):
+        await wait_state(client.app[SERVICES], queued["id"], "sent")
+    assert smtp.messages[0].recipients == ["info@xn--bcher-kva.example"]
+
+
+async def _enqueue(svc: Services, to: str) -> int:
+    """Queue a message as the API did before it checked addresses."""
+    draft = Draft("support", "support@company.test", (to,), subject="s", text="x")
+    async with svc.sessions.begin() as session:
+        message = await enqueue(session, draft, blob_store(svc.settings), utcnow())
+    return message.id
+
+
+async def test_a_message_that_can_never_be_sent_fails_and_the_next_one_goes(
+    client: TestClient[Any, Any], token: str, smtp: SmtpSink
+) -> None:
+    svc: Services = client.app[SERVICES]
+    smtp.start()
+    subscription = svc.hub.subscribe(_Boss(), None, None)
+    poison = await _enqueue(svc, "a@b.example\x00")  # queued by an older version
+    good = await post(client, token)
+    async with running(outbox(client).run) as task:
+        await wait_state(svc, good["id"], "sent")
+        await wait_state(svc, poison, "failed")
+        assert not task.done()
+    async with svc.sessions() as session:
+        failed = await session.get(EmailMessage, poison)
+    assert failed is not None and failed.error and "control character" in failed.error
+    assert [m.recipients for m in smtp.messages] == [["kunde@example.org"]]
+    kinds = {e["email"]["id"]: e["type"] for e in _events(subscription) if "email" in e}
+    assert kinds == {poison: "email.failed", good["id"]: "email.sent"}
+
+
+async def test_a_message_interrupted_at_two_starts_in_a_row_fails_instead_of_looping(
+    client: TestClient[Any, Any], token: str, smtp: SmtpSink
+) -> None:
+    svc: Services = client.app[SERVICES]
+    smtp.start()
+    subscription = svc.hub.subscribe(_Boss(), None, None)
+    once, twice = await post(client, token, subject="once"), await post(client, token)
+    async with svc.sessions.begin() as session:  # as left by two stops mid-send
+        await session.execute(
+            update(EmailMessage).where(EmailMessage.id == once["id"]).values(state="sending")
+        )
+        await session.execute(
+            update(EmailMessage)
+            .where(EmailMessage.id == twice["id"])
+            .values(state="sending", error=INTERRUPTED)
+        )
+    async with running(outbox(client).run):
+        await wait_state(svc, once["id"], "sent")
+    assert await state_of(svc, twice["id"]) == "failed"
+    assert [message_from_bytes(m.data)["Subject"] for m in smtp.messages] == ["once"]
+    events = [e for e in _events(subscription) if e["type"] == "email.failed"]
+    assert [e["email"]["id"] for e in events] == [twice["id"]]
+    assert "two stops in a row" in events[0]["email"]["error"]
