@@ -7,10 +7,13 @@ stdlib imaplib blocks and (before 3.14) has no IDLE. IMAP's framing is
 simple enough to read directly: a response is a line, and a line ending in
 ``{n}`` is followed by exactly ``n`` bytes of literal and more of the line.
 
-Every library and socket exception is translated here, once, into::
+Every library and socket exception is translated here, once, and every
+garbled answer by the parsers of :mod:`crmcomms.mail.imap_responses` (a
+literal's size is bounded by ``Endpoint.max_literal``), into::
 
     ImapError               base
     ├── ImapConnectionError network, TLS, timeout, BYE: reconnect
+    │   └── ImapProtocolError   a garbled or oversized answer: reconnect
     ├── ImapAuthError       the server refused the credentials
     └── ImapCommandError    NO/BAD to a command (names the command)
 
@@ -28,48 +31,40 @@ import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-_LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n\Z")
+from crmcomms.mail.imap_responses import (
+    FolderInfo,
+    ImapAuthError,
+    ImapCommandError,
+    ImapConnectionError,
+    ImapError,
+    ImapProtocolError,
+    Line,
+    is_change,
+    literal_size,
+    parse_bodies,
+    parse_capabilities,
+    parse_examine,
+    parse_folders,
+    parse_uid_sizes,
+)
+
+__all__ = [
+    "Endpoint",
+    "FolderInfo",
+    "ImapAuthError",
+    "ImapClient",
+    "ImapCommandError",
+    "ImapConnectionError",
+    "ImapError",
+    "ImapProtocolError",
+    "Line",
+    "connect",
+]
+
 _TAGGED = re.compile(rb"^(A\d+) (OK|NO|BAD) ?(.*)$", re.DOTALL)
-_CODE = re.compile(rb"\[([A-Z-]+)(?: ([^\]]*))?\]")
-_FETCH = re.compile(rb"^\* \d+ FETCH \(")
-_UID = re.compile(rb"[( ]UID (\d+)")
-_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
-_LIST = re.compile(rb'^\* LIST \(([^)]*)\) (?:"(?:[^"\\]|\\.)*"|NIL) (.*)$')
 _LINE_LIMIT = 64 * 2**20
-
-
-class ImapError(Exception):
-    """Base of every IMAP failure."""
-
-
-class ImapConnectionError(ImapError):
-    """The connection failed, timed out, or the server said BYE."""
-
-
-class ImapAuthError(ImapError):
-    """The server refused the username or password."""
-
-
-class ImapCommandError(ImapError):
-    """The server answered NO or BAD to a command."""
-
-
-@dataclass(frozen=True, slots=True)
-class Line:
-    """One untagged response: its text (literals cut out) and its literals, in order."""
-
-    text: bytes
-    literals: tuple[bytes, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class FolderInfo:
-    """What EXAMINE tells about a folder."""
-
-    name: str
-    uidvalidity: int
-    exists: int
-    uidnext: int | None
+#: The largest literal (in practice: message) accepted; a bigger one is a protocol error.
+DEFAULT_MAX_LITERAL = 128 * 2**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +77,7 @@ class Endpoint:
     username: str
     password: str
     timeout: float = 60.0
+    max_literal: int = DEFAULT_MAX_LITERAL
 
 
 def is_loopback(host: str) -> bool:
@@ -100,24 +96,21 @@ def quote(value: str) -> bytes:
     return f'"{escaped}"'.encode()
 
 
-def unquote(value: bytes) -> str:
-    """A mailbox name as LIST returns it (quoted or atom), as text."""
-    text = value.decode("utf-8", "replace").strip()
-    if len(text) >= 2 and text[0] == text[-1] == '"':
-        return re.sub(r"\\(.)", r"\1", text[1:-1])
-    return text
-
-
 class ImapClient:
     """One logged-in connection. Use :func:`connect`; commands run one at a time."""
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        timeout: float,
+        max_literal: int = DEFAULT_MAX_LITERAL,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self._tag = 0
         self._timeout = timeout
+        self._max_literal = max_literal
         self._broken = False
         self.capabilities: frozenset[str] = frozenset()
 
@@ -132,15 +125,20 @@ class ImapClient:
     async def _receive(self) -> Line:
         parts: list[bytes] = []
         literals: list[bytes] = []
+        budget = self._max_literal  # for all the literals of one response
         try:
             while True:
                 line = await self._reader.readuntil(b"\r\n")
-                match = _LITERAL.search(line)
-                if match is None:
+                size = literal_size(line, budget)
+                if size is None:
                     parts.append(line[:-2])
                     return Line(b"".join(parts), tuple(literals))
-                parts.append(line[: match.start()])
-                literals.append(await self._reader.readexactly(int(match[1])))
+                parts.append(line[: line.rindex(b"{")])
+                literals.append(await self._reader.readexactly(size))
+                budget -= size
+        except ImapProtocolError:
+            self._broken = True  # the rest of the stream cannot be framed any more
+            raise
         except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             self._broken = True
             raise ImapConnectionError(f"connection lost: {exc!r}") from exc
@@ -218,36 +216,15 @@ class ImapClient:
     async def login(self, username: str, password: str) -> None:
         """LOGIN, then learn the capabilities."""
         await self.command(b"LOGIN " + quote(username) + b" " + quote(password))
-        lines = await self.command(b"CAPABILITY")
-        words = b" ".join(line.text for line in lines if line.text.startswith(b"* CAPABILITY"))
-        self.capabilities = frozenset(words.decode().upper().split()[2:])
+        self.capabilities = parse_capabilities(await self.command(b"CAPABILITY"))
 
     async def list_folders(self) -> list[tuple[str, frozenset[str]]]:
         """Every folder with its attributes (SPECIAL-USE ones such as ``\\Sent`` included)."""
-        lines = await self.command(b'LIST "" "*"')
-        folders = []
-        for line in lines:
-            match = _LIST.match(line.text)
-            if match is None:
-                continue
-            name = line.literals[0].decode() if line.literals else unquote(match[2])
-            flags = frozenset(match[1].decode().lower().split())
-            folders.append((name, flags))
-        return folders
+        return parse_folders(await self.command(b'LIST "" "*"'))
 
     async def examine(self, folder: str) -> FolderInfo:
         """Open ``folder`` read-only."""
-        lines = await self.command(b"EXAMINE " + quote(folder))
-        info: dict[str, int] = {}
-        for line in lines:
-            if line.text.endswith(b" EXISTS"):
-                info["EXISTS"] = int(line.text.split()[1])
-            for code, value in _CODE.findall(line.text):
-                if code in (b"UIDVALIDITY", b"UIDNEXT"):
-                    info[code.decode()] = int(value)
-        if "UIDVALIDITY" not in info:
-            raise ImapCommandError(f"EXAMINE {folder}: server sent no UIDVALIDITY")
-        return FolderInfo(folder, info["UIDVALIDITY"], info.get("EXISTS", 0), info.get("UIDNEXT"))
+        return parse_examine(folder, await self.command(b"EXAMINE " + quote(folder)))
 
     async def uid_sizes(self, after: int) -> list[tuple[int, int]]:
         """(UID, size) of every message with a UID above ``after``, ascending.
@@ -257,12 +234,7 @@ class ImapClient:
         are dropped here, so the newest mail is not fetched on every poll.
         """
         lines = await self.command(b"UID FETCH %d:* (UID RFC822.SIZE)" % (after + 1))
-        found = []
-        for line in lines:
-            uid, size = _UID.search(line.text), _SIZE.search(line.text)
-            if _FETCH.match(line.text) and uid and size and int(uid[1]) > after:
-                found.append((int(uid[1]), int(size[1])))
-        return sorted(found)
+        return parse_uid_sizes(lines, after)
 
     async def fetch_bodies(self, uids: Sequence[int]) -> list[tuple[int, bytes]]:
         """The raw bytes of these messages (``BODY.PEEK[]``: the \\Seen flag is not set).
@@ -271,13 +243,7 @@ class ImapClient:
         """
         uid_set = b",".join(b"%d" % uid for uid in uids)
         lines = await self.command(b"UID FETCH " + uid_set + b" (UID BODY.PEEK[])")
-        wanted = set(uids)
-        bodies = []
-        for line in lines:
-            uid = _UID.search(line.text)
-            if _FETCH.match(line.text) and uid and line.literals and int(uid[1]) in wanted:
-                bodies.append((int(uid[1]), line.literals[0]))
-        return sorted(bodies, key=lambda pair: pair[0])
+        return parse_bodies(lines, set(uids))
 
     async def idle(self, timeout: float) -> bool:
         """IDLE until the folder changes (True) or ``timeout`` seconds pass (False).
@@ -308,7 +274,7 @@ class ImapClient:
                 line = await self._read()
                 if line.text.startswith(b"* BYE"):
                     raise ImapConnectionError("server closed the IDLE connection")
-                if line.text.endswith((b" EXISTS", b" EXPUNGE")):
+                if is_change(line):
                     return True
         except ImapConnectionError as exc:
             if isinstance(exc.__cause__, TimeoutError):
@@ -346,8 +312,7 @@ async def _open(endpoint: Endpoint) -> ImapClient:
     except (OSError, TimeoutError, ssl.SSLError) as exc:
         where = f"{endpoint.host}:{endpoint.port}"
         raise ImapConnectionError(f"cannot connect to {where}: {exc!r}") from exc
-    client = ImapClient(reader, writer, endpoint.timeout)
-    return client
+    return ImapClient(reader, writer, endpoint.timeout, endpoint.max_literal)
 
 
 @contextlib.asynccontextmanager
