@@ -10,6 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from core.db import create_engine
 from core.migrate import current_revision, head_revision
 from crmcomms.ami.client import check_login
+from crmcomms.cdr.source import open_source
 from crmcomms.config import Settings
 from crmcomms.mail.check import check_mailbox
 
@@ -63,6 +64,24 @@ async def check_recordings(settings: Settings) -> str | None:
     return None
 
 
+NO_CDR = (
+    "no [cdr] configured: calls that start and end while the AMI link is down are not logged, "
+    "and calls ending during an outage keep an unknown end"
+)
+
+
+async def check_cdr(settings: Settings) -> tuple[str | None, str]:
+    """The CDR source reads fine: (problem, or None and a line on what it holds)."""
+    source = open_source(settings.cdr)
+    if source is None:
+        return None, NO_CDR
+    try:
+        problem = await source.check()
+        return problem, "" if problem else await source.summary()
+    finally:
+        await source.close()
+
+
 CHECKS: dict[str, Check] = {
     "data dir": check_data_dir,
     "database": check_database,
@@ -81,6 +100,12 @@ async def run_checks(settings: Settings, emit: Emit) -> list[str]:
             emit(f"FAIL {problem}")
         elif name not in ("ami", "recordings") or settings.ami.enabled:
             emit(f"ok   {name}")
+    problem, info = await check_cdr(settings)
+    if problem:
+        problems.append(problem)
+        emit(f"FAIL {problem}")
+    else:
+        emit(f"ok   cdr: {info}" if settings.cdr.configured else f"note {info}")
     for box in settings.mailboxes:
         found = await check_mailbox(box)
         problems += found

@@ -291,3 +291,24 @@ async def test_an_unreachable_server_or_missing_table_is_one_line(
     problem = await wrong.check()
     assert problem is not None and "calls" in problem and "doesn't exist" in problem
     await wrong.close()
+
+
+# ------------------------------------------------------------------ check-config
+
+
+async def test_check_config_says_what_the_cdr_holds_or_what_backfill_would_add(
+    tmp_path: Path,
+) -> None:
+    from crmcomms.checks import NO_CDR, check_cdr
+    from tests.conftest import make_settings
+
+    assert await check_cdr(make_settings(tmp_path)) == (None, NO_CDR)
+    ok = make_settings(tmp_path, cdr={"csv": str(master_csv(tmp_path))})
+    problem, info = await check_cdr(ok)
+    assert problem is None
+    assert info.endswith(
+        "newest row started 2026-12-02 03:00:52 UTC, 13 row(s) in the day before it"
+    )
+    wrong = make_settings(tmp_path, cdr={"csv": str(CDR / "blonde-transfer" / "Master.csv")})
+    problem, _ = await check_cdr(wrong)
+    assert problem is not None and "expected 21" in problem
