@@ -179,8 +179,9 @@ def _values(facts: CallFacts, region: str) -> dict[str, Any]:
     }
 
 
-#: Times and durations a later snapshot never turns back into "unknown".
-_KEPT_WHEN_UNKNOWN = ("answered_at", "ended_at", "ring_seconds", "talk_seconds")
+#: Times a later snapshot never turns back into "unknown". Not the durations: those of
+#: a call in progress count to its last event and are replaced by the final ones.
+_KEPT_WHEN_UNKNOWN = ("answered_at", "ended_at")
 
 
 @lru_cache(maxsize=4)

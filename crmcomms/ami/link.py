@@ -32,11 +32,23 @@ log = logging.getLogger(__name__)
 BANNER_PREFIX = "Asterisk Call Manager"
 
 
-class _Pending:
-    """An action waiting for its Response (and, for list actions, its items)."""
+OnList = Callable[[list[Message]], None]
+"""Called with a list action's items the moment its last block is read."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, is_list: bool) -> None:
+
+class _Pending:
+    """An action waiting for its Response (and, for list actions, its items).
+
+    ``on_list`` gets the items synchronously when the list completes, before any
+    later block of the stream is handed on: a snapshot such as CoreShowChannels
+    keeps its place among the events (awaiting ``done`` would see it late).
+    """
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, is_list: bool, on_list: OnList | None = None
+    ) -> None:
         self.is_list = is_list
+        self.on_list = on_list
         self.response: Message | None = None
         self.items: list[Message] = []
         self.done: asyncio.Future[tuple[Message, list[Message]]] = loop.create_future()
@@ -52,6 +64,8 @@ class _Pending:
             return True
         if self.is_list and self.response is not None and "Event" in message:
             if message.get("EventList", "").lower() == "complete":
+                if self.on_list is not None:
+                    self.on_list(self.items)
                 self.done.set_result((self.response, self.items))
             else:
                 self.items.append(message)
@@ -150,13 +164,21 @@ class AmiLink(asyncio.Protocol):
             raise AmiLoginRefused(str(exc)) from exc
 
     async def request(
-        self, action: dict[str, str], seconds: float, *, is_list: bool = False
+        self,
+        action: dict[str, str],
+        seconds: float,
+        *,
+        is_list: bool = False,
+        on_list: OnList | None = None,
     ) -> tuple[Message, list[Message]]:
-        """Send ``action`` with a fresh ActionID; return its Response (and list items)."""
+        """Send ``action`` with a fresh ActionID; return its Response (and list items).
+
+        ``on_list`` (list actions) receives the items in stream order, see :class:`_Pending`.
+        """
         if self.closed.done() or self._transport is None:
             raise AmiNotConnected(f"AMI link to {self.where} is closed")
         action_id = f"{self._id_prefix}-{next(self._ids)}"
-        pending = _Pending(self._loop, is_list)
+        pending = _Pending(self._loop, is_list, on_list)
         self._pending[action_id] = pending
         name = action.get("Action", "action")
         try:

@@ -7,6 +7,14 @@ answered ``Authentication failed`` and the connection closed, as Asterisk does),
 ``Originate``, ``Logoff``; anything else gets ``Invalid/unknown command``. Every
 action received is kept in :attr:`AmiReplayServer.actions`.
 
+:meth:`AmiReplayServer.script` replays recorded connections instead, one per
+login (outages and restarts): a recording holds the events around the
+recorder's own ``CoreShowChannels`` answer; the client's ``CoreShowChannels``
+gets that recorded answer, with the events recorded before it first and those
+after it next, and ``Ping`` answers with the recorded time of the answer, as
+the PBX's clock would. A connection can be dropped after its recording, like
+the recorder's outages.
+
 :meth:`AmiReplayServer.replay` sends the recorded event blocks, byte for byte, to
 every logged-in client: as fast as possible or at the recorded pace scaled by
 ``speed``, ``repeat`` times or forever (``loop=True``), optionally as fresh calls
@@ -58,6 +66,36 @@ class _Client:
         self.writer.write(encode_action(block))
 
 
+@dataclass(slots=True)
+class RecordedConnection:
+    """One recorded AMI connection split around the recorder's channel list."""
+
+    before: list[CaptureBlock]
+    listing: list[CaptureBlock]  # Response, CoreShowChannel items, Complete
+    after: list[CaptureBlock]
+    drop: bool  # close the connection once played (an outage follows)
+
+    @classmethod
+    def of(cls, blocks: Sequence[CaptureBlock], drop: bool) -> RecordedConnection:
+        """Split ``blocks`` at the first answer to a list action (EventList)."""
+        start = next(
+            (i for i, b in enumerate(blocks) if b.fields.get("EventList", "").lower() == "start"),
+            None,
+        )
+        if start is None:
+            return cls(list(blocks), [], [], drop)
+        action_id = blocks[start].fields.get("ActionID")
+        end = start
+        while end < len(blocks) and blocks[end].fields.get("ActionID") == action_id:
+            end += 1
+        return cls(list(blocks[:start]), list(blocks[start:end]), list(blocks[end:]), drop)
+
+    @property
+    def pbx_time(self) -> float | None:
+        """When the recorded list arrived (the PBX's clock, to the millisecond on loopback)."""
+        return self.listing[0].t if self.listing else None
+
+
 class AmiReplayServer:
     """A real TCP AMI server on 127.0.0.1 replaying captures; see the module docstring."""
 
@@ -75,7 +113,10 @@ class AmiReplayServer:
         self.connections = 0
         self.logins = 0
         self.failed_logins = 0
+        self.scripts_played = 0
         self.channels = ChannelTable()
+        self._scripts: list[RecordedConnection] = []
+        self._scripted: dict[int, RecordedConnection] = {}  # client number -> its recording
         self._username = username
         self._secret = secret
         self._host = host
@@ -152,6 +193,22 @@ class AmiReplayServer:
         for client in list(self._clients.values()):
             client.writer.transport.abort()
         await self.wait_for(lambda: not self._clients, what="all clients gone")
+
+    def script(self, recordings: Sequence[Path], *, drop_between: bool = True) -> None:
+        """Serve the recorded connections ``recordings`` to the next logins, in order.
+
+        With ``drop_between`` every recording but the last ends with the server
+        dropping the connection (an outage); else the client ends it (a restart).
+        """
+        for n, path in enumerate(recordings):
+            drop = drop_between and n < len(recordings) - 1
+            self._scripts.append(RecordedConnection.of(load_capture(path), drop))
+
+    async def wait_played(self, connections: int, within: float = 10.0) -> None:
+        """Wait until ``connections`` scripted connections were played in full."""
+        await self.wait_for(
+            lambda: self.scripts_played >= connections, within, f"{connections} recording(s)"
+        )
 
     async def send_raw(self, data: bytes) -> None:
         """Write ``data`` as one write to every logged-in client (for framing tests)."""
@@ -266,8 +323,12 @@ class AmiReplayServer:
             client.send(action, {"Response": "Error", "Message": "Permission denied"})
         elif name == "ping":
             if not self.pause_pings:
-                pong = {"Response": "Success", "Ping": "Pong", "Timestamp": f"{time.time():.6f}"}
-                client.send(action, pong)
+                recorded = self._scripted.get(client.number)
+                now = recorded.pbx_time if recorded is not None else None
+                stamp = f"{now if now is not None else time.time():.6f}"
+                client.send(action, {"Response": "Success", "Ping": "Pong", "Timestamp": stamp})
+        elif name == "coreshowchannels" and client.number in self._scripted:
+            self._play_recorded(client, action)
         elif name == "coreshowchannels":
             self._show_channels(client, action)
         elif name == "originate":
@@ -282,6 +343,8 @@ class AmiReplayServer:
         if action.get("Username") == self._username and action.get("Secret") == self._secret:
             client.logged_in = True
             self.logins += 1
+            if self._scripts:
+                self._scripted[client.number] = self._scripts.pop(0)
             client.send(action, {"Response": "Success", "Message": "Authentication accepted"})
         else:
             self.failed_logins += 1
@@ -299,6 +362,24 @@ class AmiReplayServer:
         done = {"Event": "CoreShowChannelsComplete", "ActionID": action_id}
         done.update({"EventList": "Complete", "ListItems": str(len(items))})
         client.writer.write(encode_action(done))
+
+    def _play_recorded(self, client: _Client, action: Message) -> None:
+        """The recorded connection: events before the list, the list under the
+        client's ActionID, the events after it; then the outage, if one follows."""
+        recorded = self._scripted.pop(client.number)
+        action_id = action.get("ActionID", "")
+        out = bytearray()
+        for block in recorded.before:
+            out += block.raw
+        for block in recorded.listing:
+            out += encode_action({**block.fields, "ActionID": action_id})
+        for block in recorded.after:
+            out += block.raw
+        client.writer.write(bytes(out))
+        self.scripts_played += 1
+        if recorded.drop:
+            client.writer.transport.abort()
+        self._notify()
 
     def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()

@@ -71,6 +71,12 @@ class LiveCall:
     abandoned: bool = False
     last_dial_status: str | None = None
     busy_cause: bool = False
+    # What the link did not show (it was down): answered and/or ended at an unknown
+    # time; ``start_unknown`` when no PBX time was at hand to date the first channel.
+    answer_unseen: bool = False
+    end_unseen: bool = False
+    start_unknown: bool = False
+    ring_unknown: bool = False  # agents rang, since when is not known
 
     def set_origin(self, ch: LiveChannel, number: str | None, name: str | None, exten: str) -> None:
         """The first party: an agent (outbound/internal) or a customer (inbound)."""
@@ -131,10 +137,13 @@ class LiveCall:
         abandoned if the caller left a queue; busy if the last dial attempt
         (or, without one, the customer's hang-up cause) said busy; else a
         missed call, or a failed one when we were calling out."""
-        if self.ended_at is None:
-            return "ringing" if self.answered_at is None else "talking"
-        if self.answered_at is not None:
+        answered = self.answered_at is not None or self.answer_unseen
+        if self.ended_at is None and not self.end_unseen:
+            return "talking" if answered else "ringing"
+        if answered:
             return "answered"
+        if self.end_unseen:
+            return "unknown"  # it may have been answered while the link was down
         if self.abandoned:
             return "abandoned"
         if self.last_dial_status == "BUSY" or (self.last_dial_status is None and self.busy_cause):
@@ -142,9 +151,13 @@ class LiveCall:
         return "failed" if self.direction == "outbound" else "missed"
 
     def snapshot(self, now: datetime) -> CallSnapshot:
-        """The call as known at ``now`` (the time of the event being handled)."""
-        end = self.ended_at or now
+        """The call as known at ``now`` (the time of the event being handled).
+
+        A duration whose end the link did not show is None, never counted to ``now``.
+        """
+        end = None if self.end_unseen else (self.ended_at or now)
         ring_from, talk_from = self.first_ring_at, self.answered_at
+        ring_to = None if self.answer_unseen else (talk_from or end)
         return CallSnapshot(
             linkedid=self.linkedid,
             direction=self.direction,
@@ -159,12 +172,15 @@ class LiveCall:
             started_at=self.started_at,
             answered_at=talk_from,
             ended_at=self.ended_at,
-            ring_seconds=seconds(ring_from, talk_from or end) if ring_from else 0,
-            talk_seconds=seconds(talk_from, end) if talk_from else 0,
+            ring_seconds=_span(ring_from, ring_to, known=not self.ring_unknown),
+            talk_seconds=_span(talk_from, end, known=not self.answer_unseen),
             hangup_cause=self.hangup_cause if self.ended_at else "",
             recording=self.recording,
             transfers=tuple(self.transfers),
             talked=tuple(self.talked),
+            times_uncertain=(
+                self.answer_unseen or self.end_unseen or self.start_unknown or self.ring_unknown
+            ),
         )
 
 
@@ -251,3 +267,37 @@ class RecentIds:
 
 def seconds(start: datetime, end: datetime) -> int:
     return max(0, round((end - start).total_seconds()))
+
+
+def _span(start: datetime | None, end: datetime | None, *, known: bool) -> int | None:
+    """Whole seconds from ``start`` to ``end``: 0 if it never began (no start),
+    None if it began but its end (or, unless ``known``, its start) is unknown."""
+    if start is None:
+        return 0 if known else None
+    if end is None or not known:
+        return None
+    return seconds(start, end)
+
+
+def restored(snap: CallSnapshot) -> LiveCall:
+    """A call a previous run logged as in progress, with what that run knew.
+
+    The time its phones started ringing is not in the log: the listed channels'
+    ages give it again, else ring time stays unknown.
+    """
+    call = LiveCall(snap.linkedid, snap.started_at)
+    call.direction, call.direction_known = snap.direction, True
+    call.caller, call.caller_name = snap.caller, snap.caller_name
+    call.callee, call.callee_known = snap.callee, bool(snap.callee)
+    call.did, call.did_from_variable = snap.did, bool(snap.did)
+    call.queue = snap.queue
+    call.agents_rung = list(snap.agents_rung)
+    call.answered_by = snap.answered_by
+    call.talked = list(snap.talked)
+    call.answered_at = snap.answered_at
+    call.answer_unseen = snap.answered_at is None and snap.status == "talking"
+    call.ring_unknown = bool(snap.agents_rung)
+    call.recording = snap.recording
+    call.transfers = list(snap.transfers)
+    call.has_customer = snap.direction != "internal"
+    return call

@@ -5,9 +5,16 @@ queue; one consumer task drains the queue in order, feeds the sans-I/O tracker
 and hands the resulting events to the publisher, which reads what they need
 (call ids, callers, cards), publishes them at once and leaves the call log to
 its writer task (``call.ended`` goes out once written, see
-:mod:`crmcomms.telephony.publisher`). After every
-(re)login the channels Asterisk reports (``CoreShowChannels``) go through the
-same queue, so the tracker ends calls that vanished while the link was down.
+:mod:`crmcomms.telephony.publisher`).
+
+Reconciliation. At start-up the calls a previous run left ringing or talking
+go back into the tracker. After every (re)login the daemon asks the PBX its
+time (``Ping``) and its channels (``CoreShowChannels``); the list joins the
+queue at its place in the stream, so the tracker adopts live channels, dated
+by their age, and ends calls that vanished while the link was down at an
+unknown time (never the daemon's clock). With a ``[cdr]`` source, the CDR rows
+of the gap are then read and the calls they describe fill in what the link
+missed (:mod:`crmcomms.telephony.reconcile`).
 """
 
 from __future__ import annotations
@@ -16,17 +23,20 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
 from crmcomms.ami.client import AmiClient
 from crmcomms.ami.errors import AmiError
+from crmcomms.cdr.source import open_source
 from crmcomms.services import Services
 from crmcomms.telephony.ami_events import CoreShowChannel
-from crmcomms.telephony.calls import CallEvent, CallSnapshot
+from crmcomms.telephony.backfiller import Backfiller
+from crmcomms.telephony.calls import CallEnded, CallEvent, CallSnapshot
 from crmcomms.telephony.dialer import Dialer
 from crmcomms.telephony.events import MalformedEvent, translate, wanted
+from crmcomms.telephony.logged import last_activity, open_calls
 from crmcomms.telephony.metrics import TelephonyCollector
 from crmcomms.telephony.publisher import CallPublisher
 from crmcomms.telephony.tracker import CallTracker
@@ -40,13 +50,28 @@ SHUTDOWN_FLUSH = 10.0
 
 @dataclass(frozen=True, slots=True)
 class Resync:
-    """The channels Asterisk reported after a (re)login, at ``now``."""
+    """The channels Asterisk listed after a (re)login; ``pbx_now`` its time then, if known."""
 
     channels: Sequence[dict[str, str]]
-    now: datetime
+    pbx_now: datetime | None
 
 
-Item = dict[str, str] | Resync
+@dataclass(frozen=True, slots=True)
+class Backfill:
+    """Calls read from the CDR, each with what the log held of it when read."""
+
+    calls: Sequence[tuple[CallSnapshot, CallSnapshot | None]]
+
+
+Item = dict[str, str] | Resync | Backfill
+
+
+def pbx_time(response: dict[str, str]) -> datetime | None:
+    """The ``Timestamp`` of a Ping answer (the PBX's clock), None if absent or bad."""
+    try:
+        return datetime.fromtimestamp(float(response["Timestamp"]), UTC)
+    except (KeyError, ValueError, OverflowError):
+        return None
 
 
 def channels_of(items: Sequence[dict[str, str]]) -> list[CoreShowChannel]:
@@ -76,6 +101,9 @@ class TelephonyService:
         )
         self.dialer = Dialer(self.client, settings.ami, settings.general.default_region)
         self.publisher = CallPublisher(svc, on_written=self._account)
+        self.backfiller = self._backfiller(svc)
+        self.resyncs = 0
+        self._since: datetime | None = None  # where a backfill after start-up begins
         svc.metrics.registry.register(TelephonyCollector(self))
         self.idle = asyncio.Event()
         self.progress = asyncio.Event()
@@ -83,16 +111,41 @@ class TelephonyService:
         self.skipped = 0
         self._unrecorded = 0  # blocks handled whose calls may not be written yet
 
+    def _backfiller(self, svc: Services) -> Backfiller | None:
+        source = open_source(svc.settings.cdr)
+        if source is None:
+            return None
+        margin = timedelta(seconds=svc.settings.cdr.margin_seconds)
+        deliver = lambda calls: self._queue.put_nowait(Backfill(calls))  # noqa: E731
+        return Backfiller(source, svc.db, deliver, self.tracker.agent_of, margin=margin)
+
     async def run(self) -> None:
-        """Run the AMI link and the consumer until cancelled."""
+        """Take over the calls left open, then run the AMI link, the consumer,
+        the call writer and the CDR backfill until cancelled."""
+        await self._restore()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.client.run(), name="ami-link")
                 group.create_task(self._consume(), name="ami-consumer")
                 group.create_task(self.publisher.run(), name="call-writer")
+                if self.backfiller is not None:
+                    group.create_task(self.backfiller.run(), name="cdr-backfill")
         finally:
             async with asyncio.timeout(SHUTDOWN_FLUSH):
                 await self.publisher.flush()  # what the writer had not written yet
+
+    async def _restore(self) -> None:
+        """The calls a previous run logged as ringing or talking wait for the first
+        channel list; a backfill after it starts where the log ends."""
+        opened = await self._svc.db.read(open_calls)
+        last = await self._svc.db.read(last_activity)
+        self.tracker.restore(opened)
+        starts = [call.started_at for call in opened] + ([last] if last is not None else [])
+        self._since = min(starts, default=None)
+        if opened:
+            log.info(
+                "%d call(s) left open by the last run wait for the PBX's channel list", len(opened)
+            )
 
     def _keep(self, block: str) -> bool:
         """Parse only blocks the tracker can use; the rest count as consumed at once."""
@@ -116,12 +169,19 @@ class TelephonyService:
         return f"down: {self.client.last_error or 'connecting'}"
 
     async def _resync(self) -> None:
+        """After a login: the PBX's time, then its channel list, queued at its place."""
         try:
-            channels = await self.client.send_list_action({"Action": "CoreShowChannels"})
+            pbx_now = pbx_time(await self.client.send_action({"Action": "Ping"}))
+            if pbx_now is None:
+                log.warning(
+                    "the PBX's Ping answer has no Timestamp: calls adopted now get no start time"
+                )
+            await self.client.send_list_action(
+                {"Action": "CoreShowChannels"},
+                on_list=lambda items: self._queue.put_nowait(Resync(items, pbx_now)),
+            )
         except AmiError as exc:
             log.warning("cannot list channels after AMI login: %s", exc)
-            return
-        self._queue.put_nowait(Resync(channels, datetime.now(UTC)))
 
     async def _consume(self) -> None:
         while True:
@@ -150,6 +210,7 @@ class TelephonyService:
             events += self._feed(item)
         if not events:
             return
+        self._complete_later(events)
         try:
             await self.publisher.handle(events)
         except Exception:
@@ -159,8 +220,28 @@ class TelephonyService:
 
     def _feed(self, item: Item) -> list[CallEvent]:
         if isinstance(item, Resync):
-            return self.tracker.resync(channels_of(item.channels), item.now)
+            return self._apply_resync(item)
+        if isinstance(item, Backfill):
+            return self.tracker.backfill(item.calls)
         return self.tracker.feed_message(item)
+
+    def _complete_later(self, events: Sequence[CallEvent]) -> None:
+        """A call that ended live with times the link missed: its CDR (written at
+        hangup) may know them."""
+        if self.backfiller is None:
+            return
+        for event in events:
+            call = event.call
+            if isinstance(event, CallEnded) and call.times_uncertain and not call.backfilled:
+                self.backfiller.request(call.started_at)
+
+    def _apply_resync(self, item: Resync) -> list[CallEvent]:
+        since = self.tracker.last_time or self._since
+        events = self.tracker.resync(channels_of(item.channels), item.pbx_now)
+        self.resyncs += 1
+        if self.backfiller is not None and since is not None:
+            self.backfiller.request(since)
+        return events
 
     def active_calls(self) -> list[CallSnapshot]:
         """The calls in progress, for the supervisor wall."""

@@ -16,9 +16,10 @@ Odd corners of the protocol handled here:
   half in a bridge, the other dialling or in another bridge. Two bridges joined
   through a pair are one conversation when deciding who talked to whom.
 - Click-to-dial (AMI Originate): the PBX first dials the agent (``DialBegin``
-  without a caller channel), so the agent's channel is the call's first one
-  and carries the number to dial as its caller id (crmcomms' Originate sets
-  it so); the call is answered when the dialled party answers, not the agent.
+  without a caller channel), so the agent's channel is the call's first one;
+  the number to dial comes in crmcomms' ``CRM_DIAL_NUMBER`` variable and as the
+  connected line the agent's phone shows (older crmcomms put it in the caller
+  id); the call is answered when the dialled party answers, not the agent.
 - Ringall queues cancel the losers with ``DialEnd CANCEL`` (sometimes twice);
   member timeouts give ``AgentRingNoAnswer``; both end the agent's ringing.
 """
@@ -55,7 +56,7 @@ from crmcomms.telephony.ami_events import (
     QueueCallerJoin,
     VarSet,
 )
-from crmcomms.telephony.call_state import Bridges, LiveCall, LiveChannel, RecentIds
+from crmcomms.telephony.call_state import Bridges, LiveCall, LiveChannel, RecentIds, restored
 from crmcomms.telephony.calls import (
     CallAnswered,
     CallEnded,
@@ -66,7 +67,8 @@ from crmcomms.telephony.calls import (
     CallTransferred,
     Transfer,
 )
-from crmcomms.telephony.events import MalformedEvent, Message, translate
+from crmcomms.telephony.events import DIAL_NUMBER_VARIABLE, MalformedEvent, Message, translate
+from crmcomms.telephony.reconcile import merge
 
 _RINGING = 5  # ChannelState: the far end is alerting
 _UP = 6
@@ -108,6 +110,9 @@ class CallTracker:
         self._ended_calls = RecentIds(remember)
         self._seq = itertools.count()
         self._now: datetime | None = None
+        self._resyncing = False
+        self._unseen: dict[str, CallSnapshot] = {}
+        self._remember = remember
         self._out: list[CallEvent] = []
         self.stats = TrackerStats()
         self._handlers: dict[type[Any], Callable[[Any], None]] = {
@@ -166,28 +171,91 @@ class CallTracker:
         return [call.snapshot(now) for call in self._calls.values()]
 
     @property
+    def last_time(self) -> datetime | None:
+        """The PBX time of the last event (or channel list) fed, None before any."""
+        return self._now
+
+    @property
     def channels_tracked(self) -> int:
         """How many live channels the tracker follows (a gauge for /metrics)."""
         return len(self._channels)
 
-    def resync(self, channels: Sequence[CoreShowChannel], now: datetime) -> list[CallEvent]:
-        """Align with the channels Asterisk reports (CoreShowChannels) after a reconnect.
+    def resync(
+        self, channels: Sequence[CoreShowChannel], pbx_now: datetime | None
+    ) -> list[CallEvent]:
+        """Align with the channels Asterisk listed (CoreShowChannels) after a login.
 
-        Known channels that are gone hang up (their calls end when empty, with
-        the status known so far); unknown ones are adopted with what the list
-        tells (state, bridge, age), so their hangup later ends their call once.
+        ``pbx_now`` is the PBX's time of the list (the ``Timestamp`` of a Ping
+        answered just before it), None if unknown. Fed at the list's place in
+        the event stream. Known channels missing from the list hung up while the
+        link was down: a call left without channels ends at an unknown time, with
+        the outcome known so far (``unknown`` if nobody was seen answering).
+        Listed channels are adopted, dated by their ``Duration``; a bridge joined
+        unseen is an answer at an unknown time. Restored calls (:meth:`restore`)
+        that are not listed end the same way.
         """
         self._out = []
-        self._now = now
-        present = {item.channel.uniqueid for item in channels}
-        for gone in [ch for uid, ch in self._channels.items() if uid not in present]:
-            self._ring_stop(gone)
-            self._drop_channel(gone)
-        for item in channels:
-            self._adopt(item, now)
-        for bridge in self._bridges.ids():
-            self._connect(bridge)
+        if pbx_now is not None:
+            self._now = pbx_now
+        self._resyncing = True
+        try:
+            present = {item.channel.uniqueid for item in channels}
+            for gone in [ch for uid, ch in self._channels.items() if uid not in present]:
+                gone.call.end_unseen = True
+                self._ring_stop(gone)
+                self._drop_channel(gone)
+            for item in channels:
+                self._adopt(item, pbx_now)
+            for bridge in self._bridges.ids():
+                self._connect(bridge)
+            listed = {item.channel.linkedid for item in channels}
+            for call in [c for c in self._calls.values() if not c.channels]:
+                if call.linkedid not in listed:
+                    call.end_unseen = True
+                    self._end_call(call)
+            for call in self._calls.values():
+                call.end_unseen = False  # still alive: its end will be seen
+        finally:
+            self._resyncing = False
         return self._out
+
+    def restore(self, calls: Sequence[CallSnapshot]) -> None:
+        """Take over calls a previous run logged as ringing or talking (start-up).
+
+        They wait, without channels, for the first :meth:`resync`: the channels
+        listed under their Linkedid continue them, the others end them unseen.
+        """
+        for snap in calls:
+            if snap.linkedid in self._calls:
+                continue
+            self._ended_calls.discard(snap.linkedid)
+            self._calls[snap.linkedid] = restored(snap)
+
+    def backfill(
+        self, calls: Sequence[tuple[CallSnapshot, CallSnapshot | None]]
+    ) -> list[CallEvent]:
+        """Apply calls read from the CDR, each with what the log holds of it.
+
+        Calls in progress are left to their live events; a call ended unseen in
+        this run is merged with its last snapshot here (the log may not have it
+        yet). Each call that changes ends (again) with the merged facts.
+        """
+        out: list[CallEvent] = []
+        for cdr, logged in calls:
+            lid = cdr.linkedid
+            if lid in self._calls:
+                continue
+            merged = merge(self._unseen.get(lid, logged), cdr)
+            if merged is None:
+                continue
+            self._remember_unseen(merged)
+            self._ended_calls.add(lid)
+            out.append(CallEnded(merged))
+        return out
+
+    def agent_of(self, channel: str) -> str | None:
+        """The agent extension of a channel name, None for trunks and Local channels."""
+        return self._agent_of(channel)
 
     # ------------------------------------------------------------ channels
 
@@ -264,22 +332,32 @@ class CallTracker:
         if not call.channels:
             self._end_call(call)
 
-    def _adopt(self, item: CoreShowChannel, now: datetime) -> None:
+    def _adopt(self, item: CoreShowChannel, pbx_now: datetime | None) -> None:
         snap = item.channel
         new = snap.uniqueid not in self._channels
         if new:
             self._gone_channels.discard(snap.uniqueid)
             self._ended_calls.discard(snap.linkedid)
+        fresh_call = snap.linkedid not in self._calls
         ch = self._channel(snap)
         if ch is None:
             return
-        if new and item.duration is not None:
-            ch.call.started_at = min(ch.call.started_at, now - item.duration)
+        call = ch.call
+        since = None
+        if pbx_now is not None and item.duration is not None:
+            since = pbx_now - item.duration
+        if fresh_call:
+            call.start_unknown, call.ring_unknown = since is None, True
+        if new and since is not None and (fresh_call or since < call.started_at):
+            call.started_at = since
         if item.bridge_id is None:
             self._bridges.leave(ch)
         else:
             self._bridges.join(ch, item.bridge_id)
         if snap.state == _RINGING:
+            if new and call.first_ring_at is None and ch is not call.origin and since:
+                call.first_ring_at = since  # the channel rings since it exists
+                call.ring_unknown = False
             self._ring_start(ch)
         elif snap.state == _UP and ch.ringing:
             self._channel_answered(ch)
@@ -289,8 +367,9 @@ class CallTracker:
     def _dialling(self, dest: LiveChannel) -> None:
         dest.dialled = True
         call = dest.call
-        if call.first_ring_at is None:
+        if call.first_ring_at is None and not self._resyncing:
             call.first_ring_at = self._time()
+            call.ring_unknown = bool(call.agents_rung)  # rang unseen before this ring?
         if dest.agent is not None:
             call.add_rung(dest.agent)
 
@@ -322,8 +401,10 @@ class CallTracker:
             self._answer(call, ch)
 
     def _answer(self, call: LiveCall, ch: LiveChannel) -> None:
-        first = call.answered_at is None
-        if first:
+        first = call.answered_at is None and not call.answer_unseen
+        if first and self._resyncing:
+            call.answer_unseen = True  # answered while the link was down: when is unknown
+        elif first:
             call.answered_at = self._time()
         if ch.agent is not None:
             if first and call.direction != "outbound":
@@ -347,7 +428,7 @@ class CallTracker:
         with_customer = any(ch.is_customer for ch in parties)
         for ch in parties:
             call = ch.call
-            if call.answered_at is None and ch is not call.origin:
+            if call.answered_at is None and not call.answer_unseen and ch is not call.origin:
                 ch.answered = True  # joined half-way: the answer itself was missed
                 call.remove_ringing(ch)
                 self._answer(call, ch)
@@ -365,11 +446,22 @@ class CallTracker:
                 self._emit(CallRingStopped(snapshot, agent))
             call.pops.clear()
         call.ringing.clear()
-        call.ended_at = self._time()
+        if not call.end_unseen:
+            call.ended_at = self._time()
         self._emit(CallEnded(self._snapshot(call)))
+        if call.end_unseen:
+            self._remember_unseen(self._out[-1].call)
         call.origin = None  # the channel points back at the call: let refcounting free both
         self._calls.pop(call.linkedid, None)
         self._ended_calls.add(call.linkedid)
+
+    def _remember_unseen(self, snap: CallSnapshot) -> None:
+        """Keep a call whose end was not seen, for the CDR to complete (bounded)."""
+        self._unseen.pop(snap.linkedid, None)
+        if snap.times_uncertain or snap.status == "unknown":
+            self._unseen[snap.linkedid] = snap
+            if len(self._unseen) > self._remember:
+                del self._unseen[next(iter(self._unseen))]
 
     def _emit(self, event: CallEvent) -> None:
         self._out.append(event)
@@ -417,8 +509,8 @@ class CallTracker:
         call, origin = dest.call, dest.call.origin
         if origin is None or dest is origin:
             if event.caller is None and not call.callee_known:
-                # Originate: crmcomms puts the number to dial in the caller id.
-                number = event.dest.caller_num
+                # Originate: the agent's phone is shown the number to dial.
+                number = event.dest.connected_num or event.dest.caller_num
                 if number and number != dest.agent:
                     call.callee = number
             return
@@ -472,6 +564,9 @@ class CallTracker:
         call = ch.call
         if event.variable == "MIXMONITOR_FILENAME":
             call.recording = value
+        elif event.variable == DIAL_NUMBER_VARIABLE:
+            if not call.callee_known:
+                call.callee = value
         elif not call.did_from_variable:
             call.did, call.did_from_variable = value, True
             if call.direction == "inbound" and not call.callee:

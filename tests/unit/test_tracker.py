@@ -352,11 +352,13 @@ def test_resync_ends_calls_whose_channels_vanished() -> None:
     events = tracker.resync([], NOW)
 
     [call] = ended(events)
-    assert (call.status, call.answered_by, call.ended_at) == ("answered", "102", NOW)
+    assert (call.status, call.answered_by, call.ended_at) == ("answered", "102", None)
+    assert call.times_uncertain and call.talk_seconds is None  # the end was not seen
     assert tracker.active_calls() == []
 
 
-def test_resync_of_a_ringing_call_that_vanished_is_missed() -> None:
+def test_resync_of_a_ringing_call_that_vanished_has_an_unknown_outcome() -> None:
+    """It may have been answered while the link was down: only the CDR can tell."""
     name = "inbound-direct-missed"
     tracker = CallTracker()
     feed_all(tracker, messages(name)[: index_of(name, "DialState") + 1])
@@ -364,7 +366,8 @@ def test_resync_of_a_ringing_call_that_vanished_is_missed() -> None:
     events = tracker.resync([], NOW)
 
     assert kinds(events) == [("ring_stopped", "101"), ("ended", None)]
-    assert ended(events)[0].status == "missed"
+    [call] = ended(events)
+    assert (call.status, call.ended_at, call.ring_seconds) == ("unknown", None, None)
 
 
 def test_resync_adopts_unknown_channels_and_their_hangup_ends_the_call_once() -> None:
