@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from core.files import make_private_dir, make_private_file
+
 SessionFactory = async_sessionmaker[AsyncSession]
 
 
@@ -29,10 +31,23 @@ def create_engine(url: str) -> AsyncEngine:
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(url, pool_pre_ping=True, **JSON_OPTIONS)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite_file(Path(parsed.database))
     engine = create_async_engine(url, connect_args={"timeout": 30}, **JSON_OPTIONS)
     event.listen(engine.sync_engine, "connect", sqlite_pragmas)
     return engine
+
+
+def prepare_sqlite_file(path: Path) -> None:
+    """The database's directory (0700) and file (0600), made before SQLite opens it.
+
+    SQLite gives its ``-wal`` and ``-shm`` files the database file's mode, so
+    they are private too. A file left readable by others by an older version,
+    and its ``-wal``/``-shm``, are made private.
+    """
+    make_private_dir(path.parent)
+    for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if each is path or each.exists():
+            make_private_file(each)
 
 
 def json_dumps(value: Any) -> str:

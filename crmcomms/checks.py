@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.db import create_engine
+from core.files import make_private_dir
 from core.migrate import current_revision, head_revision
 from crmcomms.ami.client import check_login
 from crmcomms.cdr.source import open_source
@@ -40,7 +41,7 @@ async def check_data_dir(settings: Settings) -> str | None:
     """The data dir exists (or can be created) and is writable."""
     path = settings.general.data_dir
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path)
     except OSError as exc:
         return f"general.data_dir: cannot create {path}: {exc.strerror}"
     if not os.access(path, os.W_OK):

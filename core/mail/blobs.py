@@ -15,6 +15,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from core.files import make_private_dir
+
 
 class BlobStore:
     """Files named by the SHA-256 of their content, below ``root``."""
@@ -34,7 +36,7 @@ class BlobStore:
         target = self.path(digest)
         if target.exists():
             return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(target.parent)  # files are 0600 (mkstemp), directories 0700
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as file:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import quote
@@ -42,6 +41,9 @@ MAX_SUBJECT = 998  # RFC 5322 2.1.1: the longest line a header field may have
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _ADDR_SPEC = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+")
+# Unicode's control characters (category Cc) and line and paragraph separators (Zl, Zp):
+# the email package folds at several of them, SMTP refuses others.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: An address as the JSON may carry it: the length is checked before anything parses it.
 Address = Annotated[str, Field(max_length=MAX_ADDRESS)]
 
@@ -171,10 +173,8 @@ def _header_text(field: str, value: str) -> str:
 
 def _forbidden(value: str) -> str | None:
     """The first control, line-break or separator character of ``value``, if any."""
-    for char in value:
-        if unicodedata.category(char) in ("Cc", "Zl", "Zp"):
-            return char
-    return None
+    found = _CONTROL.search(value)
+    return found[0] if found else None
 
 
 def _shown(value: str) -> str:
