@@ -16,7 +16,7 @@ from core.models import Call
 from crmcomms.telephony.calls import CallSnapshot, CallStatus, Direction, Transfer
 
 OPEN_STATUSES = ("ringing", "talking")
-_CALLS: Table = Call.__table__
+_CALLS: Table = Call.__table__  # type: ignore[assignment]
 
 
 def open_calls(conn: Connection) -> list[CallSnapshot]:
