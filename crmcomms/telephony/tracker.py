@@ -27,13 +27,13 @@ Odd corners of the protocol handled here:
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from crmcomms.ami.framing import Malformed
+from crmcomms.telephony.agents import agent_matcher
 from crmcomms.telephony.ami_events import (
     AgentCalled,
     AgentConnect,
@@ -102,7 +102,7 @@ class CallTracker:
         extension_pattern: str = r"\d+",
         remember: int = 4096,
     ) -> None:
-        self._agent_res = [_agent_regex(p, extension_pattern) for p in agent_patterns]
+        self._agent_of = agent_matcher(agent_patterns, extension_pattern)
         self._channels: dict[str, LiveChannel] = {}
         self._calls: dict[str, LiveCall] = {}
         self._bridges = Bridges()
@@ -261,13 +261,6 @@ class CallTracker:
 
     def _time(self) -> datetime:
         return self._now or _EPOCH
-
-    def _agent_of(self, name: str) -> str | None:
-        for regex in self._agent_res:
-            match = regex.match(name)
-            if match is not None:
-                return match.group("ext")
-        return None
 
     def _extension_of(self, snap: ChannelSnapshot) -> str:
         """The extension a channel stands for (transfer parties)."""
@@ -660,13 +653,6 @@ class CallTracker:
                 if len(others) == 1:
                     return others[0]
         return second.connected_num or _number(second.exten)
-
-
-def _agent_regex(pattern: str, extension: str) -> re.Pattern[str]:
-    prefix, sep, suffix = pattern.partition("{ext}")
-    if not sep:
-        raise ValueError(f"agent pattern {pattern!r} has no {{ext}} placeholder")
-    return re.compile(f"{re.escape(prefix)}(?P<ext>{extension}){re.escape(suffix)}")
 
 
 def _number(exten: str | None) -> str:

@@ -27,8 +27,8 @@ from tests.mariadb_server import MariaDbServer, mariadb
 
 __all__ = ["mariadb"]  # the session fixture, used by name
 
-CDR = FIXTURES / "cdr"
-SCENARIOS = sorted(path.name for path in CDR.iterdir())
+CDR = FIXTURES / "outages"
+SCENARIOS = sorted(path.name for path in CDR.iterdir() if path.is_dir())
 agent_of = agent_matcher()
 
 _TIMES = ("start", "answer", "end")

@@ -15,8 +15,8 @@ from crmcomms.cdr.rows import BadCdrRow, CdrRow, row_from_fields, row_from_mappi
 from crmcomms.telephony.agents import agent_matcher
 from crmcomms.telephony.calls import Transfer
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "cdr"
-SCENARIOS = sorted(path.name for path in FIXTURES.iterdir())
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "outages"
+SCENARIOS = sorted(path.name for path in FIXTURES.iterdir() if path.is_dir())
 agent_of = agent_matcher()
 
 
