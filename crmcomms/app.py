@@ -1,9 +1,11 @@
 """The composition root: builds every service and worker and runs the web server.
 
-``build_app`` wires settings, database, push hub, metrics, HTTP routes and the
-background workers (each an ``async def run()`` owning its reconnect loop, run
-under aiohttp's ``cleanup_ctx`` and cancelled on shutdown). ``serve`` runs it
-until SIGTERM/SIGINT and talks to systemd.
+``build_app`` wires settings, database, push hub, metrics, health, HTTP routes and
+the background workers (each an ``async def run()`` owning its reconnect loop, run
+under :func:`~crmcomms.supervisor.supervise` in aiohttp's ``cleanup_ctx``,
+restarted when it crashes and cancelled on shutdown). ``serve`` runs it until
+SIGTERM/SIGINT and talks to systemd (the watchdog stops while a worker has failed
+for good, so that systemd restarts the process).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -26,12 +28,14 @@ from core.dbthread import DbWorker
 from core.migrate import current_revision, head_revision
 from crmcomms.config import Settings
 from crmcomms.errors import StartupError
+from crmcomms.health import ami_probe
 from crmcomms.mail.smtp import OUTBOX_WAKEUPS, OutboxWakeups, OutboxWorker
 from crmcomms.mail.sync import MailboxWorker
 from crmcomms.metrics import Metrics
 from crmcomms.push import PushHub
 from crmcomms.sdnotify import SystemdNotifier
 from crmcomms.services import SERVICES, Services
+from crmcomms.supervisor import Supervision, Worker, supervise
 from crmcomms.telephony.dialer import DIALER
 from crmcomms.telephony.service import TELEPHONY, TelephonyService
 from crmcomms.web import calls, contacts, emails, session, system, tasks
@@ -40,7 +44,6 @@ from crmcomms.web.ws import shutdown_hook, websocket_handler
 
 log = logging.getLogger(__name__)
 
-Worker = Callable[[], Coroutine[Any, Any, None]]
 STATIC = Path(__file__).parent / "web" / "static"
 
 
@@ -53,11 +56,15 @@ def build_services(settings: Settings) -> Services:
 
 
 def build_app(
-    settings: Settings, workers: Sequence[Worker] = (), *, own_workers: bool = True
+    settings: Settings,
+    workers: Mapping[str, Worker] | None = None,
+    *,
+    own_workers: bool = True,
+    supervision: Supervision | None = None,
 ) -> web.Application:
     """The aiohttp application with every route, its own background workers (telephony,
     mailboxes, outboxes; ``own_workers=False`` for tests that run them by hand) and
-    the given ones."""
+    the given ones (by name), all supervised as ``supervision`` says."""
     svc = build_services(settings)
     app = web.Application(
         middlewares=[error_middleware, auth_middleware(svc.authenticate)],
@@ -71,24 +78,26 @@ def build_app(
     _add_static(app)
     app.cleanup_ctx.append(_engine_lifetime)
     app[OUTBOX_WAKEUPS] = OutboxWakeups()
-    for worker in (*(_workers(app, svc) if own_workers else ()), *workers):
-        app.cleanup_ctx.append(_background(worker))
+    named = {**(_workers(app, svc) if own_workers else {}), **(workers or {})}
+    for name, worker in named.items():
+        app.cleanup_ctx.append(_background(name, worker, supervision or Supervision()))
     return app
 
 
-def _workers(app: web.Application, svc: Services) -> list[Worker]:
-    workers: list[Worker] = []
+def _workers(app: web.Application, svc: Services) -> dict[str, Worker]:
+    workers: dict[str, Worker] = {}
     if svc.settings.ami.enabled:
         telephony = TelephonyService(svc)
         app[TELEPHONY] = telephony
         app[DIALER] = telephony.dialer
-        workers.append(telephony.run)
+        svc.health.add_probe("ami", ami_probe(telephony.client))
+        workers["telephony"] = telephony.run
     wakeups = app[OUTBOX_WAKEUPS]
     if svc.settings.mailboxes:
         parsers = _parser_pool(app)
         for box in svc.settings.mailboxes:
-            workers.append(MailboxWorker(svc, box, executor=parsers).run)
-            workers.append(OutboxWorker(svc, box, wakeups).run)
+            workers[f"mailbox:{box.name}"] = MailboxWorker(svc, box, executor=parsers).run
+            workers[f"outbox:{box.name}"] = OutboxWorker(svc, box, wakeups).run
     return workers
 
 
@@ -133,21 +142,20 @@ async def _engine_lifetime(app: web.Application) -> AsyncIterator[None]:
     await app[SERVICES].engine.dispose()
 
 
-def _background(worker: Worker) -> Callable[[web.Application], AsyncIterator[None]]:
+def _background(
+    name: str, worker: Worker, supervision: Supervision
+) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(worker(), name=getattr(worker, "__qualname__", "worker"))
-        task.add_done_callback(_report_crash)
+        svc = app[SERVICES]
+        restarts = svc.metrics.worker_restarts
+        supervised = supervise(name, worker, svc.health, restarts, supervision)
+        task = asyncio.create_task(supervised, name=f"worker:{name}")
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
     return lifetime
-
-
-def _report_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("worker %s stopped: %r", task.get_name(), task.exception())
 
 
 async def check_schema(svc: Services) -> None:
@@ -180,7 +188,7 @@ async def serve(
         if on_ready is not None:
             on_ready(url)
         notifier.notify("READY=1")
-        watchdog = asyncio.create_task(notifier.watchdog())
+        watchdog = asyncio.create_task(notifier.watchdog(svc.health.fatal))
         await stop.wait()
         log.info("stopping")
         notifier.notify("STOPPING=1")

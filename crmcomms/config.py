@@ -94,8 +94,9 @@ class AmiSettings(_Section):
     recordings_dir: Path = Path("/var/spool/asterisk/monitor")
     originate_context: str = "from-internal"
     originate_timeout: Annotated[int, Field(ge=5, le=300)] = 30
-    ping_interval: Annotated[float, Field(gt=0, le=600)] = 20.0
-    ping_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
+    # a black-holed link is found within ping_interval + ping_timeout (8 s)
+    ping_interval: Annotated[float, Field(gt=0, le=600)] = 5.0
+    ping_timeout: Annotated[float, Field(gt=0, le=600)] = 3.0
     reconnect_max_delay: Annotated[float, Field(gt=0, le=3600)] = 30.0
 
     @field_validator("agent_channel_patterns")

@@ -27,6 +27,12 @@ class Metrics:
             "crmcomms_mail_messages", "Messages stored", ["mailbox"], registry=r
         )
         self.outbox = Gauge("crmcomms_outbox_messages", "Outbox by state", ["state"], registry=r)
+        self.worker_restarts = Counter(
+            "crmcomms_worker_restarts",
+            "Background workers restarted after a crash",
+            ["worker"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 
 class SystemdNotifier:
@@ -27,12 +31,24 @@ class SystemdNotifier:
             return
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.connect(self._address)
-            sock.sendall(state.encode("ascii"))
+            sock.sendall(state.encode("utf-8"))
 
-    async def watchdog(self) -> None:
-        """Ping the watchdog at half its interval until cancelled."""
+    async def watchdog(self, fatal: Callable[[], str | None] = lambda: None) -> None:
+        """Ping the watchdog at half its interval until cancelled, but not while
+        ``fatal()`` names a reason (a worker failed for good): systemd then restarts
+        the process after ``WatchdogSec``. The reason goes to ``STATUS=`` and the log."""
         if self.watchdog_interval is None or not self._address:
             return
+        withheld: str | None = None
         while True:
-            self.notify("WATCHDOG=1")
+            reason = fatal()
+            if reason is None:
+                if withheld is not None:
+                    log.warning("watchdog pinged again: %s recovered", withheld)
+                    self.notify("STATUS=running")
+                self.notify("WATCHDOG=1")
+            elif reason != withheld:
+                log.error("not pinging the systemd watchdog: %s", reason)
+                self.notify(f"STATUS={reason}")
+            withheld = reason
             await asyncio.sleep(self.watchdog_interval)

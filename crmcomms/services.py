@@ -12,15 +12,9 @@ from core.agents import AgentIdentity, identify
 from core.db import SessionFactory
 from core.dbthread import DbWorker
 from crmcomms.config import Settings
+from crmcomms.health import Health
 from crmcomms.metrics import Metrics
 from crmcomms.push import PushHub
-
-
-@dataclass
-class Health:
-    """Live state of the workers, as /healthz reports it."""
-
-    mailboxes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@
 :class:`AmiClient` connects, reads the banner, logs in, then hands every event
 block to ``on_message`` synchronously and in wire order (the caller puts them on
 a queue with one consumer). After a successful login it pings every
-``ami.ping_interval``; no answer within ``ami.ping_timeout``, a read error or EOF
-means the link is lost, and it reconnects with capped exponential backoff and full
-jitter. A refused login is logged once as an ERROR and retried at the cap delay.
+``ami.ping_interval``; a Ping unanswered within ``ami.ping_timeout`` while not one
+byte arrived (a black-holed link), a read error or EOF means the link is lost, and
+it reconnects as :mod:`crmcomms.ami.backoff` schedules (within a second after a
+blink, slower only for a PBX long gone). A refused login is logged once as an
+ERROR and retried at the cap delay.
 State changes are logged once each, never once per attempt; the secret never is.
 """
 
@@ -16,7 +18,9 @@ import logging
 import random as _random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 
+from crmcomms.ami.backoff import ReconnectBackoff
 from crmcomms.ami.errors import (
     AmiActionError,
     AmiError,
@@ -30,7 +34,6 @@ from crmcomms.config import AmiSettings
 
 log = logging.getLogger(__name__)
 
-FIRST_RETRY_DELAY = 0.5
 MIN_HANDSHAKE_TIMEOUT = 5.0
 
 
@@ -42,7 +45,8 @@ class AmiClient:
     was down (None once it is up); ``messages_received`` counts event blocks handed to
     ``on_message`` (blocks refused by ``keep`` are never parsed nor counted there);
     ``malformed_blocks`` unparsable blocks skipped; ``connect_attempts``
-    every connection attempt; ``reconnects`` successful logins after the first one.
+    every connection attempt; ``reconnects`` successful logins after the first one;
+    ``since`` when the link last went up or down (wall clock, for /readyz).
     """
 
     def __init__(
@@ -68,7 +72,8 @@ class AmiClient:
         self._random = random
         self._where = f"{settings.host}:{settings.port}"
         self._link: AmiLink | None = None
-        self._failures = 0
+        self._delays = ReconnectBackoff(settings.reconnect_max_delay, random, time.monotonic())
+        self.since = datetime.now(UTC)
         self._logged_reason: str | None = None
         self._down_since: float | None = None
         self._down_at_attempt = 0
@@ -164,14 +169,20 @@ class AmiClient:
             log.exception("AMI on_connected hook raised; the link stays up")
 
     async def _keep_alive(self, link: AmiLink) -> None:
+        """Ping every ``ping_interval``; close the link when a Ping goes unanswered for
+        ``ping_timeout`` and not one byte arrived meanwhile (a black-holed link). A late
+        answer while events keep coming is a busy PBX, not a dead link."""
         interval, timeout = self._settings.ping_interval, self._settings.ping_timeout
         while True:
             await asyncio.sleep(interval)
+            received = link.bytes_received
             try:
                 await link.request({"Action": "Ping"}, timeout)
             except AmiTimeout:
-                link.close(f"no reply to Ping within {timeout:g} s")
-                return
+                if link.bytes_received == received:
+                    link.close(f"no reply to Ping within {timeout:g} s")
+                    return
+                log.debug("AMI Ping answered late, but the link is busy (alive)")
             except AmiNotConnected:
                 return
             except AmiError as exc:
@@ -195,11 +206,10 @@ class AmiClient:
     # -- state changes, logged once ------------------------------------------------
 
     def _backoff(self) -> float:
-        ceiling = min(
-            self._settings.reconnect_max_delay, FIRST_RETRY_DELAY * 2.0 ** min(self._failures, 30)
-        )
-        self._failures += 1
-        return self._random() * ceiling
+        now = time.monotonic()
+        if self._delays.link_down(now):
+            self.since = datetime.now(UTC)
+        return self._delays.next_delay(now)
 
     def _note_up(self) -> None:
         suffix = ""
@@ -213,7 +223,8 @@ class AmiClient:
             "AMI link up: logged in to %s as %s%s", self._where, self._settings.username, suffix
         )
         self._ever_up = True
-        self._failures = 0
+        self._delays.link_up(time.monotonic())
+        self.since = datetime.now(UTC)
         self._logged_reason = None
         self._down_since = None
         self.last_error = None

@@ -118,6 +118,7 @@ class OutboxWorker:
 
     async def run(self) -> None:
         """Requeue interrupted sends, then send and file mail as it comes."""
+        self._health("ok")
         await self.recover()
         while True:
             self.wake.clear()
@@ -130,6 +131,12 @@ class OutboxWorker:
     @property
     def name(self) -> str:
         return self.settings.name
+
+    def _health(self, state: str, error: str | None = None) -> None:
+        """Report to /healthz and /readyz (``outbox:<name>``); a deferring SMTP server
+        shows as degraded but does not make the daemon unready."""
+        name = f"outbox:{self.name}"
+        self.svc.health.set(name, state, ok=state == "ok", error=error, required=False)
 
     async def recover(self) -> None:
         """Deal with the messages a stop left in ``sending``: queued again, or failed when
@@ -211,7 +218,9 @@ class OutboxWorker:
     def _announce(self, message: EmailMessage, result: SendResult, audience: Audience) -> None:
         if result.outcome == "retry":
             log.info("outbox %s: e-mail %d deferred: %s", self.name, message.id, result.reason)
+            self._health("deferring", result.reason)
             return
+        self._health("ok")
         kind = "email.sent" if result.outcome == "sent" else "email.failed"
         if kind == "email.failed":
             log.warning("outbox %s: e-mail %d failed: %s", self.name, message.id, result.reason)

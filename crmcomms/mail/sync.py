@@ -24,7 +24,8 @@ slow the mirroring down.
 Between rounds the worker IDLEs on INBOX (re-issued every ``idle_timeout``,
 below the servers' 30 minutes) or, without IDLE, sleeps ``poll_interval``.
 Errors: the connection is re-opened with exponential backoff; a refused
-login is logged once, shown in /healthz, and retried every ``auth_retry``.
+login is logged once, shown in /readyz (``mailbox:<name>``), and retried every
+``auth_retry``.
 
 Push: ``email.received`` for each new incoming message of an incremental
 round (not for the initial import), as soon as its headers are stored (its
@@ -139,7 +140,7 @@ class MailboxWorker:
                 continue
             except (ImapError, SQLAlchemyError) as exc:
                 log.warning("mailbox %s: %s; retrying in %.0f s", self.name, exc, self._delay)
-                self._health(f"reconnecting: {exc}")
+                self._health("down", str(exc))
                 self._bodies_due.set()  # what was stored before the error
             await asyncio.sleep(self._delay)
             self._delay = min(self._delay * 2, self.tuning.backoff_max)
@@ -148,8 +149,10 @@ class MailboxWorker:
     def name(self) -> str:
         return self.settings.name
 
-    def _health(self, state: str) -> None:
-        self.svc.health.mailboxes[self.name] = state
+    def _health(self, state: str, error: str | None = None) -> None:
+        """Report to /readyz: up while ``syncing`` or ``ok``; down otherwise."""
+        up = state in ("syncing", "ok")
+        self.svc.health.set(f"mailbox:{self.name}", state, ok=up, error=error)
 
     def _login_refused(self, exc: ImapAuthError) -> None:
         self.login_failures += 1
@@ -163,12 +166,13 @@ class MailboxWorker:
                 self.tuning.auth_retry,
             )
             self._auth_reported = True
-        self._health(f"login refused: {exc}")
+        self._health("login refused", str(exc))
 
     async def _session(self) -> None:
         endpoint = imap_endpoint(self.settings, self.tuning.timeout)
         async with connect(endpoint) as client, self._database() as db:
             self._auth_reported = False
+            self._health("syncing")
             folders = await self.folders(client)
             watch = "INBOX" if "INBOX" in folders else folders[0]
             while True:

@@ -1,38 +1,36 @@
-"""Health and metrics endpoints for admins and monitoring."""
+"""Health, readiness and metrics endpoints for admins, probes and monitoring.
+
+``/healthz`` is liveness (the process serves, the database answers, no worker
+failed for good); ``/readyz`` is readiness (also every configured AMI link and
+mailbox up, every worker running). Both answer the same JSON, see
+:class:`crmcomms.health.Report`; only the verdict behind the status code differs.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy import text
 
+from crmcomms.health import Report, check_database
 from crmcomms.services import services
-from crmcomms.telephony.service import TELEPHONY
 from crmcomms.web.http import json_response
 
 
 async def get_healthz(request: web.Request) -> web.Response:
-    """200 with component states when the database answers, 503 otherwise."""
+    """200 while live, 503 otherwise; per-component state in the body."""
+    report = await _report(request)
+    return json_response(report.as_json(), status=200 if report.live else 503)
+
+
+async def get_readyz(request: web.Request) -> web.Response:
+    """200 while ready, 503 while a configured link, the database or a worker is down."""
+    report = await _report(request)
+    return json_response(report.as_json(), status=200 if report.ready else 503)
+
+
+async def _report(request: web.Request) -> Report:
     svc = services(request)
-    try:
-        async with svc.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        database = "ok"
-    except Exception as exc:  # any driver error means "not healthy"; the reason is reported
-        database = f"error: {type(exc).__name__}"
-    healthy = database == "ok"
-    body = {
-        "status": "ok" if healthy else "degraded",
-        "database": database,
-        "ami": _ami_state(request.app),
-        "mailboxes": svc.health.mailboxes,
-        "websocket_clients": svc.hub.clients,
-    }
-    return json_response(body, status=200 if healthy else 503)
-
-
-def _ami_state(app: web.Application) -> str:
-    telephony = app.get(TELEPHONY)
-    return telephony.link_state() if telephony is not None else "disabled"
+    await check_database(svc.health, svc.engine)
+    return svc.health.report(websocket_clients=svc.hub.clients)
 
 
 async def get_metrics(request: web.Request) -> web.Response:
@@ -42,4 +40,5 @@ async def get_metrics(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", get_healthz)
+    app.router.add_get("/readyz", get_readyz)
     app.router.add_get("/metrics", get_metrics)

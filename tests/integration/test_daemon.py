@@ -92,7 +92,7 @@ async def test_serves_healthz_and_stops_cleanly_on_sigterm(tmp_path: Path) -> No
     async with aiohttp.ClientSession() as http:
         async with http.get(f"http://127.0.0.1:{match.group(1)}/healthz") as resp:
             assert resp.status == 200
-            assert (await resp.json())["database"] == "ok"
+            assert (await resp.json())["components"]["database"]["state"] == "ok"
     proc.send_signal(signal.SIGTERM)
     rest = await asyncio.wait_for(proc.stderr.read(), 30)
     assert await proc.wait() == 0

@@ -113,7 +113,8 @@ async def test_initial_then_incremental_sync_never_marks_read(
         state = await session.get(FolderState, ("support", "INBOX"))
     assert state is not None and state.last_uid == 21
     assert all(b"\\Seen" not in line for line in dovecot.flags())
-    assert svc.health.mailboxes["support"] == "ok"
+    health = svc.health.get("mailbox:support")
+    assert health is not None and health.state == "ok"
 
 
 async def test_idle_pushes_email_received_within_two_seconds(
@@ -284,7 +285,8 @@ async def test_wrong_password_is_reported_once_and_others_keep_syncing(
                 return bad.login_failures >= 2
 
             await wait_until(retried, what="a second login attempt")
-    assert svc.health.mailboxes["bad"].startswith("login refused")
+    health = svc.health.get("mailbox:bad")
+    assert health is not None and health.state == "login refused" and not health.ok
     refused = [r for r in caplog.records if "refused" in r.getMessage()]
     assert len(refused) == 1
     assert "check the password" in refused[0].getMessage()
