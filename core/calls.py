@@ -31,6 +31,7 @@ from sqlalchemy import (
     text,
     true,
     union,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -211,7 +212,7 @@ def _upserts(dialect: str) -> tuple[Any, Any, Any]:
 
 def _agents_upsert(dialect: str) -> Any:
     """Adds roles to ``call_agents`` (never removes: each snapshot's agents took part);
-    ``started_at`` is copied from the call's row."""
+    ``started_at`` of a new row is copied from the call's row."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     agents: Table = CallAgent.__table__  # type: ignore[assignment]
     calls: Table = Call.__table__  # type: ignore[assignment]
@@ -224,11 +225,25 @@ def _agents_upsert(dialect: str) -> Any:
     )
     return statement.on_conflict_do_update(
         index_elements=[agents.c.call_id, agents.c.extension],
-        set_={
-            "roles": agents.c.roles.op("|", return_type=Integer)(statement.excluded.roles),
-            "started_at": statement.excluded.started_at,
-        },
+        set_={"roles": agents.c.roles.op("|", return_type=Integer)(statement.excluded.roles)},
     )
+
+
+def _agents_started_at() -> Any:
+    """Copies the calls' ``started_at`` to their ``call_agents`` rows where it changed."""
+    agents: Table = CallAgent.__table__  # type: ignore[assignment]
+    calls: Table = Call.__table__  # type: ignore[assignment]
+    started = select(calls.c.started_at).where(calls.c.id == agents.c.call_id).scalar_subquery()
+    return (
+        update(agents)
+        .where(
+            agents.c.call_id.in_(bindparam("ids", expanding=True)), agents.c.started_at != started
+        )
+        .values(started_at=started)
+    )
+
+
+_SYNC_STARTED_AT = _agents_started_at()
 
 
 _IDS_OF = select(Call.linkedid, Call.id).where(
@@ -266,12 +281,12 @@ def record_calls(
 ) -> None:
     """Upsert each ``(id, call, matched contact ids)`` by Linkedid, with its agents.
 
-    Three statements whatever the batch size. The id is the one
+    Four statements whatever the batch size. The id is the one
     :func:`call_ids` found or :func:`reserve_call_ids` gave. A call already
     in a final state is never reopened or changed, so replaying a stream (or a
     reconnect) neither duplicates nor alters it; except that a ``backfilled``
     snapshot (from the CDR) corrects a closed call whose times are uncertain.
-    A known time or duration is never overwritten by an unknown (None) one.
+    A known answer or end time is never overwritten by an unknown (None) one.
     The call's agents (:func:`roles_of`) are added to ``call_agents``.
     Synchronous: run it in one hop (``core.dbthread.DbWorker`` or ``run_sync``).
     """
@@ -286,6 +301,7 @@ def record_calls(
     ]
     if agents:
         conn.execute(upsert_agents, agents)
+    conn.execute(_SYNC_STARTED_AT, {"ids": [id_ for id_, _, _ in calls]})
     links = [
         {"call_id": id_, "contact_id": contact_id}
         for id_, _, contact_ids in calls

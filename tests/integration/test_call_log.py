@@ -5,18 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, func, select
 
-from core.calls import call_ids, record_calls, reserve_call_ids
-from core.db import create_engine, session_factory
+from core.calls import AgentRole, call_ids, record_calls, reserve_call_ids
+from core.db import SessionFactory, create_engine, session_factory
 from core.dbthread import DbWorker
 from core.migrate import upgrade
-from core.models import Call, CallContact
+from core.models import Call, CallAgent, CallContact
 from crmcomms.ami.framing import AmiFramer
-from crmcomms.telephony.calls import CallEnded, CallSnapshot
+from crmcomms.telephony.calls import CallEnded, CallSnapshot, Transfer
 from crmcomms.telephony.tracker import CallTracker
 from tests.conftest import PostgresServer
 
@@ -108,3 +109,127 @@ async def migrated_engine_url(tmp_path: Path) -> str:
     await upgrade(engine)
     await engine.dispose()
     return url
+
+
+_T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+_LIVE = CallSnapshot(
+    linkedid="1700000000.9",
+    direction="inbound",
+    status="talking",
+    caller="0301234567",
+    caller_name="",
+    callee="4930999",
+    did="4930999",
+    queue="support",
+    agents_rung=("101", "102"),
+    answered_by="102",
+    started_at=_T0,
+    answered_at=_T0 + timedelta(seconds=8),
+    ended_at=None,
+    ring_seconds=8,
+    talk_seconds=3,
+    hangup_cause="",
+    recording=None,
+    transfers=(),
+    talked=("102",),
+)
+
+
+async def _record(sessions: SessionFactory, *calls: CallSnapshot) -> Call:
+    async with sessions.begin() as session:
+        for call in calls:
+            await session.run_sync(
+                lambda s, c=call: record_calls(s.connection(), [(1, c, [])], "DE")
+            )
+    async with sessions() as session:
+        row = await session.get(Call, 1)
+        assert row is not None
+        return row
+
+
+async def _agents(sessions: SessionFactory) -> dict[str, int]:
+    async with sessions() as session:
+        rows = await session.execute(select(CallAgent.extension, CallAgent.roles))
+        return {extension: roles for extension, roles in rows}
+
+
+async def test_backfill_corrects_an_uncertain_call(db: SessionFactory) -> None:
+    # the link dropped while 102 talked: closed with unknown end, then the CDR says more
+    closed = replace(_LIVE, status="answered", talk_seconds=None, times_uncertain=True)
+    cdr = replace(
+        closed,
+        answered_at=None,  # a queue call's CDR answer is the dialplan's: not taken
+        ended_at=_T0 + timedelta(seconds=20),
+        talk_seconds=12,
+        hangup_cause="Normal Clearing",
+        times_uncertain=False,
+        backfilled=True,
+    )
+    row = await _record(db, _LIVE, closed)
+    assert (row.talk_seconds, row.times_uncertain, row.backfilled) == (None, True, False)
+    row = await _record(db, replace(closed, status="missed"))  # live replay: no change
+    assert row.status == "answered"
+    row = await _record(db, cdr)
+    assert row.answered_at == _LIVE.answered_at  # known: kept
+    assert row.ended_at == cdr.ended_at and row.talk_seconds == 12
+    assert (row.times_uncertain, row.backfilled, row.hangup_cause) == (
+        False,
+        True,
+        "Normal Clearing",
+    )
+    row = await _record(db, replace(cdr, ended_at=_T0, hangup_cause="late"))  # certain now: final
+    assert row.ended_at == cdr.ended_at and row.hangup_cause == "Normal Clearing"
+
+
+async def test_backfill_never_touches_a_certain_call(db: SessionFactory) -> None:
+    done = replace(_LIVE, status="answered", ended_at=_T0 + timedelta(seconds=20), talk_seconds=12)
+    await _record(db, done)
+    row = await _record(db, replace(done, status="missed", talk_seconds=None, backfilled=True))
+    assert (row.status, row.talk_seconds, row.backfilled) == ("answered", 12, False)
+
+
+async def test_unknown_status_and_durations(db: SessionFactory) -> None:
+    unknown = replace(
+        _LIVE,
+        status="unknown",
+        answered_by=None,
+        answered_at=None,
+        ring_seconds=None,
+        talk_seconds=None,
+        talked=(),
+        times_uncertain=True,
+    )
+    ringing = replace(_LIVE, status="ringing", answered_by=None, answered_at=None, talked=())
+    row = await _record(db, ringing, unknown)
+    assert (row.status, row.ring_seconds, row.talk_seconds) == ("unknown", None, None)
+    assert row.answered_at is None  # never known
+    row = await _record(db, replace(unknown, status="missed", ring_seconds=20, backfilled=True))
+    assert (row.status, row.ring_seconds, row.backfilled) == ("missed", 20, True)
+    fresh = replace(unknown, linkedid="1700000000.10", ring_seconds=None)
+    async with db.begin() as session:
+        await session.run_sync(lambda s: record_calls(s.connection(), [(2, fresh, [])], "DE"))
+    async with db() as session:
+        assert (await session.get(Call, 2)).ring_seconds is None  # type: ignore[union-attr]
+
+
+async def test_call_agents_follow_the_snapshots(db: SessionFactory) -> None:
+    ringing = replace(_LIVE, status="ringing", answered_by=None, agents_rung=("101",), talked=())
+    await _record(db, ringing, ringing)
+    assert await _agents(db) == {"101": AgentRole.RUNG}
+    ended = replace(
+        _LIVE,
+        status="answered",
+        agents_rung=("102",),  # e.g. the CDR's view: who rang is never taken away
+        started_at=_T0 - timedelta(seconds=2),  # adopted with its real start
+        transfers=(Transfer("102", "104", "blind"),),
+    )
+    await _record(db, ended, ringing)  # an older snapshot replayed changes nothing
+    R = AgentRole
+    assert await _agents(db) == {
+        "101": R.RUNG,
+        "102": R.RUNG | R.ANSWERED | R.TALKED | R.TRANSFERRED,
+        "104": R.TRANSFER_TARGET,
+    }
+    async with db() as session:
+        starts = set(await session.scalars(select(CallAgent.started_at)))
+    assert starts == {ended.started_at}  # the call's, for every agent of it
