@@ -10,6 +10,7 @@ or through an environment variable ``CRMCOMMS_<SECTION>_<KEY>`` (for mailboxes
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -81,6 +82,11 @@ class LookupSettings(_Section):
     suffix_digits: Annotated[int, Field(ge=0, le=15)] = 8
 
 
+_CLI_NUMBER = re.compile(r"\+?[0-9]{2,20}")
+_CLI_NAME_FORBIDDEN = frozenset('"\\,()[]')
+"""Characters Asterisk's AMI ``Variable:`` header parsing would split or strip."""
+
+
 class AmiSettings(_Section):
     """Asterisk Manager Interface connection and how agents are recognised."""
 
@@ -94,6 +100,8 @@ class AmiSettings(_Section):
     recordings_dir: Path = Path("/var/spool/asterisk/monitor")
     originate_context: str = "from-internal"
     originate_timeout: Annotated[int, Field(ge=5, le=300)] = 30
+    outbound_callerid: str = ""
+    outbound_callerid_name: Annotated[str, Field(max_length=64)] = ""
     # a black-holed link is found within ping_interval + ping_timeout (8 s)
     ping_interval: Annotated[float, Field(gt=0, le=600)] = 5.0
     ping_timeout: Annotated[float, Field(gt=0, le=600)] = 3.0
@@ -105,6 +113,20 @@ class AmiSettings(_Section):
         for pattern in value:
             if pattern.count("{ext}") != 1:
                 raise ValueError(f"pattern {pattern!r} must contain {{ext}} exactly once")
+        return value
+
+    @field_validator("outbound_callerid")
+    @classmethod
+    def _cli_number(cls, value: str) -> str:
+        if value and not _CLI_NUMBER.fullmatch(value):
+            raise ValueError("must be a phone number of digits, optionally with a leading +")
+        return value
+
+    @field_validator("outbound_callerid_name")
+    @classmethod
+    def _cli_name(cls, value: str) -> str:
+        if any(c in _CLI_NAME_FORBIDDEN or not c.isprintable() for c in value):
+            raise ValueError("must not contain quotes, backslashes, commas or brackets")
         return value
 
 

@@ -54,8 +54,10 @@ from crmcomms.telephony.ami_events import (
 
 Message = Mapping[str, str]
 
+DIAL_NUMBER_VARIABLE = "CRM_DIAL_NUMBER"
+"""Set on the agent's channel by crmcomms' click-to-dial Originate: the number it dials."""
 TRACKED_VARIABLES: frozenset[str] = frozenset(
-    {"MIXMONITOR_FILENAME", "INBOUND_DID", "__INBOUND_DID", "_INBOUND_DID"}
+    {"MIXMONITOR_FILENAME", "INBOUND_DID", "__INBOUND_DID", "_INBOUND_DID", DIAL_NUMBER_VARIABLE}
 )
 """VarSet variables that reach the tracker; every other VarSet is dropped."""
 
@@ -91,6 +93,7 @@ def wanted(block: str) -> bool:
         return (
             "INBOUND_DID" in block  # also finds _INBOUND_DID and __INBOUND_DID
             or "MIXMONITOR_FILENAME" in block
+            or DIAL_NUMBER_VARIABLE in block
             or "\nActionID:" in block
         )
     if first in _WANTED_FIRST_LINES or "\nActionID:" in block or not first.startswith("Event: "):

@@ -96,17 +96,48 @@ async def test_click_to_dial_originates_from_own_extension(tmp_path: Path) -> No
         resp = await daemon.client.post("/api/calls", json=body, headers=headers)
         assert resp.status == 202, await resp.text()
         assert (await resp.json())["dialled"] == "01715559876"
-        originate = [a.fields for a in daemon.pbx.actions if a.fields["Action"] == "Originate"]
-        assert len(originate) == 1
-        assert originate[0]["Channel"] == "PJSIP/101"
-        assert originate[0]["Context"] == "from-agents"
-        assert originate[0]["Exten"] == "01715559876"
-        assert originate[0]["Async"] == "true"
+        [originate] = _originates(daemon)
+        assert originate == {
+            "Action": "Originate",
+            "Channel": "PJSIP/101",
+            "Context": "from-agents",
+            "Exten": "01715559876",
+            "Priority": "1",
+            "Timeout": "30000",
+            "Async": "true",
+            "Variable": (
+                "CRM_DIAL_NUMBER=01715559876,CRM_CUSTOMER_NUMBER=+491715559876,"
+                "CONNECTEDLINE(num,i)=01715559876,CONNECTEDLINE(name,i)=CRM: 01715559876"
+            ),
+        }
         headers = {"Authorization": f"Bearer {daemon.tokens['sue']}"}
         resp = await daemon.client.post("/api/calls", json={"to": "0171 5559876"}, headers=headers)
         assert resp.status == 422 and "extension" in (await resp.json())["error"]
         resp = await daemon.client.post("/api/calls", json={"to": "call me"}, headers=headers)
         assert resp.status == 422
+
+
+async def test_click_to_dial_presents_the_company_cli(tmp_path: Path) -> None:
+    cli = {"outbound_callerid": "+4930555010", "outbound_callerid_name": "ACME Support"}
+    async with running_daemon(tmp_path, originate_context="from-agents", **cli) as daemon:
+        headers = {"Authorization": f"Bearer {daemon.tokens['alice']}"}
+        resp = await daemon.client.post("/api/calls", json={"to": "030 1234567"}, headers=headers)
+        assert resp.status == 202, await resp.text()
+        [originate] = _originates(daemon)
+        assert "CallerID" not in originate  # it would also be the carrier's From
+        assert originate["Variable"] == (
+            "CRM_DIAL_NUMBER=0301234567,CRM_CUSTOMER_NUMBER=+49301234567,"
+            "CONNECTEDLINE(num,i)=0301234567,CONNECTEDLINE(name,i)=CRM: 0301234567,"
+            "CRM_OUTBOUND_CLI=+4930555010,CALLERID(num)=+4930555010,CALLERID(name)=ACME Support"
+        )
+
+
+def _originates(daemon: Daemon) -> list[dict[str, str]]:
+    """The Originate actions the replay server received, without their ActionID."""
+    found = [dict(a.fields) for a in daemon.pbx.actions if a.fields["Action"] == "Originate"]
+    for fields in found:
+        assert fields.pop("ActionID")
+    return found
 
 
 async def test_click_to_dial_with_link_down_is_503(tmp_path: Path) -> None:
