@@ -77,6 +77,7 @@ class LiveCall:
     end_unseen: bool = False
     start_unknown: bool = False
     ring_unknown: bool = False  # agents rang, since when is not known
+    reported: bool = False  # an event carried it: its end must be reported too
 
     def set_origin(self, ch: LiveChannel, number: str | None, name: str | None, exten: str) -> None:
         """The first party: an agent (outbound/internal) or a customer (inbound)."""

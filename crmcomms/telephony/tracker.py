@@ -313,8 +313,11 @@ class CallTracker:
         ch.call = call
         call.channels[ch.uniqueid] = ch
         call.has_customer = call.has_customer or ch.is_customer
-        if not old.channels:
+        if not old.channels and old.reported:
             self._end_call(old)
+        elif not old.channels:  # e.g. a pickup code's own call: nothing to log
+            self._calls.pop(old.linkedid, None)
+            self._ended_calls.add(old.linkedid)
 
     def _drop_channel(self, ch: LiveChannel) -> None:
         call = ch.call
@@ -389,9 +392,14 @@ class CallTracker:
         call = ch.call
         call.remove_ringing(ch)
         # The originated agent leg of click-to-dial and Local halves answer
-        # nothing themselves: the call is answered by the party they reach.
-        if ch is not call.origin and ch.local_pair is None:
-            self._answer(call, ch)
+        # nothing themselves: the call is answered by the party they reach. An
+        # outside number an inbound call is sent to (a mobile with a "press 1 to
+        # accept" prompt) answers the caller only once bridged with them.
+        if ch is call.origin or ch.local_pair is not None:
+            return
+        if call.direction == "inbound" and ch.is_customer:
+            return  # _connect answers when the bridge joins them
+        self._answer(call, ch)
 
     def _answer(self, call: LiveCall, ch: LiveChannel) -> None:
         first = call.answered_at is None and not call.answer_unseen
@@ -460,6 +468,7 @@ class CallTracker:
         self._out.append(event)
 
     def _snapshot(self, call: LiveCall) -> CallSnapshot:
+        call.reported = True
         return call.snapshot(self._time())
 
     # ------------------------------------------------------------ event handlers

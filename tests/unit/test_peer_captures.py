@@ -18,23 +18,10 @@ from crmcomms.telephony.tracker import CallTracker
 from tests.peer_captures import ami_bytes, expected, mismatches
 
 EXPECTED = expected()
-# Not transfers: the tracker's answer and end-of-call rules (the lead's side of the tracker).
-KNOWN_WRONG = {
-    "mobile/acceptance_reject.json": "answered when the mobile leg picks up, the caller "
-    "never being connected (acceptance refused): should be missed",
-    "mobile/acceptance_timeout.json": "same as acceptance_reject (acceptance timed out)",
-    "xfer_misc/sip_pickup.json": "the picking-up phone's own Linkedid, emptied when its "
-    "channel moves into the call, is logged as a second call",
-}
 
 
-def peer_names() -> list[object]:
-    return [
-        pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_WRONG[name], strict=True))
-        if name in KNOWN_WRONG
-        else name
-        for name in sorted(EXPECTED)
-    ]
+def peer_names() -> list[str]:
+    return sorted(EXPECTED)
 
 
 def replay(name: str) -> list[CallEvent]:
