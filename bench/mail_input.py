@@ -1,7 +1,8 @@
 """What hostile input to ``POST /api/emails`` costs the daemon: answer time and event-loop stall.
 
 Run: ``python bench/mail_input.py [--rounds N]``. Starts the real application
-on loopback (SQLite in a temp dir, one mailbox, no workers), logs in and sends:
+on loopback (SQLite in a temp dir, one mailbox, no workers, the mail parser
+processes as the daemon has them), logs in and sends:
 
 - the pathological address of issue 10 (``'"' * n + 'a@x.example'``, 48 and
   96 KB): it took 6 s and 28 s of compose on the event loop; now refused (422)
@@ -19,10 +20,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,7 @@ from core.db import create_engine
 from core.migrate import upgrade
 from crmcomms.app import build_app
 from crmcomms.config import parse_settings
+from crmcomms.mail import MAIL_PARSERS
 from crmcomms.services import SERVICES
 
 MAILBOX = {"name": "support", "address": "support@company.test", "imap_tls": "none"}
@@ -112,12 +117,15 @@ async def main(rounds: int) -> None:
         await upgrade(engine)
         await engine.dispose()
         app = build_app(settings, own_workers=False)
+        pool = ProcessPoolExecutor(os.cpu_count() or 1, mp_context=get_context("forkserver"))
+        app[MAIL_PARSERS] = pool  # as the daemon has with a mailbox configured
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             async with app[SERVICES].sessions.begin() as session:
                 await add_agent(session, "bench", "bench-password", ("100",))
             login = {"username": "bench", "password": "bench-password"}
             token = (await (await client.post("/api/login", json=login)).json())["token"]
             await measure(client, token, rounds)
+        pool.shutdown()
 
 
 if __name__ == "__main__":

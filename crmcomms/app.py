@@ -29,6 +29,7 @@ from core.migrate import current_revision, head_revision
 from crmcomms.config import Settings
 from crmcomms.errors import StartupError
 from crmcomms.health import ami_probe
+from crmcomms.mail import MAIL_PARSERS
 from crmcomms.mail.smtp import OUTBOX_WAKEUPS, OutboxWakeups, OutboxWorker
 from crmcomms.mail.sync import MailboxWorker
 from crmcomms.metrics import Metrics
@@ -104,6 +105,7 @@ def _workers(app: web.Application, svc: Services) -> dict[str, Worker]:
 def _parser_pool(app: web.Application) -> ProcessPoolExecutor:
     """Processes that parse mail on every core; shut down after the workers stopped."""
     pool = ProcessPoolExecutor(os.cpu_count() or 1, mp_context=get_context("forkserver"))
+    app[MAIL_PARSERS] = pool  # the API composes outgoing mail there too
 
     async def lifetime(_app: web.Application) -> AsyncIterator[None]:
         yield

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage as MimeMessage
@@ -118,12 +119,18 @@ async def enqueue(
     now: datetime,
     agent_id: int | None = None,
     options: StoreOptions | None = None,
+    executor: Executor | None = None,
 ) -> EmailMessage:
-    """Compose ``draft`` and store it as ``queued``; the SMTP worker takes it from there."""
+    """Compose ``draft`` and store it as ``queued``; the SMTP worker takes it from there.
+
+    Composing and parsing run in ``executor`` (a process pool keeps them from
+    competing with the event loop for the GIL), else in a thread.
+    """
     options = options or StoreOptions()
     parent = await _parent(session, draft.in_reply_to)
     reply_to = Parent(parent.message_id, tuple(parent.references)) if parent else None
-    raw, item = await asyncio.to_thread(_compose_and_parse, draft, reply_to, now)
+    loop = asyncio.get_running_loop()
+    raw, item = await loop.run_in_executor(executor, _compose_and_parse, draft, reply_to, now)
     assert item.message_id is not None  # compose always writes one
     message = new_message(draft.mailbox, dedupe_key("id", item.message_id), raw, item)
     message.direction, message.state, message.next_attempt_at = "out", "queued", now

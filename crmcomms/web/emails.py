@@ -26,7 +26,7 @@ from core.mail.queries import (
 )
 from core.models import utcnow
 from crmcomms.config import MailboxSettings
-from crmcomms.mail import blob_store, store_options
+from crmcomms.mail import MAIL_PARSERS, blob_store, store_options
 from crmcomms.mail.smtp import OUTBOX_WAKEUPS
 from crmcomms.services import services
 from crmcomms.web.http import IDENTITY, int_param, json_response, read_model
@@ -232,6 +232,7 @@ async def post_email(request: web.Request) -> web.Response:
             utcnow(),
             agent_id=request[IDENTITY].id,
             options=store_options(box),
+            executor=request.app.get(MAIL_PARSERS),
         )
     wakeups = request.app.get(OUTBOX_WAKEUPS)
     if wakeups is not None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from email import message_from_bytes
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from sqlalchemy import func, select, update
 from core.agents import add_agent
 from core.db import create_engine
 from core.mail.models import EmailLocation, EmailMessage
-from core.mail.outbox import INTERRUPTED, Draft, enqueue
+from core.mail.outbox import INTERRUPTED, Draft, OutgoingAttachment, enqueue
 from core.migrate import upgrade
 from core.models import utcnow
 from crmcomms.app import build_app
@@ -374,3 +376,18 @@ async def test_a_message_interrupted_at_two_starts_in_a_row_fails_instead_of_loo
     events = [e for e in _events(subscription) if e["type"] == "email.failed"]
     assert [e["email"]["id"] for e in events] == [twice["id"]]
     assert "two stops in a row" in events[0]["email"]["error"]
+
+
+async def test_enqueue_composes_in_the_parser_processes(client: TestClient[Any, Any]) -> None:
+    """The daemon composes in its mail parser processes: what crosses over must pickle."""
+    svc: Services = client.app[SERVICES]
+    pdf = OutgoingAttachment("Angebot.pdf", "application/pdf", b"%PDF-1.4 offer")
+    draft = Draft("support", "support@company.test", ("kunde@example.org",), subject="Grüße",
+                  text="Hallo", attachments=(pdf,))  # fmt: skip
+    with ProcessPoolExecutor(1, mp_context=get_context("forkserver")) as pool:
+        async with svc.sessions.begin() as session:
+            message = await enqueue(
+                session, draft, blob_store(svc.settings), utcnow(), executor=pool
+            )
+    assert message.subject == "Grüße" and message.state == "queued"
+    assert [a["address"] for a in message.to] == ["kunde@example.org"]
