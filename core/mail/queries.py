@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,7 +82,7 @@ async def attachment_content(
 
 async def _extract(session: AsyncSession, email_id: int, n: int, sha256: str) -> bytes:
     raw = await session.scalar(select(EmailRaw.raw).where(EmailRaw.email_id == email_id))
-    item = parse_message(raw or b"")
+    item = await asyncio.to_thread(parse_message, raw or b"")  # a whole message: off the loop
     if n >= len(item.attachments) or item.attachments[n].sha256 != sha256:
         raise NotFound(f"attachment {n} of e-mail {email_id} cannot be recovered")
     return item.attachments[n].content

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -391,3 +392,21 @@ async def test_enqueue_composes_in_the_parser_processes(client: TestClient[Any, 
             )
     assert message.subject == "Grüße" and message.state == "queued"
     assert [a["address"] for a in message.to] == ["kunde@example.org"]
+
+
+async def test_a_lost_attachment_file_is_extracted_again_from_the_raw_message(
+    client: TestClient[Any, Any], token: str
+) -> None:
+    svc: Services = client.app[SERVICES]
+    content = b"%PDF-1.4 offer"
+    encoded = base64.b64encode(content).decode()
+    part = {"filename": "Angebot.pdf", "content_base64": encoded}
+    queued = await post(client, token, attachments=[part])
+    blobs = blob_store(svc.settings)
+    path = blobs.path(hashlib.sha256(content).hexdigest())
+    path.unlink()
+    resp = await client.get(
+        f"/api/emails/{queued['id']}/attachments/0", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert resp.status == 200 and await resp.read() == content
+    assert path.read_bytes() == content
