@@ -104,7 +104,8 @@ class Backfiller:
         started = time.perf_counter()
         try:
             rows = await self._source.rows(since - self._margin, None)
-            calls = calls_from_cdr(rows, self._agent_of)
+            # off the loop: a long outage's thousands of calls would delay the pops
+            calls = await asyncio.to_thread(calls_from_cdr, rows, self._agent_of)
             ids = [call.linkedid for call in calls]
             logged = await self._db.read(functools.partial(logged_calls, ids))
         except Exception:
