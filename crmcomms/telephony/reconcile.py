@@ -39,7 +39,7 @@ def merge(logged: CallSnapshot | None, cdr: CallSnapshot) -> CallSnapshot | None
     ring = logged.ring_seconds if logged.ring_seconds is not None else cdr.ring_seconds
     if not answered and ring is None:
         ring = cdr.ring_seconds
-    return replace(
+    merged = replace(
         logged,
         status=status,
         caller=logged.caller or cdr.caller,
@@ -58,6 +58,8 @@ def merge(logged: CallSnapshot | None, cdr: CallSnapshot) -> CallSnapshot | None
         times_uncertain=ended_at is None or ring is None or (answered and talk is None),
         backfilled=True,
     )
+    # the same CDR read again (overlapping windows, a restart): nothing new
+    return None if replace(merged, talked=logged.talked) == logged else merged
 
 
 def _talk(answered: bool, start: datetime | None, end: datetime | None) -> int | None:

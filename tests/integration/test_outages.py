@@ -29,6 +29,7 @@ from core.migrate import upgrade
 from crmcomms.ami.replay import AmiReplayServer
 from crmcomms.app import build_app
 from crmcomms.config import Settings
+from crmcomms.services import SERVICES
 from crmcomms.telephony.service import TELEPHONY, TelephonyService
 from tests.conftest import make_settings
 from tests.waits import wait_until
@@ -115,6 +116,12 @@ async def tasks_of(client: TestClient[Any, Any]) -> list[dict[str, Any]]:
     return tasks
 
 
+def ended_pushed(client: TestClient[Any, Any]) -> float:
+    registry = client.app[SERVICES].metrics.registry
+    value = registry.get_sample_value("crmcomms_push_events_total", {"type": "call.ended"})
+    return value or 0.0
+
+
 def _at(iso: str | None) -> datetime | None:
     return None if iso is None else datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
@@ -172,15 +179,29 @@ def prepared(tmp_path: Path, scenario: str, database_url: str, cdr: bool) -> Run
 
 
 async def replay_outage(run: Run, scenario: str) -> dict[str, dict[str, Any]]:
-    """conn1, a dropped link, conn2 with the real channel list; the calls logged."""
+    """conn1, a dropped link, conn2 with the real channel list; the calls logged.
+
+    With the CDR, a second read of the same rows must change nothing."""
     folder = OUTAGES / scenario
     await seed(run.settings(5038))
     async with AmiReplayServer("crm", "crmsecret") as pbx:
         pbx.script([folder / "conn1.ami", folder / "conn2.ami"])
         async with daemon(run, pbx) as client:
             await pbx.wait_played(2, within=15)
-            await settled(client.app[TELEPHONY], backfills=1 if run.cdr else 0)
-            return await calls_of(client)
+            telephony = client.app[TELEPHONY]
+            await settled(telephony, backfills=1 if run.cdr else 0)
+            calls = await calls_of(client)
+            if telephony.backfiller is None:
+                return calls
+            tasks, runs = await tasks_of(client), telephony.backfiller.stats.runs
+            written = ended_pushed(client)
+            assert written > 0
+            telephony.backfiller.request(datetime(2026, 12, 2, tzinfo=UTC))
+            await settled(telephony, backfills=runs + 1)
+            assert await calls_of(client) == calls
+            assert await tasks_of(client) == tasks
+            assert ended_pushed(client) == written, "a second read of the same CDR pushed again"
+            return calls
 
 
 OUTAGE_SCENARIOS = [
