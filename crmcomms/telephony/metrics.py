@@ -9,13 +9,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from crmcomms.ami.client import AmiClient
+from crmcomms.telephony.backfiller import Backfiller
 from crmcomms.telephony.tracker import CallTracker
 
 
 class _Telephony(Protocol):
     client: AmiClient
     tracker: CallTracker
+    backfiller: Backfiller | None
     skipped: int
+    resyncs: int
 
     @property
     def queue_depth(self) -> int: ...
@@ -53,3 +56,23 @@ class TelephonyCollector(Collector):
             "AMI blocks received but not handled yet",
             value=self._telephony.queue_depth,
         )
+        yield CounterMetricFamily(
+            "crmcomms_ami_resyncs",
+            "Channel lists applied after a login (start-up and reconnects)",
+            value=self._telephony.resyncs,
+        )
+        yield from self._backfill()
+
+    def _backfill(self) -> Iterator[Metric]:
+        backfiller = self._telephony.backfiller
+        if backfiller is None:
+            return
+        stats = backfiller.stats
+        for name, help_, value in (
+            ("runs", "CDR backfills done", stats.runs),
+            ("failures", "CDR backfills failed (retried)", stats.failures),
+            ("rows", "CDR rows read by backfills", stats.rows),
+            ("calls", "Calls the CDR backfills described", stats.calls),
+            ("seconds", "Time spent in CDR backfills", stats.seconds),
+        ):
+            yield CounterMetricFamily(f"crmcomms_cdr_backfill_{name}", help_, value=value)

@@ -201,6 +201,8 @@ async def replay_outage(run: Run, scenario: str) -> dict[str, dict[str, Any]]:
             assert await calls_of(client) == calls
             assert await tasks_of(client) == tasks
             assert ended_pushed(client) == written, "a second read of the same CDR pushed again"
+            registry = client.app[SERVICES].metrics.registry
+            assert registry.get_sample_value("crmcomms_cdr_backfill_runs_total") == runs + 1
             return calls
 
 
