@@ -29,7 +29,7 @@ from crmcomms.ami.errors import (
     AmiTimeout,
 )
 from crmcomms.ami.framing import Keep, Malformed, Message
-from crmcomms.ami.link import AmiLink, open_link
+from crmcomms.ami.link import AmiLink, OnList, open_link
 from crmcomms.config import AmiSettings
 
 log = logging.getLogger(__name__)
@@ -102,12 +102,17 @@ class AmiClient:
         self,
         action: dict[str, str],
         timeout: float = 10,
+        *,
+        on_list: OnList | None = None,
     ) -> list[dict[str, str]]:
         """Send a list action (e.g. ``CoreShowChannels``); return its items, in order.
 
-        The items carry our ActionID and are not passed to ``on_message``.
+        The items carry our ActionID and are not passed to ``on_message``; ``on_list``
+        gets them at their place in the stream: after every event read before the
+        list's last block, before any event read after it.
         """
-        _, items = await self._require_link().request(action, timeout, is_list=True)
+        link = self._require_link()
+        _, items = await link.request(action, timeout, is_list=True, on_list=on_list)
         return items
 
     # -- one connection ----------------------------------------------------------
