@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    func,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -273,3 +275,24 @@ class CallAgent(Base):
     extension: Mapped[str] = mapped_column(String(32), primary_key=True)
     roles: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Event(Base):
+    """One event pushed to the browsers through the PostgreSQL bus (``crmcomms.pgbus``).
+
+    ``seq`` is the global number every process sends; ``body`` the payload as JSON
+    text, spliced into the websocket frame as is. Unused on SQLite; pruned by age.
+    """
+
+    __tablename__ = "events"
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    created_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, server_default=func.now(), index=True
+    )
+    type: Mapped[str] = mapped_column(String(40))
+    everyone: Mapped[bool] = mapped_column(default=False, server_default=false())
+    extensions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    body: Mapped[str] = mapped_column(Text)
