@@ -1,4 +1,6 @@
-"""Contact services: create, read, update, delete, search, and duplicate detection.
+"""Contact services: create, read, update, delete, merge, and duplicate detection.
+
+Search is in :mod:`core.search`.
 
 Write services validate, write and flush; the caller owns the transaction and
 commits (``async with sessions.begin() as session: ...``), as everywhere in core.
@@ -11,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import CursorResult, delete, select
@@ -19,12 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from core.errors import InvalidInput, NotFound
-from core.lookup import ContactCard, fetch_cards, load_cards, matching_phones
+from core.lookup import ContactCard, load_cards
 from core.models import Contact, EmailAddress, Organization, PhoneNumber
-from core.phones import NormalisedNumber, national_digits, normalise, rev_digits
+from core.phones import NormalisedNumber, normalise, rev_digits
+from core.search import search_key
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
-_NUMBER_LIKE = re.compile(r"[\d\s()+\-./]+")
 _CHUNK = 500
 
 
@@ -54,6 +56,9 @@ class ContactInput(BaseModel):
     organization: str | None = Field(default=None, max_length=200)
     phones: tuple[PhoneInput, ...] = ()
     emails: tuple[EmailInput, ...] = ()
+    tags: tuple[Annotated[str, Field(min_length=1, max_length=40)], ...] | None = Field(
+        default=None, max_length=30
+    )  # None: keep the contact's tags as they are
 
 
 def contact_input_from_json(data: Any) -> ContactInput:
@@ -76,6 +81,12 @@ class PreparedContact:
     organization: str | None
     phones: tuple[tuple[NormalisedNumber, str], ...]
     emails: tuple[tuple[str, str], ...]
+    tags: tuple[str, ...] | None = None
+
+    def search_key(self, tags: Sequence[str] = ()) -> str:
+        """The folded names, organization and ``tags`` (``contacts.search_key``)."""
+        names = (self.display_name, self.first_name, self.last_name, self.organization)
+        return search_key((*names, *(self.tags if self.tags is not None else tags)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +111,12 @@ def prepare_contact(data: ContactInput, region: str) -> PreparedContact:
     display = display or (phones[0][0].raw if phones else "")
     if not display:
         raise InvalidInput("display_name", "a contact needs a name, company, phone or e-mail")
-    return PreparedContact(data.first_name, data.last_name, display, organization, phones, emails)
+    tags = (
+        None if data.tags is None else tuple(dict.fromkeys(" ".join(t.split()) for t in data.tags))
+    )
+    return PreparedContact(
+        data.first_name, data.last_name, display, organization, phones, emails, tags
+    )
 
 
 def valid_email(address: str, field: str) -> str:
@@ -182,6 +198,9 @@ async def _apply(session: AsyncSession, contact: Contact, prepared: PreparedCont
     contact.first_name = prepared.first_name
     contact.last_name = prepared.last_name
     contact.display_name = prepared.display_name
+    if prepared.tags is not None:
+        contact.tags = list(prepared.tags)
+    contact.search_key = prepared.search_key(contact.tags or ())
     names = {prepared.organization} if prepared.organization else set()
     contact.organization_id = (await organization_ids(session, names)).get(
         prepared.organization or ""
@@ -201,53 +220,6 @@ async def organization_ids(session: AsyncSession, names: Iterable[str]) -> dict[
     session.add_all(missing)
     await session.flush()
     return ids | {org.name: org.id for org in missing}
-
-
-async def search_contacts(
-    session: AsyncSession, q: str, region: str, limit: int = 50, offset: int = 0
-) -> list[ContactCard]:
-    """Contacts whose name, organization or e-mail contains ``q`` (case-insensitive).
-
-    When ``q`` looks like a phone number it is normalised and matched exactly,
-    else on its last digits. An empty ``q`` lists everyone. Ordered by display name.
-    Note: SQLite lower-cases ASCII only, so "MÜLLER" does not find "Müller".
-    """
-    q = " ".join(q.split())
-    if _NUMBER_LIKE.fullmatch(q) and sum(c.isdigit() for c in q) >= 3:
-        return await _search_number(session, q, region, limit, offset)
-    if not q:
-        matched, params = "SELECT id AS contact_id, 'search' AS kind FROM contacts", {}
-    else:
-        matched, params = _TEXT_SEARCH, {"pattern": f"%{_escape_like(q.lower())}%"}
-    cards, _ = await fetch_cards(session, matched, params, limit=limit, offset=offset)
-    return list(cards)
-
-
-async def _search_number(
-    session: AsyncSession, q: str, region: str, limit: int, offset: int
-) -> list[ContactCard]:
-    number = normalise(q, region)
-    if number is None:
-        return []
-    matched, params = matching_phones(number, len(national_digits(number)))
-    cards, _ = await fetch_cards(session, matched, params, limit=limit, offset=offset)
-    return list(cards)
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-_TEXT_SEARCH = """
-SELECT c.id AS contact_id, 'search' AS kind FROM contacts c
-LEFT JOIN organizations o ON o.id = c.organization_id
-WHERE lower(c.display_name) LIKE :pattern ESCAPE '\\'
-   OR lower(c.first_name) LIKE :pattern ESCAPE '\\'
-   OR lower(c.last_name) LIKE :pattern ESCAPE '\\'
-   OR lower(o.name) LIKE :pattern ESCAPE '\\'
-   OR EXISTS (SELECT 1 FROM email_addresses e
-              WHERE e.contact_id = c.id AND e.address LIKE :pattern ESCAPE '\\')
-"""
 
 
 async def find_owners(

@@ -3,7 +3,11 @@
 The number is normalised (:mod:`core.phones`). An exact match on E.164 (or on
 all digits, for extensions and unparseable numbers) comes first; only when it
 finds nothing, the last ``suffix_digits`` digits are matched, which catches
-numbers stored in odd formats. Suffix matching is a range scan on the index of
+numbers stored in odd formats. A suffix match never pairs two valid numbers:
+a caller with a valid E.164 number is matched by its last digits only against
+stored numbers that have none (legacy data typed in an odd format), and a caller
+number that does not parse against any stored number. So 089 12345678 never pops
+the card of 030 12345678. Suffix matching is a range scan on the index of
 ``PhoneNumber.rev_digits`` (the digits reversed): the rows whose reversed
 digits start with the reversed suffix ``p`` are those in ``[p, p + ':')``,
 ``':'`` being the character after ``'9'``. Several matches are all returned,
@@ -23,10 +27,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
 from sqlalchemy import Connection, TextClause, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from core.phones import NormalisedNumber, normalise, rev_digits, suffix_key
+from core.phones import NormalisedNumber, display_number, normalise, rev_digits, suffix_key
 
 MatchKind = Literal["exact", "suffix", "none"]
 
@@ -51,6 +56,17 @@ class PhoneRef:
     e164: str | None
     label: str
 
+    def to_json(self, region: str) -> dict[str, Any]:
+        """The phone as the API shows it; ``display`` formatted for ``region``."""
+        shown = display_number(self.e164 or self.raw, region)
+        return {
+            "id": self.id,
+            "raw": self.raw,
+            "e164": self.e164,
+            "label": self.label,
+            "display": shown,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class EmailRef:
@@ -72,9 +88,11 @@ class ContactCard:
     organization: OrganizationRef | None
     phones: tuple[PhoneRef, ...]
     emails: tuple[EmailRef, ...]
+    tags: tuple[str, ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (the contact objects of the HTTP API and screen pops)."""
+    def to_json(self, region: str = "ZZ") -> dict[str, Any]:
+        """A JSON-ready dict (the contact objects of the HTTP API and screen pops);
+        phone numbers with a ``display`` form for ``region`` (``ZZ``: international)."""
         org = self.organization
         return {
             "id": self.id,
@@ -82,10 +100,9 @@ class ContactCard:
             "first_name": self.first_name,
             "last_name": self.last_name,
             "organization": None if org is None else {"id": org.id, "name": org.name},
-            "phones": [
-                {"id": p.id, "raw": p.raw, "e164": p.e164, "label": p.label} for p in self.phones
-            ],
+            "phones": [p.to_json(region) for p in self.phones],
             "emails": [{"id": e.id, "address": e.address, "label": e.label} for e in self.emails],
+            "tags": list(self.tags),
         }
 
 
@@ -97,13 +114,15 @@ class LookupResult:
     matches: tuple[ContactCard, ...]
     match_kind: MatchKind
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict: ``number`` (E.164 or as presented), ``match_kind``, ``matches``."""
+    def to_json(self, region: str = "ZZ") -> dict[str, Any]:
+        """A JSON-ready dict: ``number`` (E.164 or as presented), its ``display`` form,
+        ``match_kind``, ``matches``."""
         shown = None if self.number is None else self.number.e164 or self.number.raw
         return {
             "number": shown,
+            "display": display_number(shown or "", region),
             "match_kind": self.match_kind,
-            "matches": [card.to_json() for card in self.matches],
+            "matches": [card.to_json(region) for card in self.matches],
         }
 
 
@@ -149,7 +168,8 @@ def _result(number: NormalisedNumber, cards: tuple[ContactCard, ...], kind: str)
 def matching_phones(number: NormalisedNumber, suffix_digits: int) -> tuple[str, dict[str, Any]]:
     """SQL selecting ``(contact_id, kind)`` of the phones matching ``number``, and its params.
 
-    The suffix branch runs only when the exact branch finds nothing (``NOT EXISTS``).
+    The suffix branch runs only when the exact branch finds nothing (``NOT EXISTS``),
+    and for a valid caller number only over stored numbers without E.164.
     """
     if number.e164 is not None:
         column, params = "e164", {"exact": number.e164}
@@ -159,9 +179,10 @@ def matching_phones(number: NormalisedNumber, suffix_digits: int) -> tuple[str, 
     if not _suffix_applies(number, suffix_digits):
         return sql, params
     key = suffix_key(number.digits, suffix_digits)
+    only_odd = " AND e164 IS NULL" if number.e164 is not None else ""
     return (
         f"{sql} UNION ALL SELECT contact_id, 'suffix' AS kind FROM phone_numbers"
-        " WHERE rev_digits >= :lo AND rev_digits < :hi"
+        f" WHERE rev_digits >= :lo AND rev_digits < :hi{only_odd}"
         f" AND NOT EXISTS (SELECT 1 FROM phone_numbers x WHERE x.{column} = :exact)",
         {**params, "lo": key, "hi": key + ":"},
     )
@@ -213,16 +234,17 @@ def cards_sql(matched_sql: str) -> str:
 def assemble_cards(rows: Iterable[Sequence[Any]]) -> list[ContactCard]:
     """Fold card rows (one per phone x e-mail of a contact) into cards, keeping row order.
 
-    Columns as in the card query: kind, contact (id, display, first, last name),
+    Columns as in the card query: kind, contact (id, display, first, last name, tags),
     organization (id, name), phone (id, raw, e164, label), e-mail (id, address, label).
     """
     heads: dict[int, ContactCard] = {}
     phones: dict[int, dict[int, PhoneRef]] = {}
     emails: dict[int, dict[int, EmailRef]] = {}
-    for _, cid, display, first, last, org_id, org_name, *phone, email_id, address, label in rows:
+    for row in rows:
+        _, cid, display, first, last, tags, org_id, org_name, *phone, email_id, address, label = row
         if cid not in heads:
             org = None if org_id is None else OrganizationRef(org_id, org_name)
-            heads[cid] = ContactCard(cid, display, first, last, org, (), ())
+            heads[cid] = ContactCard(cid, display, first, last, org, (), (), _tags(tags))
         if phone[0] is not None:
             phones.setdefault(cid, {})[phone[0]] = PhoneRef(*phone)
         if email_id is not None:
@@ -235,6 +257,13 @@ def assemble_cards(rows: Iterable[Sequence[Any]]) -> list[ContactCard]:
         )
         for cid, card in heads.items()
     ]
+
+
+def _tags(value: Any) -> tuple[str, ...]:
+    # raw drivers hand the JSON column over as its text
+    if not value or value == "[]":
+        return ()
+    return tuple(orjson.loads(value) if isinstance(value, str | bytes) else value)
 
 
 async def load_cards(session: AsyncSession, ids: Sequence[int]) -> tuple[ContactCard, ...]:
@@ -273,7 +302,7 @@ picked AS (
     ORDER BY c.display_name, c.id
     LIMIT :limit OFFSET :offset
 )
-SELECT picked.kind, c.id, c.display_name, c.first_name, c.last_name,
+SELECT picked.kind, c.id, c.display_name, c.first_name, c.last_name, c.tags,
     o.id AS org_id, o.name AS org_name,
     p.id AS phone_id, p.raw, p.e164, p.label AS phone_label,
     e.id AS email_id, e.address, e.label AS email_label

@@ -83,6 +83,9 @@ class Contact(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    # names, organization and tags folded for search (core.search.search_key)
+    search_key: Mapped[str] = mapped_column(Text, default="", server_default="")
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
     organization: Mapped[Organization | None] = relationship(back_populates="contacts")
     phones: Mapped[list[PhoneNumber]] = relationship(
@@ -238,6 +241,10 @@ class Call(Base):
     transfers: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     times_uncertain: Mapped[bool] = mapped_column(default=False, server_default=false())
     backfilled: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # the wrap-up, set by an agent (core.wrapup), never by the call tracker's upserts
+    disposition: Mapped[str | None] = mapped_column(String(40))
+    disposition_by: Mapped[int | None] = mapped_column(Integer)
+    disposition_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     contacts: Mapped[list[CallContact]] = relationship(
         cascade="all, delete-orphan", lazy="selectin"
@@ -255,6 +262,9 @@ class CallContact(Base):
     contact_id: Mapped[int] = mapped_column(
         ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+    # how: "exact" (linked by the lookup), or confirmed by an agent after a match
+    # "suffix" (last digits), "several" (one of several), or "manual" (no match)
+    match: Mapped[str] = mapped_column(String(10), default="exact", server_default="exact")
 
 
 class CallAgent(Base):

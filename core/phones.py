@@ -122,7 +122,7 @@ def format_for_dialling(
     if parsed.country_code != phonenumbers.country_code_for_region(region):
         return international_prefix + number.digits
     if national_prefix is None:
-        national_prefix = _trunk_prefix(region)
+        national_prefix = trunk_prefix(region)
     return national_prefix + phonenumbers.national_significant_number(parsed)
 
 
@@ -138,6 +138,12 @@ def format_for_display(e164: str, region: str) -> str:
     return phonenumbers.format_number(parsed, style)
 
 
+@functools.lru_cache(maxsize=65_536)
+def display_number(raw: str, region: str) -> str:
+    """``raw`` as the page shows it (:func:`format_for_display`); "" for nothing."""
+    return format_for_display(raw, region) if raw and raw.strip() else ""
+
+
 def _is_withheld(text: str) -> bool:
     return text.strip("<>[]() ").lower() in _WITHHELD
 
@@ -149,7 +155,8 @@ def _parse(text: str, region: str) -> PhoneNumber | None:
         return None
 
 
-def _trunk_prefix(region: str) -> str:
+def trunk_prefix(region: str) -> str:
+    """The national (trunk) prefix of ``region``: ``0`` in DE, none in IT."""
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region.upper())
     if metadata is None or metadata.national_prefix is None:
         return ""

@@ -28,12 +28,13 @@ from core.dbthread import DbWorker
 from core.migrate import current_revision, head_revision
 from crmcomms.config import Settings
 from crmcomms.errors import StartupError
-from crmcomms.health import ami_probe
+from crmcomms.health import Health, ami_probe
 from crmcomms.mail import MAIL_PARSERS
 from crmcomms.mail.smtp import OUTBOX_WAKEUPS, OutboxWakeups, OutboxWorker
 from crmcomms.mail.sync import MailboxWorker
 from crmcomms.metrics import Metrics
 from crmcomms.push import PushHub
+from crmcomms.scaleout import Guard, build_bus, catch_up, scale_out, standby_aware
 from crmcomms.sdnotify import SystemdNotifier
 from crmcomms.services import SERVICES, Services
 from crmcomms.supervisor import Supervision, Worker, supervise
@@ -51,9 +52,10 @@ STATIC = Path(__file__).parent / "web" / "static"
 def build_services(settings: Settings) -> Services:
     """Database engine, sessions, push hub and metrics for one process."""
     engine = create_engine(settings.database_url)
-    return Services(
-        settings, engine, session_factory(engine), DbWorker(engine), PushHub(), Metrics()
-    )
+    hub, health = PushHub(), Health()
+    bus = build_bus(settings.database_url, hub, health)  # several processes: PostgreSQL
+    sessions, db = session_factory(engine), DbWorker(engine)
+    return Services(settings, engine, sessions, db, hub, Metrics(), health, bus)
 
 
 def build_app(
@@ -74,31 +76,35 @@ def build_app(
     app[SERVICES] = svc
     for module in (session, system, contacts, calls, tasks, emails):
         module.add_routes(app)
-    app.router.add_get("/ws", websocket_handler(svc.hub, _optional_identity(svc)))
+    ws = websocket_handler(svc.hub, _optional_identity(svc), catch_up=catch_up(svc))
+    app.router.add_get("/ws", ws)
     app.on_shutdown.append(shutdown_hook(svc.hub))
     _add_static(app)
     app.cleanup_ctx.append(_engine_lifetime)
+    guard = scale_out(app)  # on PostgreSQL: the bus, and each link run by one process
     app[OUTBOX_WAKEUPS] = OutboxWakeups()
-    named = {**(_workers(app, svc) if own_workers else {}), **(workers or {})}
+    named = {**(_workers(app, svc, guard) if own_workers else {}), **(workers or {})}
     for name, worker in named.items():
         app.cleanup_ctx.append(_background(name, worker, supervision or Supervision()))
     return app
 
 
-def _workers(app: web.Application, svc: Services) -> dict[str, Worker]:
+def _workers(app: web.Application, svc: Services, guard: Guard) -> dict[str, Worker]:
     workers: dict[str, Worker] = {}
     if svc.settings.ami.enabled:
         telephony = TelephonyService(svc)
         app[TELEPHONY] = telephony
         app[DIALER] = telephony.dialer
-        svc.health.add_probe("ami", ami_probe(telephony.client))
-        workers["telephony"] = telephony.run
+        svc.health.add_probe("ami", standby_aware("ami", ami_probe(telephony.client), app))
+        workers["telephony"] = guard("ami", telephony.run)
     wakeups = app[OUTBOX_WAKEUPS]
     if svc.settings.mailboxes:
         parsers = _parser_pool(app)
         for box in svc.settings.mailboxes:
-            workers[f"mailbox:{box.name}"] = MailboxWorker(svc, box, executor=parsers).run
-            workers[f"outbox:{box.name}"] = OutboxWorker(svc, box, wakeups).run
+            mailbox = MailboxWorker(svc, box, executor=parsers)
+            workers[f"mailbox:{box.name}"] = guard(f"mailbox:{box.name}", mailbox.run)
+            outbox = OutboxWorker(svc, box, wakeups)
+            workers[f"outbox:{box.name}"] = guard(f"outbox:{box.name}", outbox.run)
     return workers
 
 

@@ -1,11 +1,13 @@
 """Live push hub: numbered events fanned out to the browsers' websocket sessions.
 
 The hub is the in-memory, single-process backend. Producers (call tracker sink,
-mail worker, task service) see only :class:`Publisher`; a PostgreSQL
-LISTEN/NOTIFY backend can implement the same method later and feed the hub of
-each process.
+mail worker, task service) see only :class:`Publisher`: the hub itself, or with
+several processes on PostgreSQL the bus of :mod:`crmcomms.pgbus`, which numbers
+events in the database and hands them to every process's hub with
+:meth:`PushHub.deliver`.
 
-Every event gets a global, monotonic ``seq`` (1, 2, ... per process) and is
+Every event gets a monotonic ``seq`` (1, 2, ... per process from ``publish``,
+the database's sequence through ``deliver``, which may skip numbers) and is
 encoded to JSON once; the same bytes go to every client. The last
 ``buffer_size`` events stay in a ring buffer so a client that reconnects with
 ``since=<seq>`` (and the ``epoch`` of this process, sent in ``hello``) gets
@@ -21,6 +23,7 @@ then catches up with ``since``). Nothing here imports aiohttp.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import enum
 import itertools
 import secrets
@@ -45,6 +48,22 @@ EVENT_TYPES = frozenset(
     }
 )
 _RESERVED_KEYS = frozenset({"type", "seq"})
+
+
+def check_event(type: str, payload: Mapping[str, Any]) -> None:
+    """Refuse an unknown type or a payload using the reserved keys (ValueError)."""
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unknown push event type {type!r}")
+    if not _RESERVED_KEYS.isdisjoint(payload):
+        raise ValueError("payload must not contain 'type' or 'seq'")
+
+
+def frame_of(seq: int, type: str, body: bytes) -> bytes:
+    """The frame of an event whose payload is already the JSON object ``body``."""
+    head = orjson.dumps({"type": type, "seq": seq})
+    if body.strip() in (b"{}", b""):
+        return head
+    return head[:-1] + b"," + body.lstrip()[1:]
 
 
 class Identity(Protocol):
@@ -104,7 +123,7 @@ class PushEvent:
 
 
 class Publisher(Protocol):
-    """What producers depend on; the in-memory hub and a future PostgreSQL bus."""
+    """What producers depend on: the in-memory hub, or the PostgreSQL bus."""
 
     def publish(self, type: str, payload: Mapping[str, Any], audience: Audience) -> object:
         """Number, encode and deliver one event without awaiting."""
@@ -194,6 +213,7 @@ class PushHub:
         self.queue_size = queue_size
         self.overflows = 0
         self._seq = 0
+        self._floor = 0  # events up to this seq are not (or no longer) in the buffer
         self._buffer: deque[PushEvent] = deque(maxlen=buffer_size)
         self._all: set[Subscription] = set()
         self._privileged: set[Subscription] = set()
@@ -212,20 +232,34 @@ class PushHub:
 
     def publish(self, type: str, payload: Mapping[str, Any], audience: Audience) -> PushEvent:
         """Number, encode once, buffer and queue the event to every admitted client."""
-        if type not in EVENT_TYPES:
-            raise ValueError(f"unknown push event type {type!r}")
-        if not _RESERVED_KEYS.isdisjoint(payload):
-            raise ValueError("payload must not contain 'type' or 'seq'")
+        check_event(type, payload)
         seq = self._seq + 1
         frame = orjson.dumps({"type": type, "seq": seq, **payload})
-        self._seq = seq
         event = PushEvent(seq=seq, type=type, audience=audience, frame=frame)
+        self.deliver(event)
+        return event
+
+    def deliver(self, event: PushEvent) -> None:
+        """Buffer and queue an event numbered elsewhere (the bus); its seq must be
+        above :attr:`current_seq` (gaps are allowed)."""
+        if event.seq <= self._seq:
+            raise ValueError(f"event {event.seq} is not after {self._seq}")
+        self._seq = event.seq
+        if len(self._buffer) == self._buffer.maxlen:
+            self._floor = self._buffer[0].seq
         self._buffer.append(event)
-        for subscription in self._targets(audience):
-            if not subscription.offer(frame):
+        for subscription in self._targets(event.audience):
+            if not subscription.offer(event.frame):
                 self.overflows += 1
                 self._forget(subscription)
-        return event
+
+    def restart_at(self, seq: int, epoch: str) -> None:
+        """Continue after ``seq`` in ``epoch`` (a bus joining the database's numbering);
+        only before the first event and the first client."""
+        if self._seq or self._all:
+            raise RuntimeError("the hub has already served events or clients")
+        self.epoch = epoch
+        self._seq = self._floor = seq
 
     def subscribe(self, identity: Identity, since: int | None, epoch: str | None) -> Subscription:
         """Register a client; its catch-up is computed in the same step (no await)."""
@@ -259,12 +293,9 @@ class PushHub:
         """Events after ``since``; None when the client must reload."""
         if since is None:
             return []
-        if (epoch is not None and epoch != self.epoch) or since > self._seq:
+        if (epoch is not None and epoch != self.epoch) or since > self._seq or since < self._floor:
             return None
-        oldest = self._seq - len(self._buffer) + 1
-        if since + 1 < oldest:
-            return None
-        start = since + 1 - oldest
+        start = bisect.bisect_right(self._buffer, since, key=lambda event: event.seq)
         return list(itertools.islice(self._buffer, start, None))
 
     def _targets(self, audience: Audience) -> Iterable[Subscription]:

@@ -14,7 +14,7 @@ from core.dbthread import DbWorker
 from crmcomms.config import Settings
 from crmcomms.health import Health
 from crmcomms.metrics import Metrics
-from crmcomms.push import PushHub
+from crmcomms.push import Publisher, PushHub
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,12 @@ class Services:
     hub: PushHub
     metrics: Metrics
     health: Health = field(default_factory=Health)
+    bus: Publisher | None = None  # several processes on PostgreSQL: crmcomms.pgbus
+
+    @property
+    def publisher(self) -> Publisher:
+        """Where producers publish: the bus when there is one, else the hub."""
+        return self.bus or self.hub
 
     @property
     def token_ttl(self) -> timedelta:

@@ -225,7 +225,7 @@ class OutboxWorker:
         if kind == "email.failed":
             log.warning("outbox %s: e-mail %d failed: %s", self.name, message.id, result.reason)
         email = {**message.summary(), "state": result.outcome, "error": result.reason or None}
-        self.svc.hub.publish(kind, {"mailbox": self.name, "email": email}, audience)
+        self.svc.publisher.publish(kind, {"mailbox": self.name, "email": email}, audience)
 
     async def file_sent_copies(self) -> None:
         """APPEND sent messages to the Sent folder; failures are retried next round."""

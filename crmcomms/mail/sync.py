@@ -337,7 +337,7 @@ class MailboxWorker:
         self.svc.metrics.mail_messages.labels(self.name).inc(len(batch.fetched))
         for new in announced:
             payload = self._payload(new.stored, new.headers)
-            self.svc.hub.publish("email.received", payload, new.audience)
+            self.svc.publisher.publish("email.received", payload, new.audience)
 
     def _payload(self, result: StoredMessage, item: MailItem | MailHeaders) -> dict[str, Any]:
         return {

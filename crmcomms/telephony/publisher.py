@@ -213,7 +213,7 @@ class CallPublisher:
 
     def _publish(self, outgoing: Sequence[Outgoing]) -> None:
         for type_, payload, audience in outgoing:
-            self._svc.hub.publish(type_, payload, audience)
+            self._svc.publisher.publish(type_, payload, audience)
             self._svc.metrics.push_events.labels(type=type_).inc()
 
     def _needs(self, events: Sequence[CallEvent]) -> Needs | None:

@@ -29,6 +29,8 @@ from crmcomms.push import EndReason, HubClosedError, Identity, PushHub, Subscrip
 log = logging.getLogger(__name__)
 
 Authenticate = Callable[[str], Awaitable[Identity | None]]
+#: Waits (briefly) until this process delivered the given seq (several processes).
+CatchUp = Callable[[int], Awaitable[bool]]
 
 TOO_SLOW_CODE = 4000
 TOO_SLOW_REASON = b"too slow, reconnect with since"
@@ -51,8 +53,11 @@ def websocket_handler(
     authenticate: Authenticate,
     heartbeat: float = 20.0,
     close_timeout: float = 5.0,
+    catch_up: CatchUp | None = None,
 ) -> Handler:
-    """Build the ``GET /ws`` handler serving ``hub`` to authenticated agents."""
+    """Build the ``GET /ws`` handler serving ``hub`` to authenticated agents; with
+    ``catch_up`` (the PostgreSQL bus), a client coming from another process with a
+    ``since`` this one has not delivered yet waits for it instead of reloading."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         token = _token(request)
@@ -66,6 +71,8 @@ def websocket_handler(
         ws = web.WebSocketResponse(heartbeat=heartbeat, timeout=close_timeout, compress=False)
         if not ws.can_prepare(request).ok:
             return _error(400, "websocket upgrade expected")
+        if catch_up is not None and cursor.since is not None and cursor.since > hub.current_seq:
+            await catch_up(cursor.since)  # seen on another process a moment ago
         try:
             subscription = hub.subscribe(identity, cursor.since, cursor.epoch)
         except HubClosedError as exc:

@@ -14,12 +14,13 @@ from core.contacts import (
     delete_contact,
     find_duplicates,
     get_contact,
-    search_contacts,
     update_contact,
 )
 from core.db import SessionFactory
 from core.errors import InvalidInput, NotFound
-from core.models import EmailAddress, Organization, PhoneNumber
+from core.merge import merge_contacts
+from core.models import EmailAddress, Note, Organization, PhoneNumber
+from core.search import search_contacts
 
 REGION = "DE"
 
@@ -175,6 +176,7 @@ async def people(db: SessionFactory) -> dict[str, int]:
     ("q", "names"),
     [
         ("anna", ["Anna"]),
+        ("ANNA", ["Anna"]),
         ("SCHMIDT", ["Anna"]),
         ("nna schm", ["Anna"]),
         ("acme", ["Anna"]),
@@ -186,8 +188,16 @@ async def people(db: SessionFactory) -> dict[str, int]:
         ("030 1234567", ["Anna"]),
         ("+49301234567", ["Anna"]),
         ("0049 (0)30 123-4567", ["Anna"]),
-        ("1234567", ["Anna"]),  # the last digits of two of Anna's numbers: one card
+        ("1234567", ["Anna", "Bernd"]),  # any part: two of Anna's numbers (one card), Bernd's
         ("12345678", ["Bernd"]),
+        ("0171 123", ["Anna"]),  # the start of a national number, without its trunk prefix
+        ("+49 171", ["Anna"]),
+        ("89 1234", ["Bernd"]),
+        ("4 20 79", ["Carla"]),
+        ("mueller", ["Bernd"]),  # umlauts folded both ways
+        ("MUELLER", ["Bernd"]),
+        ("baeckerei müller", ["Bernd"]),
+        ("backerei", ["Bernd"]),  # typed without the umlaut
         ("0044 20 7946 0958", ["Carla"]),
         ("7946 0958", ["Carla"]),
         ("", ["Anna", "Bernd", "Carla"]),
@@ -214,3 +224,71 @@ async def test_find_duplicates(db: SessionFactory, people: dict[str, int]) -> No
         both = await find_duplicates(session, ["+442079460958"], ["anna.schmidt@acme.example"])
         assert both == sorted([people["Anna"], people["Carla"]])
         assert await find_duplicates(session, ["+4940999999", "101"], ["x@y.example"]) == []
+
+
+async def test_umlauts_in_the_name_are_found_spelt_out(db: SessionFactory) -> None:
+    async with db.begin() as session:
+        jurgen = await create_contact(
+            session, ContactInput(first_name="Jürgen", last_name="Müller"), REGION
+        )
+        mueller = await create_contact(
+            session, ContactInput(last_name="Mueller", organization="Straße AG"), REGION
+        )
+    async with db.begin() as session:
+        for q, ids in [
+            ("müller", [mueller.id, jurgen.id]),
+            ("mueller", [mueller.id, jurgen.id]),
+            ("MÜLLER", [mueller.id, jurgen.id]),
+            ("jurgen", [jurgen.id]),
+            ("jürgen müller", [jurgen.id]),
+            ("strasse", [mueller.id]),
+            ("straße", [mueller.id]),
+        ]:
+            assert sorted(c.id for c in await search_contacts(session, q, REGION)) == sorted(ids), q
+
+
+async def test_tags_are_kept_unless_given_and_searchable(db: SessionFactory) -> None:
+    async with db.begin() as session:
+        card = await create_contact(
+            session, ContactInput(last_name="Vogel", tags=("VIP", "Großkunde")), REGION
+        )
+        assert card.tags == ("VIP", "Großkunde")
+        card = await update_contact(session, card.id, ContactInput(last_name="Vogel"), REGION)
+        assert card.tags == ("VIP", "Großkunde")
+        (found,) = await search_contacts(session, "grosskunde", REGION)
+        assert found.id == card.id
+        card = await update_contact(
+            session, card.id, ContactInput(last_name="Vogel", tags=()), REGION
+        )
+        assert card.tags == ()
+
+
+async def test_merge_moves_everything_to_the_contact_kept(
+    db: SessionFactory, people: dict[str, int]
+) -> None:
+    async with db.begin() as session:
+        dup = await create_contact(
+            session,
+            ContactInput(
+                last_name="Schmidt",
+                organization="Acme GmbH",
+                phones=(PhoneInput(raw="+49 30 1234567"), PhoneInput(raw="0160 9876543")),
+                emails=(EmailInput(address="anna@home.example"),),
+                tags=("VIP",),
+            ),
+            REGION,
+        )
+        session.add(Note(contact_id=dup.id, body="prefers mornings"))
+    async with db.begin() as session:
+        merged = await merge_contacts(session, people["Anna"], dup.id)
+    assert merged.display_name == "Anna Schmidt"
+    assert [p.raw for p in merged.phones] == ["030 1234567", "0171 1234567", "0160 9876543"]
+    assert [e.address for e in merged.emails] == ["anna.schmidt@acme.example", "anna@home.example"]
+    assert merged.tags == ("VIP",)
+    async with db.begin() as session:
+        with pytest.raises(NotFound):
+            await get_contact(session, dup.id)
+        notes = (await session.scalars(select(Note.contact_id))).all()
+        assert notes == [people["Anna"]]
+        with pytest.raises(InvalidInput):
+            await merge_contacts(session, people["Anna"], people["Anna"])

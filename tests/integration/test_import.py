@@ -9,7 +9,8 @@ import openpyxl
 import pytest
 from sqlalchemy import func, select
 
-from core.contacts import ContactInput, PhoneInput, create_contact, search_contacts
+from core.contacts import ContactInput, PhoneInput, create_contact
+from core.search import search_contacts
 from core.db import SessionFactory
 from core.errors import InvalidInput
 from core.importer import RawRow, RowDuplicate, RowError, import_contacts, read_rows

@@ -1,0 +1,297 @@
+"""The push bus of several daemons on one PostgreSQL: a table, a sequence, LISTEN/NOTIFY.
+
+With SQLite one process numbers its events in memory (:class:`~crmcomms.push.PushHub`).
+With PostgreSQL any process may publish and every process serves websockets, so
+:class:`PgBus` is the :class:`~crmcomms.push.Publisher` producers use:
+
+- **write**: ``publish`` never awaits; a writer task inserts what was published
+  into ``events``, a batch per transaction, and announces the batch's last
+  ``seq`` with ``NOTIFY crmcomms_events`` (the number only: no 8 KB limit).
+  Writers take a transaction-level advisory lock before drawing numbers, so
+  transactions commit in ``seq`` order and a reader never sees a number before
+  a smaller one that will still appear (a rolled-back batch leaves a gap, which
+  is harmless: nothing will ever fill it).
+- **read**: a listener task in every process reads ``seq > last delivered`` in
+  order whenever a notification says there is more (and every few seconds
+  anyway) and hands each event to the local hub (:meth:`PushHub.deliver`),
+  which fans it out to this process's clients. A listener that reconnects reads
+  from its last ``seq``: a notification lost meanwhile loses nothing.
+- **replay**: every process numbers with the database's ``seq`` and greets with
+  the database's epoch, and at start-up loads the last events into its hub, so
+  a client reconnecting to another process with ``?since=`` gets exactly what it
+  missed. ``caught_up`` lets a client ahead of this process's listener wait for it.
+- **pruning**: rows older than ``retention`` are deleted, keeping at least
+  ``keep`` (the hub's replay buffer).
+
+A batch whose commit was sent but whose answer was lost with the connection is
+sent again: that narrow window may repeat its events. Events published while
+the database is unreachable wait in memory (at most :data:`MAX_PENDING`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import orjson
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from crmcomms.health import Health
+from crmcomms.pg import CONNECTION_ERRORS, LOCK_NAMESPACE, connect, drop, reconnect_backoff
+from crmcomms.push import Audience, PushEvent, PushHub, check_event, frame_of
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "crmcomms_events"
+#: The second key of the transaction lock ordering the writers of every process.
+WRITE_LOCK = 0
+#: Events inserted per transaction at most.
+WRITE_BATCH = 500
+#: Events read per query at most.
+READ_BATCH = 1_000
+#: The listener reads the table this often even without a notification.
+SAFETY_POLL = 5.0
+#: How often old events are pruned.
+PRUNE_EVERY = 60.0
+#: Events waiting for the database at most; older ones are dropped (and counted).
+MAX_PENDING = 100_000
+
+_INSERT = """
+WITH written AS (
+    INSERT INTO events (type, everyone, extensions, body)
+    SELECT t, e, x::json, b
+    FROM unnest($1::text[], $2::bool[], $3::text[], $4::text[]) WITH ORDINALITY AS u(t, e, x, b, n)
+    ORDER BY n
+    RETURNING seq
+)
+SELECT pg_notify($5, max(seq)::text) FROM written
+"""
+_READ = """
+SELECT seq, type, everyone, extensions::text AS extensions, body
+FROM events WHERE seq > $1 ORDER BY seq LIMIT $2
+"""
+_LAST = """
+SELECT * FROM (
+    SELECT seq, type, everyone, extensions::text AS extensions, body
+    FROM events ORDER BY seq DESC LIMIT $1
+) AS last ORDER BY seq
+"""
+_EPOCH = """
+SELECT 'pg' || d.oid || '.' || 'events'::regclass::oid AS epoch,
+       coalesce(pg_sequence_last_value(pg_get_serial_sequence('events', 'seq')), 0) AS last
+FROM pg_database AS d WHERE d.datname = current_database()
+"""
+_PRUNE = """
+DELETE FROM events
+WHERE seq <= (SELECT max(seq) FROM events) - $1 AND created_at < now() - make_interval(secs => $2)
+"""
+
+Row = tuple[str, bool, str, str]  # type, everyone, extensions (JSON), body (JSON)
+Session = Callable[[asyncpg.Connection], Coroutine[Any, Any, None]]
+
+
+def event_of(record: Mapping[str, Any]) -> PushEvent:
+    """A row of ``events`` as the hub's event (frame spliced from the stored body)."""
+    extensions = frozenset(orjson.loads(record["extensions"]))
+    audience = Audience(extensions=extensions, everyone=record["everyone"])
+    frame = frame_of(record["seq"], record["type"], record["body"].encode())
+    return PushEvent(seq=record["seq"], type=record["type"], audience=audience, frame=frame)
+
+
+class PgBus:
+    """Publisher for several processes on PostgreSQL, feeding this process's ``hub``."""
+
+    def __init__(
+        self,
+        url: str,
+        hub: PushHub,
+        health: Health,
+        *,
+        retention: float = 3600.0,
+        keep: int = 10_000,
+    ) -> None:
+        self._url = url
+        self._hub = hub
+        self._health = health
+        self._retention = retention
+        self._keep = keep
+        self._pending: list[Row] = []
+        self._wake_writer = asyncio.Event()
+        self._wake_reader = asyncio.Event()
+        self._delivered = asyncio.Event()
+        self._written = asyncio.Event()
+        self._up = {"writer": False, "listener": False}
+        self.written = 0
+        self.received = 0
+        self.dropped = 0
+        self._report()
+
+    @property
+    def pending(self) -> int:
+        """Events published here and not in the table yet."""
+        return len(self._pending)
+
+    def publish(self, type: str, payload: Mapping[str, Any], audience: Audience) -> None:
+        """Queue the event for the writer (never awaits); the hubs get it from the table."""
+        check_event(type, payload)
+        if len(self._pending) >= MAX_PENDING:
+            del self._pending[0]
+            self.dropped += 1
+            log.error("event bus: %d events wait for the database; oldest dropped", MAX_PENDING)
+        extensions = orjson.dumps(sorted(audience.extensions)).decode()
+        body = orjson.dumps(payload).decode()
+        self._pending.append((type, audience.everyone, extensions, body))
+        self._wake_writer.set()
+
+    async def start(self) -> None:
+        """Join the database's numbering: its epoch, and its last events into the hub.
+
+        Run before the first client connects and before :meth:`run`.
+        """
+        conn = await connect(self._url, "bus")
+        try:
+            epoch = await conn.fetchrow(_EPOCH)
+            last = await conn.fetch(_LAST, self._keep)
+        finally:
+            await conn.close()
+        floor = last[0]["seq"] - 1 if last else epoch["last"]
+        self._hub.restart_at(floor, epoch["epoch"])
+        for record in last:
+            self._hub.deliver(event_of(record))
+
+    async def run(self) -> None:
+        """The writer and the listener, each reconnecting on its own, until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._keep_up("writer", self._write), name="bus-writer")
+            group.create_task(self._keep_up("listener", self._listen), name="bus-listener")
+
+    async def caught_up(self, seq: int, timeout: float = 1.0) -> bool:
+        """Wait (at most ``timeout``) until this process delivered ``seq``: for a client
+        that saw it on another process just now."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self._hub.current_seq < seq:
+                    self._delivered.clear()
+                    self._wake_reader.set()
+                    await self._delivered.wait()
+        return self._hub.current_seq >= seq
+
+    async def written_more(self) -> None:
+        """Wait until the writer wrote its next batch."""
+        self._written.clear()
+        await self._written.wait()
+
+    async def _keep_up(self, role: str, session: Session) -> None:
+        """Run ``session(conn)`` on a connection of its own; reconnect when it fails."""
+        backoff = reconnect_backoff()
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await connect(self._url, f"bus {role}")
+                backoff.link_up(time.monotonic())
+                await session(conn)
+            except CONNECTION_ERRORS as exc:
+                log.warning("event bus %s: %s; reconnecting", role, _describe(exc))
+            finally:
+                drop(conn)
+                self._set_up(role, False)
+            backoff.link_down(time.monotonic())
+            await asyncio.sleep(backoff.next_delay(time.monotonic()))
+
+    async def _write(self, conn: asyncpg.Connection) -> None:
+        self._set_up("writer", True)
+        pruned = time.monotonic()
+        self._wake_writer.set()  # what waited for a reconnect
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PRUNE_EVERY):
+                    await self._wake_writer.wait()
+            self._wake_writer.clear()
+            while self._pending:
+                batch = self._pending[:WRITE_BATCH]
+                await self._insert(conn, batch)
+                del self._pending[: len(batch)]
+                self.written += len(batch)
+                self._written.set()
+            if time.monotonic() - pruned >= PRUNE_EVERY:
+                await conn.execute(_PRUNE, self._keep, self._retention)
+                pruned = time.monotonic()
+
+    async def _insert(self, conn: asyncpg.Connection, batch: Sequence[Row]) -> None:
+        columns = list(zip(*batch, strict=True))
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCK_NAMESPACE, WRITE_LOCK)
+            await conn.execute(_INSERT, *columns, CHANNEL)
+
+    async def _listen(self, conn: asyncpg.Connection) -> None:
+        closed = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: closed.set())
+        await conn.add_listener(CHANNEL, self._notified)
+        self._set_up("listener", True)
+        while not closed.is_set():
+            await self._drain(conn)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SAFETY_POLL):
+                    await self._wake_reader.wait()
+            self._wake_reader.clear()
+        raise ConnectionError("listener connection closed")
+
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if not payload.isdigit() or int(payload) > self._hub.current_seq:
+            self._wake_reader.set()
+
+    async def _drain(self, conn: asyncpg.Connection) -> None:
+        """Deliver every event after the last one delivered, in order."""
+        while True:
+            records = await conn.fetch(_READ, self._hub.current_seq, READ_BATCH)
+            for record in records:
+                self._hub.deliver(event_of(record))
+            self.received += len(records)
+            if len(records) < READ_BATCH:
+                break
+        self._delivered.set()
+
+    def _set_up(self, role: str, up: bool) -> None:
+        if self._up[role] != up:
+            self._up[role] = up
+            self._report()
+
+    def _report(self) -> None:
+        down = [role for role, up in self._up.items() if not up]
+        if down:
+            error = f"{' and '.join(down)} not connected"
+            self._health.set("bus", "down", ok=False, error=error, backend="postgresql")
+        else:
+            self._health.set("bus", "connected", ok=True, backend="postgresql")
+
+
+class BusCollector(Collector):
+    """The bus on /metrics: events written and received, waiting, connected."""
+
+    def __init__(self, bus: PgBus) -> None:
+        self._bus = bus
+
+    def collect(self) -> Iterator[Metric]:
+        bus = self._bus
+        yield CounterMetricFamily(
+            "crmcomms_bus_events_written", "Events this process wrote to the bus", bus.written
+        )
+        yield CounterMetricFamily(
+            "crmcomms_bus_events_received", "Events this process read from the bus", bus.received
+        )
+        yield CounterMetricFamily(
+            "crmcomms_bus_events_dropped", "Events dropped waiting for the database", bus.dropped
+        )
+        yield GaugeMetricFamily(
+            "crmcomms_bus_pending", "Events published here, not in the table yet", bus.pending
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".split("\n", 1)[0]

@@ -1,0 +1,106 @@
+"""Several daemons on one PostgreSQL: the bus and the link ownership, wired into an app.
+
+On SQLite nothing changes: one process, the in-memory hub, every worker runs.
+On PostgreSQL every process publishes through :class:`~crmcomms.pgbus.PgBus` and
+runs each link (AMI, each mailbox, each outbox) only while it owns it
+(:class:`~crmcomms.ownership.Ownership`). Start-up order: the bus joins the
+database's numbering before the port opens; at shutdown the workers stop first,
+then the locks are released (another process takes over), then the bus writes
+what the workers published last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from crmcomms.health import Component, Health, Probe
+from crmcomms.ownership import Ownership, OwnershipCollector
+from crmcomms.pg import is_postgres
+from crmcomms.pgbus import BusCollector, PgBus
+from crmcomms.push import PushHub
+from crmcomms.services import SERVICES, Services
+from crmcomms.supervisor import Worker
+
+log = logging.getLogger(__name__)
+
+#: How long the bus may take at shutdown to write the last events.
+FINAL_WRITE = 5.0
+
+OWNERSHIP: web.AppKey[Ownership] = web.AppKey("ownership", Ownership)
+BUS: web.AppKey[PgBus] = web.AppKey("bus", PgBus)
+
+Guard = Callable[[str, Worker], Worker]
+
+
+def build_bus(database_url: str, hub: PushHub, health: Health) -> PgBus | None:
+    """The PostgreSQL bus feeding ``hub``, or None on SQLite."""
+    return PgBus(database_url, hub, health) if is_postgres(database_url) else None
+
+
+def scale_out(app: web.Application) -> Guard:
+    """Run the bus and the lock session with ``app`` (PostgreSQL); the guard to wrap
+    each link's worker with (on SQLite: the worker itself)."""
+    svc = app[SERVICES]
+    if not isinstance(svc.bus, PgBus):
+        return lambda _name, worker: worker
+    bus = app[BUS] = svc.bus
+    ownership = app[OWNERSHIP] = Ownership(svc.settings.database_url, svc.health)
+    svc.metrics.registry.register(BusCollector(bus))
+    svc.metrics.registry.register(OwnershipCollector(ownership))
+    app.cleanup_ctx.append(_bus_lifetime)
+    app.cleanup_ctx.append(_ownership_lifetime)
+    return ownership.guard
+
+
+def standby_aware(name: str, probe: Probe, app: web.Application) -> Probe:
+    """``probe`` while this process owns ``name`` (or on SQLite), ``standby`` otherwise."""
+    ownership = app.get(OWNERSHIP)
+    if ownership is None:
+        return probe
+
+    def read() -> Component:
+        if ownership.owns(name):
+            return probe()
+        owner = ownership.owners().get(name)
+        return Component("standby", True, probe().since, required=False, details={"owner": owner})
+
+    return read
+
+
+def catch_up(svc: Services) -> Callable[[int], Awaitable[bool]] | None:
+    """For ``/ws?since=``: wait until this process delivered what the client saw elsewhere."""
+    return svc.bus.caught_up if isinstance(svc.bus, PgBus) else None
+
+
+async def _bus_lifetime(app: web.Application) -> AsyncIterator[None]:
+    bus = app[BUS]
+    await bus.start()
+    task = asyncio.create_task(bus.run(), name="event-bus")
+    yield
+    await _final_write(bus)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _final_write(bus: PgBus) -> None:
+    """Give the writer a moment for what the stopped workers published last."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(FINAL_WRITE):
+            while bus.pending:
+                await bus.written_more()
+    if bus.pending:
+        log.warning("event bus: %d event(s) not written at shutdown", bus.pending)
+
+
+async def _ownership_lifetime(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[OWNERSHIP].run(), name="ownership")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
