@@ -40,7 +40,7 @@ from crmcomms.services import SERVICES, Services
 from crmcomms.supervisor import Supervision, Worker, supervise
 from crmcomms.telephony.dialer import DIALER
 from crmcomms.telephony.service import TELEPHONY, TelephonyService
-from crmcomms.web import calls, contacts, emails, session, system, tasks
+from crmcomms.web import calls, contacts, controls, emails, session, system, tasks, wall
 from crmcomms.web.http import AccessLogger, auth_middleware, error_middleware
 from crmcomms.web.ws import shutdown_hook, websocket_handler
 
@@ -74,7 +74,7 @@ def build_app(
         client_max_size=50 * 2**20,
     )
     app[SERVICES] = svc
-    for module in (session, system, contacts, calls, tasks, emails):
+    for module in (session, system, contacts, calls, controls, tasks, emails, wall):
         module.add_routes(app)
     ws = websocket_handler(svc.hub, _optional_identity(svc), catch_up=catch_up(svc))
     app.router.add_get("/ws", ws)

@@ -102,6 +102,9 @@ class AmiSettings(_Section):
     originate_timeout: Annotated[int, Field(ge=5, le=300)] = 30
     outbound_callerid: str = ""
     outbound_callerid_name: Annotated[str, Field(max_length=64)] = ""
+    transfer_context: str = ""  # transfers to extensions; "" = originate_context
+    queue_context: str = "crm-queues"  # transfers to queues: Exten is the queue's name
+    hold_context: str = "crm-hold"  # hold: s = music on hold, agent = silence
     # a black-holed link is found within ping_interval + ping_timeout (8 s)
     ping_interval: Annotated[float, Field(gt=0, le=600)] = 5.0
     ping_timeout: Annotated[float, Field(gt=0, le=600)] = 3.0
@@ -210,6 +213,12 @@ class MailboxSettings(_Section):
     max_attachment_bytes: Annotated[int, Field(ge=0)] = 25 * 2**20
 
 
+class WallSettings(_Section):
+    """The supervisor wall's figures."""
+
+    service_level_seconds: Annotated[int, Field(ge=1, le=3600)] = 20
+
+
 class Settings(_Section):
     """The whole validated configuration."""
 
@@ -219,6 +228,7 @@ class Settings(_Section):
     lookup: LookupSettings = LookupSettings()
     ami: AmiSettings = AmiSettings()
     cdr: CdrSettings = CdrSettings()
+    wall: WallSettings = WallSettings()
     mailboxes: tuple[MailboxSettings, ...] = ()
 
     @property

@@ -45,6 +45,7 @@ EVENT_TYPES = frozenset(
         "email.sent",
         "email.failed",
         "task.created",
+        "presence.changed",
     }
 )
 _RESERVED_KEYS = frozenset({"type", "seq"})

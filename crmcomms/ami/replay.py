@@ -4,7 +4,11 @@ It speaks enough AMI for :class:`~crmcomms.ami.client.AmiClient`: the banner,
 ``Login`` (checked against the constructor's username/secret; a refused login is
 answered ``Authentication failed`` and the connection closed, as Asterisk does),
 ``Ping``, ``CoreShowChannels`` (the channels alive in what was replayed so far),
-``Originate``, ``Logoff``; anything else gets ``Invalid/unknown command``. Every
+``Originate``, the call controls ``Hangup``, ``BlindTransfer``, ``Atxfer``,
+``CancelAtxfer``, ``Redirect``, ``Bridge`` (refused with "No such channel" for a
+channel not alive in the replay), ``QueuePause``, ``QueueStatus`` (the list in
+:attr:`AmiReplayServer.queue_items`), ``Logoff``; anything else gets
+``Invalid/unknown command``. Every
 action received is kept in :attr:`AmiReplayServer.actions`.
 
 :meth:`AmiReplayServer.script` replays recorded connections instead, one per
@@ -39,6 +43,16 @@ from crmcomms.ami.replay_channels import ChannelTable
 log = logging.getLogger(__name__)
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
+#: Call-control actions answered (if their channel is alive) with Asterisk's messages.
+CONTROL_ANSWERS = {
+    "hangup": "Channel Hungup",
+    "blindtransfer": "Transfer succeeded",
+    "atxfer": "Atxfer successfully queued",
+    "cancelatxfer": "Attended transfer canceled",
+    "redirect": "Redirect successful",
+    "bridge": "Channels have been bridged",
+    "queuepause": "Interface paused successfully",
+}
 FLUSH_BYTES = 64 * 1024
 
 
@@ -115,6 +129,7 @@ class AmiReplayServer:
         self.failed_logins = 0
         self.scripts_played = 0
         self.channels = ChannelTable()
+        self.queue_items: list[dict[str, str]] = []  # what QueueStatus lists
         self._scripts: list[RecordedConnection] = []
         self._scripted: dict[int, RecordedConnection] = {}  # client number -> its recording
         self._username = username
@@ -333,11 +348,36 @@ class AmiReplayServer:
             self._show_channels(client, action)
         elif name == "originate":
             client.send(action, {"Response": "Success", "Message": "Originate successfully queued"})
+        elif name in CONTROL_ANSWERS:
+            self._control(client, action, name)
+        elif name == "queuestatus":
+            self._queue_status(client, action)
         elif name == "logoff":
             client.send(action, {"Response": "Goodbye", "Message": "Thanks for all the fish."})
             client.writer.close()
         else:
             client.send(action, {"Response": "Error", "Message": "Invalid/unknown command"})
+
+    def _control(self, client: _Client, action: Message, name: str) -> None:
+        """Call controls: refused for a channel not alive in what was replayed (as
+        Asterisk answers "No such channel"), else Asterisk's success message."""
+        channel = action.get("Channel") or action.get("Channel1") or action.get("Interface", "")
+        if name != "queuepause" and not self.channels.has(channel):
+            client.send(action, {"Response": "Error", "Message": "No such channel"})
+            return
+        client.send(action, {"Response": "Success", "Message": CONTROL_ANSWERS[name]})
+
+    def _queue_status(self, client: _Client, action: Message) -> None:
+        """The QueueStatus list: :attr:`queue_items` (QueueParams/QueueMember/QueueEntry
+        headers, without ActionID), then QueueStatusComplete."""
+        action_id = action.get("ActionID", "")
+        start = {"Response": "Success", "EventList": "start", "Message": "Queue status will follow"}
+        client.send(action, start)
+        for item in self.queue_items:
+            client.writer.write(encode_action({**item, "ActionID": action_id}))
+        done = {"Event": "QueueStatusComplete", "ActionID": action_id}
+        done.update({"EventList": "Complete", "ListItems": str(len(self.queue_items))})
+        client.writer.write(encode_action(done))
 
     def _login(self, client: _Client, action: Message) -> None:
         if action.get("Username") == self._username and action.get("Secret") == self._secret:

@@ -61,6 +61,10 @@ class ChannelTable:
         if channel is not None:
             _refresh(channel, name, event)
 
+    def has(self, name: str) -> bool:
+        """Whether a channel of this name is alive."""
+        return any(channel.get("Channel") == name for channel in self._channels.values())
+
     def items(self, action_id: str) -> list[Message]:
         """One ``CoreShowChannel`` event per live channel, oldest first."""
         return [self._item(uniqueid, action_id) for uniqueid in self._channels]

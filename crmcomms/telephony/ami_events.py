@@ -220,6 +220,53 @@ class CoreShowChannel:
     duration: timedelta | None
 
 
+@dataclass(frozen=True, slots=True)
+class QueueMember:
+    """A queue member's state: the ``QueueMember`` item of a QueueStatus answer, or a
+    ``QueueMemberStatus`` / ``QueueMemberPause`` / ``QueueMemberAdded`` /
+    ``QueueMemberRemoved`` event (``kind`` says which; ``removed`` for the last).
+
+    ``interface`` is the member's dial location (``PJSIP/101``,
+    ``Local/101@from-queue/n``); ``status`` Asterisk's device state number
+    (1 not in use, 2 in use, 5 unavailable, 6 ringing...); ``login_time`` the
+    PBX's time of the member's login, when it sends one.
+    """
+
+    timestamp: datetime | None
+    kind: str
+    queue: str
+    interface: str
+    state_interface: str | None
+    name: str | None
+    status: int | None
+    paused: bool
+    paused_reason: str | None
+    in_call: bool
+    login_time: datetime | None
+    removed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QueueParams:
+    """The ``QueueParams`` item of a QueueStatus answer: one queue's counters."""
+
+    timestamp: datetime | None
+    queue: str
+    calls: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """The ``QueueEntry`` item of a QueueStatus answer: a caller waiting in a queue for
+    ``wait`` (as the PBX counts it when it answered)."""
+
+    timestamp: datetime | None
+    queue: str
+    uniqueid: str
+    position: int | None
+    wait: timedelta | None
+
+
 AmiEvent = (
     FullyBooted
     | Newchannel
@@ -244,4 +291,7 @@ AmiEvent = (
     | AttendedTransfer
     | OriginateResponse
     | CoreShowChannel
+    | QueueMember
+    | QueueParams
+    | QueueEntry
 )

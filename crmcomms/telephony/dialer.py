@@ -137,15 +137,23 @@ class Dialer:
     async def originate(self, extension: str, number: str, label: str = "") -> OriginateResult:
         """Ask Asterisk to ring ``extension`` and then dial ``number``."""
         action = self.originate_action(extension, number, label)
-        try:
-            reply = await self._ami.send_action(action)
-        except AmiNotConnected as exc:
-            raise web.HTTPServiceUnavailable(reason="the PBX link is down; try again") from exc
-        except AmiTimeout as exc:
-            raise web.HTTPGatewayTimeout(reason="the PBX did not answer the dial request") from exc
-        except AmiActionError as exc:
-            raise web.HTTPBadGateway(reason=f"the PBX refused the call: {exc}") from exc
+        reply = await send_action(self._ami, action, "the dial request", "the call")
         return OriginateResult(extension, number, action["Exten"], reply.get("Message", ""))
+
+
+async def send_action(
+    ami: ActionSender, action: dict[str, str], request: str = "the request", what: str = "it"
+) -> dict[str, str]:
+    """Send one action; AMI failures become HTTP errors (503 link down, 504 no answer,
+    502 refused, naming ``request`` and ``what`` was refused)."""
+    try:
+        return await ami.send_action(action)
+    except AmiNotConnected as exc:
+        raise web.HTTPServiceUnavailable(reason="the PBX link is down; try again") from exc
+    except AmiTimeout as exc:
+        raise web.HTTPGatewayTimeout(reason=f"the PBX did not answer {request}") from exc
+    except AmiActionError as exc:
+        raise web.HTTPBadGateway(reason=f"the PBX refused {what}: {exc}") from exc
 
 
 DIALER: web.AppKey[Dialer] = web.AppKey("dialer", Dialer)

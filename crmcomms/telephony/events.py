@@ -49,6 +49,9 @@ from crmcomms.telephony.ami_events import (
     QueueCallerAbandon,
     QueueCallerJoin,
     QueueCallerLeave,
+    QueueEntry,
+    QueueMember,
+    QueueParams,
     VarSet,
 )
 
@@ -338,6 +341,48 @@ def _core_show_channel(msg: Message, name: str) -> CoreShowChannel:
     )
 
 
+def _epoch(value: str | None) -> datetime | None:
+    """A unix time header (``LoginTime``); None when 0 or absent."""
+    seconds = _int(value)
+    return datetime.fromtimestamp(seconds, UTC) if seconds else None
+
+
+def _queue_member_event(msg: Message, name: str) -> QueueMember:
+    """Queue member events say ``MemberName``/``Interface``; the QueueStatus list item
+    ``Name``/``Location`` (app_queue.c)."""
+    interface = msg.get("Interface") or msg.get("Location")
+    if not interface:
+        raise MalformedEvent(name, "Interface")
+    return QueueMember(
+        _time(msg, name),
+        name,
+        _need(msg, name, "Queue"),
+        interface,
+        _opt(msg.get("StateInterface")),
+        _opt(msg.get("MemberName") or msg.get("Name")),
+        _int(msg.get("Status")),
+        msg.get("Paused") == "1",
+        _opt(msg.get("PausedReason")),
+        msg.get("InCall") == "1",
+        _epoch(msg.get("LoginTime")),
+        removed=name == "QueueMemberRemoved",
+    )
+
+
+def _queue_params(msg: Message, name: str) -> QueueParams:
+    return QueueParams(_time(msg, name), _need(msg, name, "Queue"), _int(msg.get("Calls")))
+
+
+def _queue_entry(msg: Message, name: str) -> QueueEntry:
+    return QueueEntry(
+        _time(msg, name),
+        _need(msg, name, "Queue"),
+        _need(msg, name, "Uniqueid"),
+        _int(msg.get("Position")),
+        _duration(msg.get("Wait")),
+    )
+
+
 _BUILDERS: dict[str, Callable[[Message, str], AmiEvent | None]] = {
     "FullyBooted": _fully_booted,
     "Newchannel": _channel_event(Newchannel),
@@ -362,5 +407,12 @@ _BUILDERS: dict[str, Callable[[Message, str], AmiEvent | None]] = {
     "AttendedTransfer": _attended_transfer,
     "OriginateResponse": _originate_response,
     "CoreShowChannel": _core_show_channel,
+    "QueueMember": _queue_member_event,
+    "QueueMemberStatus": _queue_member_event,
+    "QueueMemberPause": _queue_member_event,
+    "QueueMemberAdded": _queue_member_event,
+    "QueueMemberRemoved": _queue_member_event,
+    "QueueParams": _queue_params,
+    "QueueEntry": _queue_entry,
 }
 _WANTED_FIRST_LINES = frozenset(f"Event: {name}" for name in _BUILDERS if name != "VarSet")

@@ -34,10 +34,13 @@ from crmcomms.services import Services
 from crmcomms.telephony.ami_events import CoreShowChannel
 from crmcomms.telephony.backfiller import Backfiller
 from crmcomms.telephony.calls import CallEnded, CallEvent, CallSnapshot
+from crmcomms.telephony.controls import CallControls, queue_status_action
 from crmcomms.telephony.dialer import Dialer
 from crmcomms.telephony.events import MalformedEvent, translate, wanted
 from crmcomms.telephony.logged import last_activity, open_calls
 from crmcomms.telephony.metrics import TelephonyCollector
+from crmcomms.telephony.presence import Presence
+from crmcomms.telephony.presence_feed import PresenceFeed, QueueSnapshot
 from crmcomms.telephony.publisher import CallPublisher
 from crmcomms.telephony.tracker import CallTracker
 
@@ -63,7 +66,7 @@ class Backfill:
     calls: Sequence[tuple[CallSnapshot, CallSnapshot | None]]
 
 
-Item = dict[str, str] | Resync | Backfill
+Item = dict[str, str] | Resync | Backfill | QueueSnapshot
 
 
 def pbx_time(response: dict[str, str]) -> datetime | None:
@@ -101,6 +104,10 @@ class TelephonyService:
         )
         self.dialer = Dialer(self.client, settings.ami, settings.general.default_region)
         self.publisher = CallPublisher(svc, on_written=self._account)
+        self.presence = PresenceFeed(Presence(settings.ami.agent_channel_patterns), svc.hub)
+        self.controls = CallControls(
+            self.client, settings.ami, self.tracker.channels_of, self.presence.presence
+        )
         self.backfiller = self._backfiller(svc)
         self.resyncs = 0
         self._since: datetime | None = None  # where a backfill after start-up begins
@@ -170,6 +177,7 @@ class TelephonyService:
 
     async def _resync(self) -> None:
         """After a login: the PBX's time, then its channel list, queued at its place."""
+        pbx_now: datetime | None = None
         try:
             pbx_now = pbx_time(await self.client.send_action({"Action": "Ping"}))
             if pbx_now is None:
@@ -182,6 +190,13 @@ class TelephonyService:
             )
         except AmiError as exc:
             log.warning("cannot list channels after AMI login: %s", exc)
+        try:
+            await self.client.send_list_action(
+                queue_status_action(),
+                on_list=lambda items: self._queue.put_nowait(QueueSnapshot(items, pbx_now)),
+            )
+        except AmiError as exc:
+            log.warning("cannot read the queues after AMI login: %s", exc)
 
     async def _consume(self) -> None:
         while True:
@@ -208,6 +223,8 @@ class TelephonyService:
         events: list[CallEvent] = []
         for item in batch:
             events += self._feed(item)
+        self.presence.feed_calls(events)
+        self.presence.publish()
         if not events:
             return
         self._complete_later(events)
@@ -223,6 +240,10 @@ class TelephonyService:
             return self._apply_resync(item)
         if isinstance(item, Backfill):
             return self.tracker.backfill(item.calls)
+        if isinstance(item, QueueSnapshot):
+            self.presence.feed_snapshot(item)
+            return []
+        self.presence.feed_message(item)
         return self.tracker.feed_message(item)
 
     def _complete_later(self, events: Sequence[CallEvent]) -> None:

@@ -253,6 +253,15 @@ class CallTracker:
             out.append(CallEnded(merged))
         return out
 
+    def channels_of(self, linkedid: str) -> list[tuple[str, str | None, str | None]]:
+        """The live channels of a call, oldest first: (name, agent extension, bridge id)
+        (call controls act on them)."""
+        call = self._calls.get(linkedid)
+        if call is None:
+            return []
+        chans = sorted(call.channels.values(), key=lambda ch: ch.seq)
+        return [(ch.name, ch.agent, ch.bridge) for ch in chans]
+
     def agent_of(self, channel: str) -> str | None:
         """The agent extension of a channel name, None for trunks and Local channels."""
         return self._agent_of(channel)

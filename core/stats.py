@@ -1,0 +1,200 @@
+"""The wall's figures over a period, computed in SQL (no row limit).
+
+Per queue (inbound calls that went through a queue, ended, started in the
+period) and per agent (``call_agents``, the one definition of who took part
+in a call, joined to the agents' names):
+
+- ``offered``: ended inbound queue calls; ``answered``, ``abandoned`` (the
+  caller hung up waiting), ``missed`` (the queue gave up, or no one answered);
+- ``answered_within``: answered at most ``threshold`` seconds after the call
+  started (the caller's wait, from the PBX's times); ``service_level`` =
+  answered_within / offered; calls whose answer time is unknown (the link was
+  down) count in ``wait_unknown`` and never as answered within;
+- ``abandon_rate`` = abandoned / offered;
+- ``average_handling`` = mean talk seconds of answered calls (talk time only:
+  after-call work is not measured);
+- ``longest_wait``: the longest time to answer (or to give up) in the period.
+
+Agents: ``answered`` calls (they answered first), ``missed`` (inbound calls that
+rang them and were missed or abandoned), ``placed`` (outbound/internal calls
+they made), ``talk_seconds`` of the calls they answered and ``average_handling``.
+Everything is one grouped query per table, both using the ``started_at`` index
+of ``calls``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Integer, and_, case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.calls import AgentRole
+from core.models import Agent, AgentExtension, Call, CallAgent
+
+ENDED = ("answered", "missed", "busy", "failed", "abandoned", "unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """Calls started in [since, until); ``threshold`` the service level's seconds."""
+
+    since: datetime
+    until: datetime
+    threshold: int = 20
+
+
+def _seconds_between(start: Any, end: Any, dialect: str) -> ColumnElement[Any]:
+    """``end - start`` in seconds, in the database's own date arithmetic."""
+    if dialect == "postgresql":
+        return func.extract("epoch", end - start)
+    return (func.julianday(end) - func.julianday(start)) * 86400.0
+
+
+def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+async def queue_figures(session: AsyncSession, period: Period) -> list[dict[str, Any]]:
+    """One row per queue: offered, answered, within threshold, abandoned, AHT..."""
+    dialect = session.get_bind().dialect.name
+    wait = _seconds_between(Call.started_at, Call.answered_at, dialect)
+    waited = _seconds_between(Call.started_at, Call.ended_at, dialect)
+    answered = Call.status == "answered"
+    query = (
+        select(
+            Call.queue,
+            func.count().label("offered"),
+            _count(answered).label("answered"),
+            _count(Call.status == "abandoned").label("abandoned"),
+            _count(Call.status.in_(("missed", "busy", "failed"))).label("missed"),
+            _count(and_(answered, wait <= period.threshold)).label("answered_within"),
+            _count(and_(answered, Call.answered_at.is_(None))).label("wait_unknown"),
+            func.avg(case((answered, Call.talk_seconds))).label("average_handling"),
+            func.sum(case((answered, Call.talk_seconds), else_=0)).label("talk_seconds"),
+            func.max(case((answered, wait), else_=waited)).label("longest_wait"),
+            func.avg(case((answered, wait))).label("average_wait"),
+        )
+        .where(
+            Call.started_at >= period.since,
+            Call.started_at < period.until,
+            Call.direction == "inbound",
+            Call.queue != "",
+            Call.status.in_(ENDED),
+        )
+        .group_by(Call.queue)
+        .order_by(Call.queue)
+    )
+    return [_queue_row(row._mapping) for row in await session.execute(query)]
+
+
+def _queue_row(row: Any) -> dict[str, Any]:
+    offered = row["offered"]
+    return {
+        "queue": row["queue"],
+        "offered": offered,
+        "answered": row["answered"],
+        "answered_within": row["answered_within"],
+        "abandoned": row["abandoned"],
+        "missed": row["missed"],
+        "wait_unknown": row["wait_unknown"],
+        "service_level": _ratio(row["answered_within"], offered),
+        "abandon_rate": _ratio(row["abandoned"], offered),
+        "average_handling": _round(row["average_handling"]),
+        "average_wait": _round(row["average_wait"]),
+        "longest_wait": _round(row["longest_wait"]),
+        "talk_seconds": int(row["talk_seconds"] or 0),
+    }
+
+
+def _has(role: AgentRole) -> ColumnElement[bool]:
+    return CallAgent.roles.op("&", return_type=Integer)(int(role)) != 0
+
+
+async def agent_figures(session: AsyncSession, period: Period) -> list[dict[str, Any]]:
+    """One row per agent extension that took part in a call of the period, with its name."""
+    answered = and_(_has(AgentRole.ANSWERED), Call.status == "answered")
+    missed = and_(
+        _has(AgentRole.RUNG),
+        ~_has(AgentRole.ANSWERED),
+        Call.direction == "inbound",
+        Call.status.in_(("missed", "abandoned")),
+    )
+    figures = (
+        select(
+            CallAgent.extension,
+            _count(answered).label("answered"),
+            _count(missed).label("missed"),
+            _count(_has(AgentRole.PLACED)).label("placed"),
+            func.sum(case((answered, Call.talk_seconds), else_=0)).label("talk_seconds"),
+            func.avg(case((answered, Call.talk_seconds))).label("average_handling"),
+        )
+        .select_from(Call)
+        .join(CallAgent, CallAgent.call_id == Call.id)
+        .where(
+            Call.started_at >= period.since,
+            Call.started_at < period.until,
+            Call.status.in_(ENDED),
+        )
+        .group_by(CallAgent.extension)
+        .subquery()
+    )
+    query = (
+        select(figures, Agent.name)
+        .outerjoin(AgentExtension, AgentExtension.extension == figures.c.extension)
+        .outerjoin(Agent, Agent.id == AgentExtension.agent_id)
+        .order_by(figures.c.extension)
+    )
+    return [
+        {
+            "extension": row.extension,
+            "name": row.name,
+            "answered": row.answered,
+            "missed": row.missed,
+            "placed": row.placed,
+            "talk_seconds": int(row.talk_seconds or 0),
+            "average_handling": _round(row.average_handling),
+        }
+        for row in await session.execute(query)
+    ]
+
+
+async def agent_names(session: AsyncSession) -> dict[str, str]:
+    """Every agent extension and its agent's name."""
+    rows = await session.execute(
+        select(AgentExtension.extension, Agent.name).join(
+            Agent, Agent.id == AgentExtension.agent_id
+        )
+    )
+    return {extension: name for extension, name in rows}
+
+
+def totals(queues: list[dict[str, Any]]) -> dict[str, Any]:
+    """All queues together (the averages weighted by the calls)."""
+    offered = sum(q["offered"] for q in queues)
+    answered = sum(q["answered"] for q in queues)
+    within = sum(q["answered_within"] for q in queues)
+    abandoned = sum(q["abandoned"] for q in queues)
+    talk = sum(q["talk_seconds"] for q in queues)
+    longest = [q["longest_wait"] for q in queues if q["longest_wait"] is not None]
+    return {
+        "offered": offered,
+        "answered": answered,
+        "answered_within": within,
+        "abandoned": abandoned,
+        "missed": sum(q["missed"] for q in queues),
+        "service_level": _ratio(within, offered),
+        "abandon_rate": _ratio(abandoned, offered),
+        "average_handling": _round(talk / answered) if answered else None,
+        "longest_wait": max(longest, default=None),
+    }
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _round(value: Any) -> float | None:
+    return None if value is None else round(float(value), 1)

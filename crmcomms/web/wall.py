@@ -1,0 +1,99 @@
+"""The supervisor wall's summary: ``GET /api/wall?since=&until=`` (supervisors, admins).
+
+The period's figures per queue and per agent come from SQL over the whole
+call log (:mod:`core.stats`, no row limit); the live ones (callers waiting
+now and since when, members, agents' state and pauses) from the AMI
+(:class:`crmcomms.telephony.presence.Presence`), ``as_of`` the PBX's time of
+the last event they reflect. Agents are named by their agent's name. The
+service level threshold is ``wall.service_level_seconds`` unless
+``?threshold=`` says otherwise.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from core.errors import InvalidInput
+from core.stats import Period, agent_figures, agent_names, queue_figures, totals
+from crmcomms.services import services
+from crmcomms.telephony.presence import Presence
+from crmcomms.telephony.service import TELEPHONY
+from crmcomms.web.http import int_param, json_response
+
+MAX_PERIOD = timedelta(days=366)
+
+
+def _time(request: web.Request, name: str, default: datetime) -> datetime:
+    raw = request.query.get(name)
+    if not raw:
+        return default
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput(name, "must be an ISO 8601 date or time") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def period_of(request: web.Request) -> Period:
+    """The query's period (default: today, UTC) and service level threshold."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    since = _time(request, "since", today)
+    until = _time(request, "until", since + timedelta(days=1))
+    if not since < until <= since + MAX_PERIOD:
+        raise InvalidInput("until", "must be after since, at most a year later")
+    default = services(request).settings.wall.service_level_seconds
+    return Period(since, until, int_param(request, "threshold", default, maximum=3600) or default)
+
+
+async def get_wall(request: web.Request) -> web.Response:
+    period = period_of(request)
+    async with services(request).sessions() as session:
+        queues = await queue_figures(session, period)
+        agents = await agent_figures(session, period)
+        names = await agent_names(session)
+    service = request.app.get(TELEPHONY)
+    presence = service.presence.presence if service is not None else None
+    return json_response(
+        {
+            "since": period.since,
+            "until": period.until,
+            "service_level_seconds": period.threshold,
+            "totals": totals(queues),
+            "queues": merge_queues(queues, presence),
+            "agents": merge_agents(agents, names, presence),
+            "as_of": presence.as_of if presence is not None else None,
+            "live": presence is not None,
+        }
+    )
+
+
+def merge_queues(figures: list[dict[str, Any]], presence: Presence | None) -> list[dict[str, Any]]:
+    """The period's figures per queue with the live state of the queues the PBX reports."""
+    live = {q["queue"]: q for q in presence.queues_json()} if presence is not None else {}
+    rows = {row["queue"]: {**row, "live": None} for row in figures}
+    for name, state in live.items():
+        rows.setdefault(name, {"queue": name, "offered": 0, "live": None})["live"] = state
+    return [rows[name] for name in sorted(rows)]
+
+
+def merge_agents(
+    figures: list[dict[str, Any]], names: dict[str, str], presence: Presence | None
+) -> list[dict[str, Any]]:
+    """Every agent extension (named) with its figures and its state now."""
+    by_extension = {row["extension"]: row for row in figures}
+    extensions = set(names) | set(by_extension)
+    if presence is not None:
+        extensions |= presence.extensions()
+    rows = []
+    for extension in sorted(extensions):
+        row = by_extension.get(extension) or {"extension": extension, "answered": 0, "missed": 0}
+        state = presence.agent_json(extension) if presence is not None else None
+        rows.append({**row, "name": names.get(extension), "presence": state})
+    return rows
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/wall", get_wall)
