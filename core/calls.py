@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import NotFound
 from core.models import Call, CallAgent, CallContact, Task, utcnow
-from core.phones import normalise
+from core.phones import display_number, normalise
 
 #: A call in one of these is closed: only a CDR backfill may still correct it (see record_calls).
 FINAL_STATUSES = frozenset({"answered", "missed", "busy", "failed", "abandoned", "unknown"})
@@ -150,6 +150,32 @@ def _e164(number: str, region: str) -> str | None:
     return parsed.e164 if parsed is not None else None
 
 
+#: The columns of ``calls`` that :func:`record_calls` writes from the facts (besides linkedid).
+FACT_COLUMNS = (
+    "direction",
+    "status",
+    "caller",
+    "caller_e164",
+    "caller_name",
+    "callee",
+    "callee_e164",
+    "did",
+    "queue",
+    "agents_rung",
+    "answered_by",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "ring_seconds",
+    "talk_seconds",
+    "hangup_cause",
+    "recording_path",
+    "transfers",
+    "times_uncertain",
+    "backfilled",
+)
+
+
 def _values(facts: CallFacts, region: str) -> dict[str, Any]:
     """The columns of the calls table for ``facts``."""
     return {
@@ -193,9 +219,8 @@ def _upserts(dialect: str) -> tuple[Any, Any, Any]:
     table: Table = Call.__table__  # type: ignore[assignment]
     statement = insert(table)
     new = statement.excluded
-    set_: dict[str, Any] = {
-        c.name: new[c.name] for c in table.c if c.name not in ("id", "linkedid")
-    }
+    # only what the tracker knows: an agent's columns (wrap-up...) are not the tracker's to reset
+    set_: dict[str, Any] = {name: new[name] for name in FACT_COLUMNS}
     set_.update({name: func.coalesce(new[name], table.c[name]) for name in _KEPT_WHEN_UNKNOWN})
     set_["backfilled"] = or_(new.backfilled, table.c.backfilled)
     # constants, not an expanding IN parameter: executemany cannot expand one
@@ -316,7 +341,7 @@ def preview_json(
 ) -> dict[str, Any]:
     """The call JSON of ``facts`` as known now (push events); the row may not exist yet."""
     row = SimpleNamespace(id=call_id, **_values(facts, region))
-    return call_dict(row, list(dict.fromkeys(contact_ids)))
+    return call_dict(row, list(dict.fromkeys(contact_ids)), region)
 
 
 @lru_cache(maxsize=4)
@@ -350,13 +375,14 @@ def recording_url(call: Any) -> str | None:
     return f"/api/calls/{call.id}/recording" if call.recording_path else None
 
 
-def call_json(call: Call) -> dict[str, Any]:
+def call_json(call: Call, region: str = "ZZ") -> dict[str, Any]:
     """The call as the HTTP API and the websocket show it."""
-    return call_dict(call, [link.contact_id for link in call.contacts])
+    return call_dict(call, [link.contact_id for link in call.contacts], region)
 
 
-def call_dict(call: Any, contact_ids: list[int]) -> dict[str, Any]:
-    """:func:`call_json` of anything with the columns of ``calls`` as attributes."""
+def call_dict(call: Any, contact_ids: list[int], region: str = "ZZ") -> dict[str, Any]:
+    """:func:`call_json` of anything with the columns of ``calls`` as attributes;
+    ``*_display``: the numbers formatted for ``region`` (``ZZ``: international)."""
     return {
         "id": call.id,
         "linkedid": call.linkedid,
@@ -380,6 +406,10 @@ def call_dict(call: Any, contact_ids: list[int]) -> dict[str, Any]:
         "transfers": list(call.transfers),
         "times_uncertain": bool(call.times_uncertain),
         "backfilled": bool(call.backfilled),
+        "disposition": getattr(call, "disposition", None),
+        "caller_display": display_number(call.caller_e164 or call.caller, region),
+        "callee_display": display_number(call.callee_e164 or call.callee, region),
+        "did_display": display_number(call.did, region),
     }
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, func, select
 
-from core.calls import AgentRole, call_ids, record_calls, reserve_call_ids
+from core.calls import FACT_COLUMNS, AgentRole, _values, call_ids, record_calls, reserve_call_ids
 from core.db import SessionFactory, create_engine, session_factory
 from core.dbthread import DbWorker
 from core.migrate import upgrade
@@ -233,3 +233,8 @@ async def test_call_agents_follow_the_snapshots(db: SessionFactory) -> None:
     async with db() as session:
         starts = set(await session.scalars(select(CallAgent.started_at)))
     assert starts == {ended.started_at}  # the call's, for every agent of it
+
+
+def test_the_upsert_writes_the_facts_only() -> None:
+    """Every fact is written, and only facts: other columns (an agent's wrap-up) survive."""
+    assert set(_values(_LIVE, "DE")) == {"linkedid", *FACT_COLUMNS}
