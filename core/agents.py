@@ -2,11 +2,16 @@
 
 Passwords are hashed with Argon2id (argon2-cffi). Tokens are 32 random bytes
 shown once to the client; only their SHA-256 is stored, with an expiry.
+A disabled agent keeps its row (and extensions, so the call log stays
+readable) but its password hash is prefixed with ``!`` (as in /etc/shadow):
+it matches no password, and its tokens are revoked. Administration
+(list, change, disable, remove) is in :mod:`core.agent_admin`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,10 +23,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.contacts import valid_email
 from core.errors import AuthError, Conflict, InvalidInput
 from core.models import Agent, AgentExtension, ApiToken, utcnow
 
 ROLES = ("agent", "supervisor", "admin")
+DEFAULT_EXTENSION_PATTERN = "[0-9]{1,15}"
+DISABLED = "!"
+"""Prefix of the password hash of a disabled agent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +56,87 @@ class AgentIdentity:
         }
 
 
-def _identity(agent: Agent) -> AgentIdentity:
+def identity_of(agent: Agent) -> AgentIdentity:
+    """The identity of an agent row (extensions loaded)."""
     extensions = frozenset(ext.extension for ext in agent.extensions)
     return AgentIdentity(agent.id, agent.name, agent.role, extensions)
 
 
+def is_disabled(agent: Agent) -> bool:
+    """The agent may not log in."""
+    return agent.password_hash.startswith(DISABLED)
+
+
+def hash_password(password: str) -> str:
+    """The stored form of a valid password; InvalidInput('password') if too short."""
+    if len(password) < 8:
+        raise InvalidInput("password", "must be at least 8 characters")
+    return _hasher().hash(password)
+
+
 def _hasher() -> PasswordHasher:
     return PasswordHasher()
+
+
+# --- validation shared with core.agent_admin ---------------------------------
+
+
+def valid_name(name: str) -> str:
+    """A login name, stripped; InvalidInput('name') when empty or too long."""
+    cleaned = name.strip()
+    if not cleaned:
+        raise InvalidInput("name", "must not be empty")
+    if len(cleaned) > 100 or any(not c.isprintable() for c in cleaned):
+        raise InvalidInput("name", "must be at most 100 printable characters")
+    return cleaned
+
+
+def valid_role(role: str) -> str:
+    """One of :data:`ROLES`."""
+    if role not in ROLES:
+        raise InvalidInput("role", f"must be one of {', '.join(ROLES)}")
+    return role
+
+
+def valid_agent_email(email: str) -> str:
+    """An empty or valid address, lower-cased."""
+    return valid_email(email, "email") if email.strip() else ""
+
+
+def valid_extensions(extensions: Sequence[str], pattern: str) -> tuple[str, ...]:
+    """Stripped extensions, each matching ``pattern`` (whole match), none twice."""
+    cleaned = tuple(ext.strip() for ext in extensions)
+    for ext in cleaned:
+        if not re.fullmatch(pattern, ext):
+            raise InvalidInput("extension", f"{ext!r} is not an extension (expected {pattern})")
+    if len(set(cleaned)) != len(cleaned):
+        raise InvalidInput("extension", "an extension is given twice")
+    return cleaned
+
+
+async def check_free(
+    session: AsyncSession, name: str, extensions: Sequence[str], agent_id: int | None = None
+) -> None:
+    """Conflict naming the field when ``name`` or an extension belongs to another agent."""
+    other = await session.scalar(select(Agent).where(Agent.name == name, Agent.id != agent_id))
+    if other is not None:
+        raise Conflict(f"name: {name!r} is already the name of agent {other.id}")
+    rows = await session.execute(
+        select(AgentExtension.extension, Agent.name)
+        .join(Agent, Agent.id == AgentExtension.agent_id)
+        .where(AgentExtension.extension.in_(extensions), Agent.id != agent_id)
+        .order_by(AgentExtension.extension)
+    )
+    for ext, owner in rows:
+        raise Conflict(f"extension: {ext} already belongs to agent {owner}")
+
+
+async def flush_agent(session: AsyncSession) -> None:
+    """Flush; a clash that slipped past :func:`check_free` (a concurrent change) is a Conflict."""
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict("name or extension: already in use by another agent") from exc
 
 
 async def add_agent(
@@ -63,25 +146,23 @@ async def add_agent(
     extensions: Sequence[str] = (),
     email: str = "",
     role: str = "agent",
+    *,
+    extension_pattern: str = DEFAULT_EXTENSION_PATTERN,
 ) -> AgentIdentity:
-    """Create an agent; the name and every extension must be unused."""
-    if role not in ROLES:
-        raise InvalidInput("role", f"must be one of {', '.join(ROLES)}")
-    if not name.strip():
-        raise InvalidInput("name", "must not be empty")
-    if len(password) < 8:
-        raise InvalidInput("password", "must be at least 8 characters")
-    for ext in extensions:
-        if not ext.isalnum():
-            raise InvalidInput("extension", f"{ext!r} is not a phone extension")
-    agent = Agent(name=name.strip(), email=email, role=role, password_hash=_hasher().hash(password))
-    agent.extensions = [AgentExtension(extension=ext) for ext in extensions]
+    """Create an agent; the name and every extension must be unused (Conflict names which)."""
+    name = valid_name(name)
+    exts = valid_extensions(extensions, extension_pattern)
+    agent = Agent(
+        name=name,
+        email=valid_agent_email(email),
+        role=valid_role(role),
+        password_hash=hash_password(password),
+    )
+    await check_free(session, name, exts)
+    agent.extensions = [AgentExtension(extension=ext) for ext in exts]
     session.add(agent)
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        raise Conflict("agent name or extension already in use") from exc
-    return _identity(agent)
+    await flush_agent(session)
+    return identity_of(agent)
 
 
 async def _agent_by_name(session: AsyncSession, name: str) -> Agent | None:
@@ -100,10 +181,11 @@ async def login(
         ApiToken(token_hash=hash_token(token), agent_id=agent.id, expires_at=utcnow() + ttl)
     )
     await session.flush()
-    return token, _identity(agent)
+    return token, identity_of(agent)
 
 
 def _password_matches(password_hash: str, password: str) -> bool:
+    # A disabled agent's "!..." hash is no valid hash: InvalidHashError, no match.
     try:
         return _hasher().verify(password_hash, password)
     except (VerificationError, InvalidHashError):
@@ -116,16 +198,21 @@ def hash_token(token: str) -> str:
 
 
 async def identify(session: AsyncSession, token: str, now: datetime | None = None) -> AgentIdentity:
-    """The agent a token belongs to; AuthError if unknown or expired."""
+    """The agent a token belongs to; AuthError if unknown, expired or disabled."""
     row = await session.get(ApiToken, hash_token(token))
     if row is None or row.expires_at <= (now or utcnow()):
         raise AuthError("invalid or expired token")
     agent = await session.get(Agent, row.agent_id)
-    if agent is None:
+    if agent is None or is_disabled(agent):
         raise AuthError("invalid or expired token")
-    return _identity(agent)
+    return identity_of(agent)
 
 
 async def logout(session: AsyncSession, token: str) -> None:
     """Revoke a token."""
     await session.execute(delete(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+
+
+async def revoke_tokens(session: AsyncSession, agent_id: int) -> None:
+    """Revoke every token of an agent (password changed, disabled)."""
+    await session.execute(delete(ApiToken).where(ApiToken.agent_id == agent_id))

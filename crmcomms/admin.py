@@ -1,17 +1,22 @@
-"""Administrative actions behind the CLI: migrations, agents, contact import."""
+"""Administrative actions behind the CLI: migrations, agents, contact import and export."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agents import AgentIdentity, add_agent
 from core.db import create_engine
 from core.importer import ImportReport, import_contacts, read_rows
-from core.migrate import current_revision, upgrade
+from core.migrate import current_revision, head_revision, upgrade
 from crmcomms.app import build_services, check_schema
 from crmcomms.config import Settings
 from crmcomms.services import Services
+
+T = TypeVar("T")
 
 
 async def upgrade_database(settings: Settings) -> str | None:
@@ -20,6 +25,15 @@ async def upgrade_database(settings: Settings) -> str | None:
     try:
         await upgrade(engine)
         return await current_revision(engine)
+    finally:
+        await engine.dispose()
+
+
+async def database_revisions(settings: Settings) -> tuple[str | None, str | None]:
+    """(the revision the database is at, the one this version needs)."""
+    engine = create_engine(settings.database_url)
+    try:
+        return await current_revision(engine), head_revision()
     finally:
         await engine.dispose()
 
@@ -35,6 +49,12 @@ async def migrated_services(settings: Settings) -> AsyncIterator[Services]:
         await svc.engine.dispose()
 
 
+async def in_transaction(settings: Settings, action: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run ``action`` in one transaction of the configured (migrated) database."""
+    async with migrated_services(settings) as svc, svc.sessions.begin() as session:
+        return await action(session)
+
+
 async def add_agent_from_cli(
     settings: Settings,
     name: str,
@@ -44,8 +64,13 @@ async def add_agent_from_cli(
     role: str,
 ) -> AgentIdentity:
     """Create an agent in the configured database."""
-    async with migrated_services(settings) as svc, svc.sessions.begin() as session:
-        return await add_agent(session, name, password, extensions, email, role)
+    pattern = settings.ami.extension_pattern
+    return await in_transaction(
+        settings,
+        lambda session: add_agent(
+            session, name, password, extensions, email, role, extension_pattern=pattern
+        ),
+    )
 
 
 async def import_contacts_file(settings: Settings, data: bytes, filename: str) -> ImportReport:

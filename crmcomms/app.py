@@ -41,7 +41,9 @@ from crmcomms.supervisor import Supervision, Worker, supervise
 from crmcomms.telephony.dialer import DIALER
 from crmcomms.telephony.service import TELEPHONY, TelephonyService
 from crmcomms.web import calls, contacts, controls, emails, session, system, tasks, wall
-from crmcomms.web.http import AccessLogger, auth_middleware, error_middleware
+from crmcomms.web.access import access_middleware
+from crmcomms.web.admin import add_admin_routes
+from crmcomms.web.http import auth_middleware, error_middleware
 from crmcomms.web.ws import shutdown_hook, websocket_handler
 
 log = logging.getLogger(__name__)
@@ -70,12 +72,17 @@ def build_app(
     the given ones (by name), all supervised as ``supervision`` says."""
     svc = build_services(settings)
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware(svc.authenticate)],
+        middlewares=[
+            access_middleware(svc.metrics, settings.http.trusted_proxies),
+            error_middleware,
+            auth_middleware(svc.authenticate),
+        ],
         client_max_size=50 * 2**20,
     )
     app[SERVICES] = svc
     for module in (session, system, contacts, calls, controls, tasks, emails, wall):
         module.add_routes(app)
+    add_admin_routes(app)
     ws = websocket_handler(svc.hub, _optional_identity(svc), catch_up=catch_up(svc))
     app.router.add_get("/ws", ws)
     app.on_shutdown.append(shutdown_hook(svc.hub))
@@ -186,7 +193,7 @@ async def serve(
     svc = app[SERVICES]
     await check_schema(svc)
     notifier = SystemdNotifier()
-    runner = web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
         site = web.TCPSite(runner, svc.settings.http.host, svc.settings.http.port)

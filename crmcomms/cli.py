@@ -1,47 +1,51 @@
-"""The ``crmcomms`` command line: run, check-config, db upgrade, agent add, contacts import, demo.
+"""The ``crmcomms`` command line: run, check-config, init-config, db, agent, contacts, demo.
 
-Every failure is one clear line on stderr and a non-zero exit status.
+Every failure is one clear line on stderr and a non-zero exit status. The
+commands of a topic live in their own module (``cli_agents``, ``cli_contacts``,
+``cli_backup``); this one builds the parser and maps errors to exit codes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.errors import CoreError
-from crmcomms.config import DEFAULT_CONFIG, ConfigError, Settings, load_settings
+from crmcomms import cli_agents, cli_contacts
+from crmcomms.cli_common import CONFIG_HELP, CliError, config_path, settings_of
+from crmcomms.config import ConfigError, Settings, load_settings
 from crmcomms.errors import StartupError
 from crmcomms.runtime import serve, settle_heap
 
-EPILOG = "Configuration: --config FILE, else $CRMCOMMS_CONFIG, else config/crmcomms.example.toml."
+EXAMPLE_CONFIG = Path(__file__).parent / "crmcomms.example.toml"
+Command = Callable[[argparse.Namespace, Settings], int]
 
 
-class CliError(Exception):
-    """A command failed; the message is printed as one line."""
+def version() -> str:
+    """The installed distribution's version."""
+    try:
+        return metadata.version("crmcomms")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
-def _config_path(args: argparse.Namespace) -> Path:
-    if args.config:
-        return Path(args.config)
-    return Path(os.environ.get("CRMCOMMS_CONFIG", str(DEFAULT_CONFIG)))
+def with_settings(command: Command) -> Callable[[argparse.Namespace], int]:
+    """A command that is handed the settings of its config file."""
+    return lambda args: command(args, settings_of(args))
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(_config_path(args))
-
-
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from crmcomms.app import build_app, run_until_signalled
     from crmcomms.logs import configure_logging
 
-    settings = _settings(args)
-    configure_logging(settings.general.log_level)
+    configure_logging(settings.general.log_level, settings.general.log_format)
     app = build_app(settings)
     serve(run_until_signalled(app, on_ready=lambda _url: settle_heap()))
     return 0
@@ -50,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     from crmcomms.checks import run_checks
 
-    path = _config_path(args)
+    path = config_path(args)
     try:
         settings = load_settings(path)
     except ConfigError as exc:
@@ -61,43 +65,52 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def cmd_db_upgrade(args: argparse.Namespace) -> int:
+def cmd_init_config(args: argparse.Namespace) -> int:
+    """Write the commented example configuration to a new file."""
+    target = Path(args.path)
+    if target.exists() and not args.force:
+        raise CliError(f"{target} exists (--force overwrites it)")
+    data_dir = Path(args.data_dir) if args.data_dir else target.parent / "data"
+    text = EXAMPLE_CONFIG.read_text(encoding="utf-8")
+    text = re.sub(
+        r'^data_dir = ".*"$',
+        lambda _m: f"data_dir = {_toml_string(str(data_dir.absolute()))}",
+        text,
+        count=1,
+        flags=re.MULTILINE,
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.touch(mode=0o640)
+    target.write_text(text, encoding="utf-8")
+    print(f"wrote {target} (data_dir = {data_dir.absolute()}); edit it, then:")
+    print(f"  crmcomms check-config --config {target}")
+    return 0
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from crmcomms.admin import upgrade_database
 
-    settings = _settings(args)
     revision = asyncio.run(upgrade_database(settings))
-    print(f"database {settings.database_url.split('@')[-1]} is at revision {revision}")
+    print(f"database {_where(settings)} is at revision {revision}")
     return 0
 
 
-def cmd_agent_add(args: argparse.Namespace) -> int:
-    from crmcomms.admin import add_agent_from_cli
+def cmd_db_current(args: argparse.Namespace, settings: Settings) -> int:
+    """The schema revision of the database, and whether it needs `db upgrade`."""
+    from crmcomms.admin import database_revisions
 
-    if not args.password_stdin:
-        raise CliError("give the password on stdin with --password-stdin")
-    password = sys.stdin.readline().rstrip("\r\n")
-    identity = asyncio.run(
-        add_agent_from_cli(
-            _settings(args), args.name, password, args.extension, args.email, args.role
-        )
-    )
-    exts = ", ".join(sorted(identity.extensions)) or "no extension"
-    print(f"agent {identity.name} (id {identity.id}, {identity.role}, {exts}) created")
-    return 0
+    current, head = asyncio.run(database_revisions(settings))
+    state = "up to date" if current == head else f"needs `crmcomms db upgrade` to {head}"
+    print(f"database {_where(settings)} is at revision {current or 'nothing'}: {state}")
+    return 0 if current == head else 1
 
 
-def cmd_contacts_import(args: argparse.Namespace) -> int:
-    from crmcomms.admin import import_contacts_file
-
-    path = Path(args.file)
-    report = asyncio.run(import_contacts_file(_settings(args), path.read_bytes(), path.name))
-    print(f"imported {report.created} contact(s) from {args.file}")
-    for dup in report.duplicates:
-        print(f"duplicate row {dup.row}: {dup.reason}")
-    for err in report.errors:
-        print(f"error row {err.row}: {err.reason}")
-    print(f"{len(report.duplicates)} duplicate(s), {len(report.errors)} row(s) with errors")
-    return 0
+def _where(settings: Settings) -> str:
+    return settings.database_url.split("@")[-1]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -111,26 +124,25 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crmcomms",
         description="Asterisk screen pops, call log and mailbox sync for a small CRM.",
-        epilog=EPILOG,
+        epilog=CONFIG_HELP,
     )
+    parser.add_argument("--version", action="version", version=f"crmcomms {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument("--config", metavar="FILE", help="TOML configuration file")
 
     run = sub.add_parser("run", parents=[config], help="run the daemon in the foreground")
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=with_settings(cmd_run))
     check = sub.add_parser(
         "check-config",
         parents=[config],
         help="validate the configuration and try the database, AMI, IMAP and SMTP",
     )
     check.set_defaults(func=cmd_check_config)
-    db = sub.add_parser("db", help="database maintenance")
-    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    up = db_sub.add_parser("upgrade", parents=[config], help="apply the schema migrations")
-    up.set_defaults(func=cmd_db_upgrade)
-    _agent_parser(sub, config)
-    _contacts_parser(sub, config)
+    _init_config_parser(sub)
+    _db_parser(sub, config)
+    cli_agents.add_parser(sub, config, with_settings)
+    cli_contacts.add_parser(sub, config, with_settings)
     demo = sub.add_parser(
         "demo",
         help="DEMO ONLY: temporary database, demo logins and a replayed PBX (no real Asterisk)",
@@ -141,32 +153,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _agent_parser(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser
-) -> None:
-    agent = sub.add_parser("agent", help="manage agents")
-    agent_sub = agent.add_subparsers(dest="agent_command", required=True, metavar="ACTION")
-    add = agent_sub.add_parser("add", parents=[config], help="create an agent login")
-    add.add_argument("--name", required=True, help="login name")
-    add.add_argument(
-        "--extension", action="append", default=[], help="phone extension (repeatable)"
+def _init_config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    init = sub.add_parser("init-config", help="write the commented example configuration to PATH")
+    init.add_argument("path", metavar="PATH", help="e.g. /etc/crmcomms/crmcomms.toml")
+    init.add_argument(
+        "--data-dir", help="general.data_dir to write (default: PATH's directory/data)"
     )
-    add.add_argument("--email", default="", help="e-mail address")
-    add.add_argument("--role", default="agent", choices=("agent", "supervisor", "admin"))
-    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    add.set_defaults(func=cmd_agent_add)
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(func=cmd_init_config)
 
 
-def _contacts_parser(
+def _db_parser(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser
 ) -> None:
-    contacts = sub.add_parser("contacts", help="manage contacts")
-    contacts_sub = contacts.add_subparsers(dest="contacts_command", required=True, metavar="ACTION")
-    imp = contacts_sub.add_parser(
-        "import", parents=[config], help="import a CSV or XLSX file, reporting duplicates"
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    up = db_sub.add_parser("upgrade", parents=[config], help="apply the schema migrations")
+    up.set_defaults(func=with_settings(cmd_db_upgrade))
+    current = db_sub.add_parser(
+        "current", parents=[config], help="the schema revision (exit 1 if an upgrade is due)"
     )
-    imp.add_argument("file", help="FILE.csv or FILE.xlsx")
-    imp.set_defaults(func=cmd_contacts_import)
+    current.set_defaults(func=with_settings(cmd_db_current))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     ValidationError,
     field_validator,
     model_validator,
@@ -44,6 +45,7 @@ class GeneralSettings(_Section):
     default_region: str = "DE"
     data_dir: Path = Path("data")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
     language: Literal["en", "de"] = "en"
 
     @field_validator("default_region")
@@ -74,6 +76,8 @@ class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
     token_ttl_hours: Annotated[int, Field(ge=1, le=24 * 365)] = 12
+    # reverse proxies whose X-Forwarded-For names the real client (addresses or networks)
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
 
 
 class LookupSettings(_Section):
@@ -97,6 +101,7 @@ class AmiSettings(_Section):
     secret: str = ""
     secret_file: Path | None = None
     agent_channel_patterns: tuple[str, ...] = ("PJSIP/{ext}-", "SIP/{ext}-")
+    extension_pattern: str = "[0-9]{1,15}"
     recordings_dir: Path = Path("/var/spool/asterisk/monitor")
     originate_context: str = "from-internal"
     originate_timeout: Annotated[int, Field(ge=5, le=300)] = 30
@@ -116,6 +121,15 @@ class AmiSettings(_Section):
         for pattern in value:
             if pattern.count("{ext}") != 1:
                 raise ValueError(f"pattern {pattern!r} must contain {{ext}} exactly once")
+        return value
+
+    @field_validator("extension_pattern")
+    @classmethod
+    def _valid_regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from exc
         return value
 
     @field_validator("outbound_callerid")

@@ -1,18 +1,65 @@
-"""Prometheus metrics, one registry per application (no module-level state)."""
+"""Prometheus metrics, one registry per application (no module-level state).
+
+Besides the daemon's own series the registry carries the client library's
+default collectors (``process_*``: CPU, memory, open files; ``python_gc_*``;
+``python_info``). ``*_created`` series are not exported: they double the
+series count and no dashboard uses them.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Metrics:
-    """Every counter and gauge the daemon exports on /metrics."""
+    """Every counter, gauge and histogram the daemon exports on /metrics."""
 
     def __init__(self) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        if GC_COLLECTOR is not None:
+            GCCollector(registry=r)
         self.http_requests = Counter(
-            "crmcomms_http_requests", "HTTP requests served", ["status"], registry=r
+            "crmcomms_http_requests",
+            "HTTP requests served, by route template and status",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_latency = Histogram(
+            "crmcomms_http_request_duration_seconds",
+            "Time to answer an HTTP request (websockets excluded), by route template",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.pop_latency = Histogram(
+            "crmcomms_pop_latency_seconds",
+            "From the AMI event's arrival to the screen pop sent on the websocket",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.db_batch_latency = Histogram(
+            "crmcomms_db_batch_duration_seconds",
+            "Time of one database batch (write-behind, import, retention), by kind",
+            ["kind"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.calls = Counter("crmcomms_calls", "Calls ended, by status", ["status"], registry=r)
         self.ws_clients = Gauge("crmcomms_websocket_clients", "Connected websockets", registry=r)
@@ -31,6 +78,12 @@ class Metrics:
             "crmcomms_worker_restarts",
             "Background workers restarted after a crash",
             ["worker"],
+            registry=r,
+        )
+        self.retention_deleted = Counter(
+            "crmcomms_retention_deleted",
+            "Rows deleted or emptied by the daily retention job, by kind",
+            ["kind"],
             registry=r,
         )
 

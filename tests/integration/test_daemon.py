@@ -68,7 +68,7 @@ async def test_agent_add_needs_password_on_stdin(tmp_path: Path) -> None:
     code, out, _ = await _cli(*args, "--password-stdin", stdin=b"correct horse\n")
     assert code == 0 and "agent alice" in out
     code, _, err = await _cli(*args, "--password-stdin", stdin=b"correct horse\n")
-    assert code == 1 and "already in use" in err
+    assert code == 1 and "name: 'alice' is already the name of agent" in err
 
 
 async def test_serves_healthz_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
