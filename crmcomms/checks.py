@@ -109,9 +109,9 @@ async def run_checks(settings: Settings, emit: Emit) -> list[str]:
         emit(f"ok   cdr: {info}" if settings.cdr.configured else f"note {info}")
     for box in settings.mailboxes:
         found = await check_mailbox(box)
-        problems += found
-        for problem in found:
+        problems += found.problems
+        for problem in found.problems:
             emit(f"FAIL {problem}")
-        if not found:
-            emit(f"ok   mailbox {box.name} (IMAP and SMTP)")
+        if not found.problems:
+            emit(f"ok   mailbox {box.name} (IMAP and SMTP), mirrors {', '.join(found.folders)}")
     return problems

@@ -223,6 +223,8 @@ class MailboxSettings(_Section):
     smtp_password_file: Path | None = None
     poll_interval: Annotated[float, Field(gt=0, le=3600)] = 60.0
     idle_timeout: Annotated[float, Field(ge=10, le=29 * 60)] = 25 * 60.0
+    idle_connections: Annotated[int, Field(ge=0, le=50)] = 4
+    folder_poll_interval: Annotated[float, Field(ge=0.2, le=3600)] = 1.0
     create_unknown_contacts: bool = False
     max_attachment_bytes: Annotated[int, Field(ge=0)] = 25 * 2**20
 

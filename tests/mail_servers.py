@@ -208,6 +208,32 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
         process.stderr.close()
 
 
+@contextlib.contextmanager
+def flag_changes(
+    server: DovecotServer, every: float = 0.5, folder: str = "INBOX"
+) -> Iterator[None]:
+    """Another client toggling ``\\Flagged`` on message 1 of ``folder`` every ``every``
+    seconds (an agent reading mail in Thunderbird), until the block ends."""
+    stop = threading.Event()
+    imap = server.client()
+    imap.select(folder)
+
+    def toggle() -> None:
+        sign = "+"
+        while not stop.wait(every):  # the pace of the load, not a wait for a result
+            imap.store("1", f"{sign}FLAGS", "\\Flagged")
+            sign = "-" if sign == "+" else "+"
+
+    thread = threading.Thread(target=toggle, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        imap.logout()
+
+
 @dataclass
 class Received:
     """One message the SMTP sink accepted."""

@@ -85,6 +85,9 @@ class Announcement:
     stored: StoredMessage
     headers: MailItem | MailHeaders
     audience: Audience
+    #: ``email.received``; ``email.sent`` for mail the mailbox sent from another client
+    #: (found in Sent; what the outbox sent is stored already and not announced again).
+    kind: str = "email.received"
 
 
 def write_batch(
@@ -94,9 +97,14 @@ def write_batch(
     with Session(bind=conn) as session:
         results = store_copies(session, batch.fetched, blobs, options, unlocated=True)
         announced = [
-            Announcement(result, fetched.item, _audience(session, result, fetched.item))
+            Announcement(
+                result,
+                fetched.item,
+                _audience(session, result, fetched.item),
+                "email.sent" if _is_own(fetched.item, options) else "email.received",
+            )
             for result, fetched in zip(results, batch.fetched, strict=True)
-            if batch.announce and result.created and not _is_own(fetched.item, options)
+            if batch.announce and result.created
         ]
         last = batch.last
         state = session.get(FolderState, (last.mailbox, last.folder))

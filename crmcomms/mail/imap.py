@@ -30,6 +30,7 @@ import re
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from crmcomms.mail.imap_responses import (
     FolderInfo,
@@ -39,13 +40,17 @@ from crmcomms.mail.imap_responses import (
     ImapError,
     ImapProtocolError,
     Line,
+    ListedFolder,
+    Namespace,
     is_change,
     literal_size,
     parse_bodies,
     parse_capabilities,
     parse_examine,
     parse_folders,
+    parse_namespace,
     parse_uid_sizes,
+    status_folder,
 )
 
 __all__ = [
@@ -58,6 +63,8 @@ __all__ = [
     "ImapError",
     "ImapProtocolError",
     "Line",
+    "ListedFolder",
+    "Namespace",
     "connect",
 ]
 
@@ -112,15 +119,40 @@ class ImapClient:
         self._timeout = timeout
         self._max_literal = max_literal
         self._broken = False
+        self._pending: asyncio.Task[Line] | None = None  # a read an IDLE wait left running
         self.capabilities: frozenset[str] = frozenset()
+        self.selected: str | None = None
+        #: Folders the server said changed (new or expunged messages) since last looked at:
+        #: ``* n EXISTS`` of the selected one, ``* STATUS`` of others (NOTIFY).
+        self.notices: set[str] = set()
+        #: UIDNEXT of each folder when last examined.
+        self.uidnext: dict[str, int | None] = {}
 
     async def _read(self) -> Line:
-        """One response line, within the connection's timeout."""
+        """One response line (the one an IDLE wait left pending first), within the timeout."""
         try:
-            async with asyncio.timeout(self._timeout):
-                return await self._receive()
+            line = await asyncio.wait_for(asyncio.shield(self._reading()), self._timeout)
         except TimeoutError as exc:
             raise ImapConnectionError(f"no answer within {self._timeout:.0f} s") from exc
+        self._pending = None
+        return line
+
+    def _reading(self) -> asyncio.Task[Line]:
+        """The read in progress: reads are never cancelled half-way through a response."""
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(self._receive())
+        return self._pending
+
+    def _note(self, line: Line) -> bool:
+        """Remember a folder the line says changed; whether it was such a line."""
+        if is_change(line):
+            if self.selected is not None:
+                self.notices.add(self.selected)
+            return True
+        if line.text.startswith(b"* STATUS") and (folder := status_folder(line)) is not None:
+            self.notices.add(folder)
+            return True
+        return False
 
     async def _receive(self) -> Line:
         parts: list[bytes] = []
@@ -178,6 +210,7 @@ class ImapClient:
                     if line.text.startswith(tag + b" "):
                         return self._finish(command, line, untagged)
                     self._check_bye(command, line)
+                    self._note(line)
                     untagged.append(line)
         except TimeoutError as exc:
             raise ImapConnectionError(f"no answer within {self._timeout:.0f} s") from exc
@@ -218,13 +251,33 @@ class ImapClient:
         await self.command(b"LOGIN " + quote(username) + b" " + quote(password))
         self.capabilities = parse_capabilities(await self.command(b"CAPABILITY"))
 
-    async def list_folders(self) -> list[tuple[str, frozenset[str]]]:
+    async def list_folders(self) -> list[ListedFolder]:
         """Every folder with its attributes (SPECIAL-USE ones such as ``\\Sent`` included)."""
         return parse_folders(await self.command(b'LIST "" "*"'))
 
+    async def namespace(self) -> Namespace:
+        """The personal namespace (the root without the NAMESPACE extension)."""
+        if "NAMESPACE" not in self.capabilities:
+            return Namespace()
+        return parse_namespace(await self.command(b"NAMESPACE"))
+
     async def examine(self, folder: str) -> FolderInfo:
-        """Open ``folder`` read-only."""
-        return parse_examine(folder, await self.command(b"EXAMINE " + quote(folder)))
+        """Open ``folder`` read-only; what it holds now is no longer news."""
+        self.selected = None
+        info = parse_examine(folder, await self.command(b"EXAMINE " + quote(folder)))
+        self.selected = folder
+        self.notices.discard(folder)
+        self.uidnext[folder] = info.uidnext
+        return info
+
+    async def notify(self, folders: Sequence[str]) -> None:
+        """RFC 5465 NOTIFY: new or expunged messages in ``folders`` are announced from now
+        on (``* STATUS`` for the folders not selected), flag changes are not."""
+        names = b" ".join(quote(folder) for folder in folders)
+        events = b"(MessageNew MessageExpunge)"
+        await self.command(
+            b"NOTIFY SET (selected " + events + b") (mailboxes (" + names + b") " + events + b")"
+        )
 
     async def uid_sizes(self, after: int) -> list[tuple[int, int]]:
         """(UID, size) of every message with a UID above ``after``, ascending.
@@ -245,12 +298,15 @@ class ImapClient:
         lines = await self.command(b"UID FETCH " + uid_set + b" (UID BODY.PEEK[])")
         return parse_bodies(lines, set(uids))
 
-    async def idle(self, timeout: float) -> bool:
-        """IDLE until the folder changes (True) or ``timeout`` seconds pass (False).
+    async def idle(self, timeout: float, wake: asyncio.Event | None = None) -> bool:
+        """IDLE until a folder changes (True), or ``wake`` is set or ``timeout`` seconds
+        have passed in all (False), however many other lines (flag changes) arrive.
 
         Servers drop idle clients after 30 minutes (RFC 2177): keep ``timeout``
         below that; the caller re-issues IDLE.
         """
+        if wake is not None and wake.is_set():
+            return False
         self._tag += 1
         tag = b"A%04d" % self._tag
         await self._send(tag + b" IDLE\r\n")
@@ -258,30 +314,41 @@ class ImapClient:
         if not line.text.startswith(b"+"):
             raise ImapCommandError(f"IDLE refused: {line.text.decode(errors='replace')}")
         try:
-            changed = await self._wait_change(timeout)
+            changed = await self._wait_change(timeout, wake)
             await self._send(b"DONE\r\n")
-            while not (await self._read()).text.startswith(tag + b" "):
-                pass
+            while not (line := await self._read()).text.startswith(tag + b" "):
+                self._check_idle_line(line)
         except BaseException:
             self._broken = True  # cancelled or failed inside IDLE: LOGOUT would not be heard
             raise
         return changed
 
-    async def _wait_change(self, timeout: float) -> bool:
-        saved, self._timeout = self._timeout, timeout
+    async def _wait_change(self, timeout: float, wake: asyncio.Event | None) -> bool:
+        """One deadline for the whole wait; a read still running at its end is kept."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        woken = asyncio.ensure_future(wake.wait()) if wake is not None else None
         try:
-            while True:
-                line = await self._read()
-                if line.text.startswith(b"* BYE"):
-                    raise ImapConnectionError("server closed the IDLE connection")
-                if is_change(line):
+            while (left := deadline - loop.time()) > 0:
+                reading = self._reading()
+                waits: set[asyncio.Future[Any]] = {reading}
+                if woken is not None:
+                    waits.add(woken)
+                await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                if not reading.done():
+                    return False  # the deadline passed or the caller woke us
+                self._pending = None
+                if self._check_idle_line(reading.result()):
                     return True
-        except ImapConnectionError as exc:
-            if isinstance(exc.__cause__, TimeoutError):
-                return False
-            raise
+            return False
         finally:
-            self._timeout = saved
+            if woken is not None:
+                woken.cancel()
+
+    def _check_idle_line(self, line: Line) -> bool:
+        if line.text.startswith(b"* BYE"):
+            raise ImapConnectionError("server closed the IDLE connection")
+        return self._note(line)
 
     async def append(self, folder: str, raw: bytes, flags: str = "\\Seen") -> None:
         """Store ``raw`` in ``folder`` (used for the Sent copy of outgoing mail)."""
@@ -290,6 +357,8 @@ class ImapClient:
 
     async def logout(self) -> None:
         """Say goodbye (briefly) and close, ignoring a connection that is already gone."""
+        if self._pending is not None and not self._pending.done():
+            self._broken = True
         if not self._broken:
             self._timeout = min(self._timeout, 5.0)
             with contextlib.suppress(ImapError):
@@ -297,6 +366,10 @@ class ImapClient:
         self._writer.close()
         with contextlib.suppress(OSError, ssl.SSLError):
             await self._writer.wait_closed()
+        if self._pending is not None:
+            self._pending.cancel()
+            with contextlib.suppress(ImapError, asyncio.CancelledError):
+                await self._pending
 
 
 async def _open(endpoint: Endpoint) -> ImapClient:

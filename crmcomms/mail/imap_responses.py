@@ -22,14 +22,16 @@ import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from typing import NamedTuple, ParamSpec, TypeVar
 
 _LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n\Z")
 _CODE = re.compile(rb"\[([A-Z-]+)(?: ([^\]]*))?\]")
 _FETCH = re.compile(rb"^\* \d+ FETCH \(")
 _UID = re.compile(rb"[( ]UID (\d+)")
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
-_LIST = re.compile(rb'^\* LIST \(([^)]*)\) (?:"(?:[^"\\]|\\.)*"|NIL) (.*)$')
+_LIST = re.compile(rb'^\* LIST \(([^)]*)\) ("(?:[^"\\]|\\.)*"|NIL) (.*)$')
+_STATUS = re.compile(rb"^\* STATUS (.*) \([^()]*\)$")
+_NAMESPACE = re.compile(rb'^\* NAMESPACE (?:NIL|\(\("((?:[^"\\]|\\.)*)" ("(?:[^"\\]|\\.)*"|NIL))')
 _MAX_NUMBER = 2**32 - 1
 
 P = ParamSpec("P")
@@ -62,6 +64,22 @@ class Line:
 
     text: bytes
     literals: tuple[bytes, ...] = ()
+
+
+class ListedFolder(NamedTuple):
+    """A folder as LIST names it: its name, attributes (lower-cased) and hierarchy delimiter."""
+
+    name: str
+    flags: frozenset[str]
+    delimiter: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """The personal namespace (RFC 2342): its prefix (``""``, ``"INBOX."``) and delimiter."""
+
+    prefix: str = ""
+    delimiter: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +139,8 @@ def parse_capabilities(lines: Sequence[Line]) -> frozenset[str]:
 
 
 @protocol
-def parse_folders(lines: Sequence[Line]) -> list[tuple[str, frozenset[str]]]:
-    """Every folder of ``* LIST`` lines with its attributes, lower-cased.
+def parse_folders(lines: Sequence[Line]) -> list[ListedFolder]:
+    """Every folder of ``* LIST`` lines with its attributes, lower-cased, and delimiter.
 
     A name that is not UTF-8 cannot be named back to the server: that folder
     is left out (mailbox names are 7-bit modified UTF-7, or UTF-8 with UTF8=ACCEPT).
@@ -133,12 +151,35 @@ def parse_folders(lines: Sequence[Line]) -> list[tuple[str, frozenset[str]]]:
         if match is None:
             continue
         try:
-            name = line.literals[0].decode() if line.literals else unquote(match[2])
+            name = line.literals[0].decode() if line.literals else unquote(match[3])
         except UnicodeDecodeError:
             continue
         flags = frozenset(match[1].decode("ascii", "replace").lower().split())
-        folders.append((name, flags))
+        delimiter = None if match[2] == b"NIL" else unquote(match[2]) or None
+        folders.append(ListedFolder(name, flags, delimiter))
     return folders
+
+
+@protocol
+def parse_namespace(lines: Sequence[Line]) -> Namespace:
+    """The first personal namespace of a ``* NAMESPACE`` answer (none: the root, no delimiter)."""
+    for line in lines:
+        match = _NAMESPACE.match(line.text)
+        if match is not None and match[1] is not None:
+            prefix = unquote(b'"' + match[1] + b'"')
+            return Namespace(prefix, None if match[2] == b"NIL" else unquote(match[2]) or None)
+    return Namespace()
+
+
+def status_folder(line: Line) -> str | None:
+    """The folder an unsolicited ``* STATUS`` line (RFC 5465 NOTIFY) is about, if it is one."""
+    match = _STATUS.match(line.text)
+    if match is None:
+        return None
+    try:
+        return line.literals[0].decode() if line.literals else unquote(match[1])
+    except UnicodeDecodeError:
+        return None
 
 
 def unquote(value: bytes) -> str:
@@ -190,5 +231,5 @@ def parse_bodies(lines: Sequence[Line], wanted: set[int]) -> list[tuple[int, byt
 
 
 def is_change(line: Line) -> bool:
-    """Whether an untagged line during IDLE says the folder changed."""
+    """Whether an untagged line says the selected folder changed (not a mere flag change)."""
     return line.text.endswith((b" EXISTS", b" EXPUNGE"))

@@ -45,6 +45,7 @@ from core.mail.outbox import (
 from core.models import AgentExtension, utcnow
 from crmcomms.config import MailboxSettings
 from crmcomms.mail import imap_endpoint
+from crmcomms.mail.folders import sent_folder_of
 from crmcomms.mail.imap import ImapClient, ImapError, connect
 from crmcomms.push import Audience
 from crmcomms.services import Services
@@ -272,10 +273,6 @@ def _seconds_until(when: datetime) -> float:
 
 
 async def sent_folder(client: ImapClient) -> str:
-    """The folder marked ``\\Sent`` (SPECIAL-USE), else one named Sent."""
-    folders = await client.list_folders()
-    for name, flags in folders:
-        if "\\sent" in flags:
-            return name
-    names = {name.lower(): name for name, _ in folders}
-    return names.get("sent", names.get("inbox/sent", "Sent"))
+    """The folder marked ``\\Sent`` (SPECIAL-USE), else a well-known name in the personal
+    namespace, else ``Sent`` there (``INBOX.Sent`` on Cyrus): see :mod:`crmcomms.mail.folders`."""
+    return sent_folder_of(await client.list_folders(), await client.namespace())

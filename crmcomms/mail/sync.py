@@ -21,14 +21,17 @@ and stores the results. The mark is in the database, so a crash between the
 phases loses nothing; bodies are parsed after the round so that they never
 slow the mirroring down.
 
-Between rounds the worker IDLEs on INBOX (re-issued every ``idle_timeout``,
-below the servers' 30 minutes) or, without IDLE, sleeps ``poll_interval``.
+Between rounds the worker waits for new mail in any of its folders: NOTIFY,
+IDLE (one connection per folder, bounded) or polling, every wait ending after
+``poll_interval`` at the latest (:mod:`crmcomms.mail.watch`). Which folders:
+:mod:`crmcomms.mail.folders`.
 Errors: the connection is re-opened with exponential backoff; a refused
 login is logged once, shown in /readyz (``mailbox:<name>``), and retried every
 ``auth_retry``.
 
 Push: ``email.received`` for each new incoming message of an incremental
-round (not for the initial import), as soon as its headers are stored (its
+round (not for the initial import; ``email.sent`` for one the mailbox sent from
+another client, found in Sent), as soon as its headers are stored (its
 body follows within the second phase). Contacts carry no owner in the CRM, so a
 message linked to a contact goes to every agent; otherwise to the agents
 whose own address it names (supervisors see all in both cases).
@@ -67,7 +70,10 @@ from crmcomms.mail.batches import (
     widen_cache,
     write_batch,
 )
+from crmcomms.mail.folders import mirrored_folders
 from crmcomms.mail.imap import ImapAuthError, ImapClient, ImapCommandError, ImapError, connect
+from crmcomms.mail.progress import Progress
+from crmcomms.mail.watch import FolderWatch, WatchSettings
 from crmcomms.services import Services
 
 log = logging.getLogger(__name__)
@@ -86,6 +92,8 @@ class SyncTuning:
     body_bytes: int = 16 * 2**20
     body_chunk: int = 25
     idle_timeout: float = 25 * 60.0
+    folder_poll_interval: float | None = None  # None: the mailbox's setting
+    use_notify: bool = True
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
     auth_retry: float = 300.0
@@ -118,6 +126,7 @@ class MailboxWorker:
         self._auth_reported = False
         self.login_failures = 0
         self._last_sync = time.monotonic()
+        self._synced: set[str] = set()  # folders fully synced once: their new mail is news
         svc.metrics.imap_lag.labels(settings.name).set_function(
             lambda: time.monotonic() - self._last_sync
         )
@@ -174,12 +183,24 @@ class MailboxWorker:
             self._auth_reported = False
             self._health("syncing")
             folders = await self.folders(client)
-            watch = "INBOX" if "INBOX" in folders else folders[0]
-            while True:
-                for folder in folders:
-                    await self._sync_folder_logged(client, db, folder)
-                self._round_finished()
-                await self._wait_for_mail(client, watch)
+            watch = FolderWatch(self.name, client, endpoint, folders, self._watch_settings())
+            async with watch.running():
+                while True:
+                    watch.round_starts()
+                    new = {f: await self._sync_folder_logged(client, db, f) for f in folders}
+                    self._round_finished()
+                    watch.round_found(new)
+                    await watch.wait()
+
+    def _watch_settings(self) -> WatchSettings:
+        box, tuning = self.settings, self.tuning
+        return WatchSettings(
+            poll_interval=box.poll_interval,
+            idle_timeout=tuning.idle_timeout,
+            folder_poll_interval=tuning.folder_poll_interval or box.folder_poll_interval,
+            idle_connections=box.idle_connections,
+            use_notify=tuning.use_notify,
+        )
 
     @contextlib.asynccontextmanager
     async def _database(self) -> AsyncIterator[DbWorker]:
@@ -193,12 +214,9 @@ class MailboxWorker:
             await db.close()
 
     async def folders(self, client: ImapClient) -> list[str]:
-        """The configured folders, else INBOX and the folder marked ``\\Sent``."""
-        if self.settings.folders:
-            return list(self.settings.folders)
-        listed = await client.list_folders()
-        sent = [name for name, flags in listed if "\\sent" in flags]
-        return ["INBOX", *sent[:1]]
+        """The configured folders as the server names them, else INBOX and the Sent folder."""
+        listed, namespace = await client.list_folders(), await client.namespace()
+        return mirrored_folders(self.settings.folders, listed, namespace)
 
     def _round_finished(self) -> None:
         self._last_sync = time.monotonic()
@@ -207,21 +225,15 @@ class MailboxWorker:
         self.round_done.set()
         self._bodies_due.set()
 
-    async def _wait_for_mail(self, client: ImapClient, folder: str) -> None:
-        if "IDLE" not in client.capabilities:
-            await asyncio.sleep(self.settings.poll_interval)
-            return
-        await client.examine(folder)
-        await client.idle(min(self.tuning.idle_timeout, self.settings.poll_interval))
-
-    async def _sync_folder_logged(self, client: ImapClient, db: DbWorker, folder: str) -> None:
+    async def _sync_folder_logged(self, client: ImapClient, db: DbWorker, folder: str) -> int:
         try:
-            await self.sync_folder(client, db, folder)
+            return await self.sync_folder(client, db, folder)
         except ImapCommandError as exc:  # a missing folder must not stop the others
             log.error("mailbox %s: folder %r skipped: %s", self.name, folder, exc)
+            return 0
 
-    async def sync_folder(self, client: ImapClient, db: DbWorker, folder: str) -> None:
-        """Fetch and store every message of ``folder`` above the last committed UID.
+    async def sync_folder(self, client: ImapClient, db: DbWorker, folder: str) -> int:
+        """Fetch and store every message of ``folder`` above the last committed UID; how many.
 
         Pipelined: the next batch is fetched while earlier ones (``_PIPELINE``) have
         their headers read and are stored; batches commit in UID order (each waits
@@ -230,22 +242,30 @@ class MailboxWorker:
         info = await client.examine(folder)
         last_uid = await self._start_uid(folder, info.uidvalidity)
         if info.uidnext is not None and info.uidnext <= last_uid + 1:
-            return
+            self._synced.add(folder)
+            return 0
         pending = await client.uid_sizes(last_uid)
         tuning = self.tuning
+        progress = Progress(self.name, folder, len(pending))
         in_flight: list[asyncio.Task[None]] = []
         try:
             for batch in batches(pending, tuning.batch_messages, tuning.batch_bytes):
+                progress.advance(len(batch))
                 fetched = await client.fetch_bodies([uid for uid, _ in batch])
                 copy = Copy(self.name, folder, info.uidvalidity, batch[-1][0])
                 previous = in_flight[-1] if in_flight else None
-                store = self._read_and_store(db, copy, fetched, last_uid > 0, previous)
+                announce = last_uid > 0 or folder in self._synced
+                store = self._read_and_store(db, copy, fetched, announce, previous)
                 in_flight.append(asyncio.create_task(store))
                 if len(in_flight) > _PIPELINE:
                     await in_flight.pop(0)
             while in_flight:
                 await in_flight[0]
                 in_flight.pop(0)
+            self._synced.add(folder)
+            if pending:
+                progress.finished()
+            return len(pending)
         finally:
             for task in in_flight:
                 task.cancel()
@@ -337,7 +357,7 @@ class MailboxWorker:
         self.svc.metrics.mail_messages.labels(self.name).inc(len(batch.fetched))
         for new in announced:
             payload = self._payload(new.stored, new.headers)
-            self.svc.publisher.publish("email.received", payload, new.audience)
+            self.svc.publisher.publish(new.kind, payload, new.audience)
 
     def _payload(self, result: StoredMessage, item: MailItem | MailHeaders) -> dict[str, Any]:
         return {

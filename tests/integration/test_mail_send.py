@@ -34,7 +34,6 @@ from tests.mail_servers import (
     DovecotServer,
     SmtpSink,
     free_port,
-    run_dovecot,
     run_smtp,
     running,
 )
@@ -42,12 +41,6 @@ from tests.waits import wait_until
 
 QUICK = SendTuning(retry_initial=0.05, retry_max=0.2, timeout=5)
 SUPERVISOR_NAME = "boss"
-
-
-@pytest.fixture
-def dovecot() -> Iterator[DovecotServer]:
-    with run_dovecot() as server:
-        yield server
 
 
 @pytest.fixture
@@ -257,11 +250,12 @@ async def test_check_mailbox_reports_login_and_connection_problems(
 ) -> None:
     smtp.start()
     good = MailboxSettings.model_validate(box_values(dovecot, smtp))
-    assert await check_mailbox(good) == []
+    checked = await check_mailbox(good)
+    assert checked.problems == [] and checked.folders == ["INBOX", "Sent"]
     wrong = MailboxSettings.model_validate(
         box_values(dovecot, smtp, password="nope", smtp_port=free_port())
     )
-    problems = await check_mailbox(wrong, timeout=5)
+    problems = (await check_mailbox(wrong, timeout=5)).problems
     assert len(problems) == 2
     assert "IMAP" in problems[0] and "login refused" in problems[0]
     assert "SMTP" in problems[1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage as Mime
 from pathlib import Path
 
@@ -24,13 +23,13 @@ from core.mail.store import Copy, StoreOptions, message_values
 from core.migrate import upgrade
 from core.models import Contact, EmailAddress
 from crmcomms.app import build_services
-from crmcomms.config import MailboxSettings, Settings
+from crmcomms.config import MailboxSettings
 from crmcomms.mail import blob_store
 from crmcomms.mail.imap import Endpoint, ImapConnectionError, connect
 from crmcomms.mail.sync import MailboxWorker, SyncTuning
 from crmcomms.services import Services
 from tests.conftest import PostgresServer, make_settings
-from tests.mail_servers import DovecotServer, TcpCutter, run_dovecot, running
+from tests.mail_servers import DovecotServer, TcpCutter, running
 from tests.waits import wait_for_event, wait_until
 
 CORPUS = Path(__file__).parent.parent / "fixtures" / "mail"
@@ -52,19 +51,6 @@ def message(
         mime[name.replace("_", "-")] = value
     mime.set_content(f"Hallo, Nachricht {n}.\n" + "Text\n" * words)
     return mime.as_bytes()
-
-
-@pytest.fixture
-def dovecot() -> Iterator[DovecotServer]:
-    with run_dovecot() as server:
-        yield server
-
-
-@pytest.fixture
-async def svc(migrated: Settings) -> AsyncIterator[Services]:
-    services = build_services(migrated)
-    yield services
-    await services.engine.dispose()
 
 
 def mailbox(server: DovecotServer, **overrides: object) -> MailboxSettings:

@@ -120,8 +120,8 @@ def test_odd_bytes_in_capability_and_list_do_not_stop_the_rest() -> None:
             Line(b'* LIST (\\Sent \xff) "/" {4}', (b"Sent",)),
         ]
     )
-    assert [name for name, _ in folders] == ["INBOX", "Sent"]
-    assert "\\sent" in folders[1][1]
+    assert [folder.name for folder in folders] == ["INBOX", "Sent"]
+    assert "\\sent" in folders[1].flags and folders[1].delimiter == "/"
 
 
 @pytest.mark.parametrize(

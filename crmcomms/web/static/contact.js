@@ -204,8 +204,10 @@ export class ContactView {
   handle(event) {
     const mail = event.email;
     if (!mail || !event.type.startsWith("email.")) return;
-    if (event.type === "email.received") {
-      if ((event.contacts || []).includes(this.id)) this.prepend({ kind: "email", at: mail.date || new Date().toISOString(), direction: "in", ...mail });
+    if (event.type === "email.received" || (event.type === "email.sent" && event.contacts)) {
+      // email.sent with contacts: mail sent from another client, found in a Sent folder
+      const direction = event.type === "email.sent" ? "out" : "in";
+      if ((event.contacts || []).includes(this.id)) this.prepend({ kind: "email", at: mail.date || new Date().toISOString(), direction, ...mail });
       return;
     }
     const state = event.type === "email.sent" ? "sent" : "failed";
