@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import NotFound
 from core.models import Call, CallAgent, CallContact, Task, utcnow
-from core.phones import normalise
+from core.phones import display_number, normalise
 
 #: A call in one of these is closed: only a CDR backfill may still correct it (see record_calls).
 FINAL_STATUSES = frozenset({"answered", "missed", "busy", "failed", "abandoned", "unknown"})
@@ -341,7 +341,7 @@ def preview_json(
 ) -> dict[str, Any]:
     """The call JSON of ``facts`` as known now (push events); the row may not exist yet."""
     row = SimpleNamespace(id=call_id, **_values(facts, region))
-    return call_dict(row, list(dict.fromkeys(contact_ids)))
+    return call_dict(row, list(dict.fromkeys(contact_ids)), region)
 
 
 @lru_cache(maxsize=4)
@@ -375,13 +375,14 @@ def recording_url(call: Any) -> str | None:
     return f"/api/calls/{call.id}/recording" if call.recording_path else None
 
 
-def call_json(call: Call) -> dict[str, Any]:
+def call_json(call: Call, region: str = "ZZ") -> dict[str, Any]:
     """The call as the HTTP API and the websocket show it."""
-    return call_dict(call, [link.contact_id for link in call.contacts])
+    return call_dict(call, [link.contact_id for link in call.contacts], region)
 
 
-def call_dict(call: Any, contact_ids: list[int]) -> dict[str, Any]:
-    """:func:`call_json` of anything with the columns of ``calls`` as attributes."""
+def call_dict(call: Any, contact_ids: list[int], region: str = "ZZ") -> dict[str, Any]:
+    """:func:`call_json` of anything with the columns of ``calls`` as attributes;
+    ``*_display``: the numbers formatted for ``region`` (``ZZ``: international)."""
     return {
         "id": call.id,
         "linkedid": call.linkedid,
@@ -405,6 +406,10 @@ def call_dict(call: Any, contact_ids: list[int]) -> dict[str, Any]:
         "transfers": list(call.transfers),
         "times_uncertain": bool(call.times_uncertain),
         "backfilled": bool(call.backfilled),
+        "disposition": getattr(call, "disposition", None),
+        "caller_display": display_number(call.caller_e164 or call.caller, region),
+        "callee_display": display_number(call.callee_e164 or call.callee, region),
+        "did_display": display_number(call.did, region),
     }
 
 

@@ -185,6 +185,20 @@ async def update_contact(
     return await get_contact(session, contact_id)
 
 
+async def set_tags(session: AsyncSession, contact_id: int, tags: Iterable[str]) -> ContactCard:
+    """Replace a contact's tags (whitespace collapsed, each once); NotFound if missing."""
+    contact = await session.get(Contact, contact_id)
+    if contact is None:
+        raise NotFound(f"contact {contact_id} not found")
+    card = await get_contact(session, contact_id)
+    contact.tags = list(dict.fromkeys(" ".join(tag.split()) for tag in tags))
+    organization = card.organization.name if card.organization else None
+    names = (card.display_name, card.first_name, card.last_name, organization)
+    contact.search_key = search_key((*names, *contact.tags))
+    await session.flush()
+    return await get_contact(session, contact_id)
+
+
 async def delete_contact(session: AsyncSession, contact_id: int) -> None:
     """Delete a contact with its phones, e-mails, notes; NotFound if missing."""
     result = cast(

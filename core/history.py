@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from core.calls import call_dict
-from core.models import Call, CallAgent, CallContact, Contact, Note, Task
+from core.models import Agent, AgentExtension, Call, CallAgent, CallContact, Contact, Note, Task
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +58,13 @@ _AGENT_CALLS = _CALLS.where(
         _agents.c.extension.in_(bindparam("extensions", expanding=True)),
     )
 )
-_CALL_LINKS = select(_links.c.call_id, _links.c.contact_id).where(
+_CALL_LINKS = select(_links.c.call_id, _links.c.contact_id, _links.c.match).where(
     _links.c.call_id.in_(bindparam("calls", expanding=True))
+)
+_AGENT_NAMES = (
+    select(AgentExtension.extension, Agent.name)
+    .join(Agent, Agent.id == AgentExtension.agent_id)
+    .where(AgentExtension.extension.in_(bindparam("extensions", expanding=True)))
 )
 _NOTES = (
     select(_notes)
@@ -81,42 +86,89 @@ _OPEN_TASKS = (
 )
 
 
-def call_history(session: Session, contact_ids: Sequence[int], limit: int) -> list[HistoryItem]:
-    """The latest calls of these contacts (a :data:`HistorySource`)."""
-    rows = session.execute(_CALLS, {"ids": list(contact_ids), "limit": limit}).all()
-    return _call_items(session, rows)
+def call_source(region: str, extensions: frozenset[str] | None = None) -> HistorySource:
+    """The calls of the contacts (a :data:`HistorySource`), numbers formatted for ``region``;
+    with ``extensions`` only the calls these agent extensions took part in.
 
-
-def agent_call_history(extensions: frozenset[str]) -> HistorySource:
-    """:func:`call_history` limited to the calls these agent extensions took part in."""
+    A call item is the call's JSON plus ``match`` (how the timeline's contact was
+    matched: exact, suffix, several, manual), ``number`` and ``number_display`` (the
+    customer's number as dialled or presented, and formatted), and ``agent_name``
+    (the agent who answered or placed it)."""
 
     def source(session: Session, contact_ids: Sequence[int], limit: int) -> list[HistoryItem]:
-        if not extensions:
+        params: dict[str, Any] = {"ids": list(contact_ids), "limit": limit}
+        if extensions is None:
+            rows = session.execute(_CALLS, params).all()
+        elif not extensions:
             return []
-        params = {"ids": list(contact_ids), "limit": limit, "extensions": sorted(extensions)}
-        return _call_items(session, session.execute(_AGENT_CALLS, params).all())
+        else:
+            params["extensions"] = sorted(extensions)
+            rows = session.execute(_AGENT_CALLS, params).all()
+        return _call_items(session, rows, contact_ids, region)
 
     return source
 
 
+#: All calls of the contacts, numbers in international format (see :func:`call_source`).
+call_history: HistorySource = call_source("ZZ")
+
+
+def agent_call_history(extensions: frozenset[str], region: str = "ZZ") -> HistorySource:
+    """:func:`call_history` limited to the calls these agent extensions took part in."""
+    return call_source(region, extensions)
+
+
 def visible_sources(
-    sources: Sequence[HistorySource], extensions: frozenset[str] | None
+    sources: Sequence[HistorySource], extensions: frozenset[str] | None, region: str = "ZZ"
 ) -> tuple[HistorySource, ...]:
     """``sources`` as seen by an agent with ``extensions`` (None: a supervisor, who
-    sees everything): :func:`call_history` becomes :func:`agent_call_history`."""
-    if extensions is None:
-        return tuple(sources)
-    own = agent_call_history(extensions)
+    sees everything): :func:`call_history` becomes :func:`call_source` for them and
+    ``region``."""
+    own = call_source(region, extensions)
     return tuple(own if source is call_history else source for source in sources)
 
 
-def _call_items(session: Session, rows: Sequence[Row[Any]]) -> list[HistoryItem]:
+def _call_items(
+    session: Session, rows: Sequence[Row[Any]], wanted: Sequence[int], region: str
+) -> list[HistoryItem]:
     if not rows:
         return []
     contacts: dict[int, list[int]] = {row.id: [] for row in rows}
-    for call_id, contact_id in session.execute(_CALL_LINKS, {"calls": list(contacts)}):
+    matches: dict[int, tuple[int, str]] = {}  # call -> (rank of the contact in wanted, match)
+    rank = {contact_id: n for n, contact_id in enumerate(wanted)}
+    for call_id, contact_id, match in session.execute(_CALL_LINKS, {"calls": list(contacts)}):
         contacts[call_id].append(contact_id)
-    return [HistoryItem("call", row.started_at, call_dict(row, contacts[row.id])) for row in rows]
+        if contact_id in rank and rank[contact_id] < matches.get(call_id, (len(rank), ""))[0]:
+            matches[call_id] = (rank[contact_id], match)
+    names = _agent_names(session, {_agent_of(row) for row in rows} - {None})
+    items = []
+    for row in rows:
+        data = call_dict(row, contacts[row.id], region)
+        outside = "caller" if row.direction == "inbound" else "callee"
+        number = "" if row.direction == "internal" else getattr(row, outside)
+        agent = _agent_of(row)
+        data |= {
+            "match": matches[row.id][1] if row.id in matches else None,
+            "number": number,
+            "number_display": data[f"{outside}_display"] if number else "",
+            "agent_name": names.get(agent) if agent else None,
+        }
+        items.append(HistoryItem("call", row.started_at, data))
+    return items
+
+
+def _agent_of(row: Row[Any]) -> str | None:
+    """The agent extension a timeline names: who answered, else who placed the call."""
+    if row.answered_by:
+        return str(row.answered_by)
+    return str(row.caller) if row.direction in ("outbound", "internal") and row.caller else None
+
+
+def _agent_names(session: Session, extensions: set[str | None]) -> dict[str, str]:
+    wanted = sorted(e for e in extensions if e)
+    if not wanted:
+        return {}
+    return {ext: name for ext, name in session.execute(_AGENT_NAMES, {"extensions": wanted})}
 
 
 def note_history(session: Session, contact_ids: Sequence[int], limit: int) -> list[HistoryItem]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +25,16 @@ async def list_tasks(
         if len(found) >= limit:
             break
     return found
+
+
+async def create_task(
+    session: AsyncSession, title: str, contact_id: int | None, assignees: Sequence[str]
+) -> Task:
+    """A to-do (kind ``todo``) for these agent extensions, e.g. from the contact view."""
+    task = Task(kind="todo", title=title, contact_id=contact_id, assignees=sorted(set(assignees)))
+    session.add(task)
+    await session.flush()
+    return task
 
 
 async def complete_task(session: AsyncSession, task_id: int) -> Task:

@@ -40,7 +40,7 @@ from crmcomms.services import SERVICES, Services
 from crmcomms.supervisor import Supervision, Worker, supervise
 from crmcomms.telephony.dialer import DIALER
 from crmcomms.telephony.service import TELEPHONY, TelephonyService
-from crmcomms.web import calls, contacts, controls, emails, session, system, tasks, wall
+from crmcomms.web import calls, contacts, controls, emails, session, system, tasks, wall, wrapup
 from crmcomms.web.access import access_middleware
 from crmcomms.web.admin import add_admin_routes
 from crmcomms.web.http import auth_middleware, error_middleware
@@ -80,7 +80,7 @@ def build_app(
         client_max_size=50 * 2**20,
     )
     app[SERVICES] = svc
-    for module in (session, system, contacts, calls, controls, tasks, emails, wall):
+    for module in (session, system, contacts, calls, controls, tasks, emails, wall, wrapup):
         module.add_routes(app)
     add_admin_routes(app)
     ws = websocket_handler(svc.hub, _optional_identity(svc), catch_up=catch_up(svc))

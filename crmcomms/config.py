@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from core.wrapup import DEFAULT_DISPOSITIONS
+
 DEFAULT_CONFIG = Path("config/crmcomms.example.toml")
 
 
@@ -84,6 +86,23 @@ class LookupSettings(_Section):
     """Caller lookup: exact E.164 first, then the last ``suffix_digits`` digits (0: off)."""
 
     suffix_digits: Annotated[int, Field(ge=0, le=15)] = 8
+
+
+class WrapupSettings(_Section):
+    """Wrap-up after a call: the disposition codes agents choose from, and how long an
+    ended screen pop stays open (``fold_after_seconds``, 0: until closed by hand)."""
+
+    dispositions: tuple[Annotated[str, Field(min_length=1, max_length=40)], ...] = (
+        DEFAULT_DISPOSITIONS
+    )
+    fold_after_seconds: Annotated[int, Field(ge=0, le=3600)] = 60
+
+    @field_validator("dispositions")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("must list at least one code, each once")
+        return value
 
 
 _CLI_NUMBER = re.compile(r"\+?[0-9]{2,20}")
@@ -242,6 +261,7 @@ class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     http: HttpSettings = HttpSettings()
     lookup: LookupSettings = LookupSettings()
+    wrapup: WrapupSettings = WrapupSettings()
     ami: AmiSettings = AmiSettings()
     cdr: CdrSettings = CdrSettings()
     wall: WallSettings = WallSettings()

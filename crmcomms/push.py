@@ -45,6 +45,8 @@ EVENT_TYPES = frozenset(
         "email.sent",
         "email.failed",
         "task.created",
+        "task.done",
+        "call.updated",
         "presence.changed",
     }
 )

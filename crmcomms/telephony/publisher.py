@@ -34,6 +34,7 @@ from typing import Any, assert_never
 
 from core.calls import agents_of, preview_json
 from core.lookup import LookupResult
+from core.wrapup import customer_number
 from crmcomms.push import Audience
 from crmcomms.services import Services
 from crmcomms.telephony.calls import (
@@ -46,15 +47,7 @@ from crmcomms.telephony.calls import (
     CallTransferred,
     Transfer,
 )
-from crmcomms.telephony.record import (
-    Logged,
-    Needs,
-    Work,
-    contact_ids,
-    customer_number,
-    prepare,
-    write,
-)
+from crmcomms.telephony.record import Logged, Needs, Work, contact_ids, prepare, write
 
 log = logging.getLogger(__name__)
 

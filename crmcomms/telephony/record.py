@@ -18,13 +18,14 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from core.calls import call_ids, create_callback_task, record_calls, reserve_call_ids
-from core.history import call_history, note_history, pending_tasks, task_json, timeline
+from core.history import call_source, note_history, pending_tasks, task_json, timeline
 from core.lookup import LookupResult, find_contacts
 from core.mail.queries import email_history
+from core.phones import display_number
+from core.wrapup import customer_number, link_kind
 from crmcomms.telephony.calls import CallSnapshot
 
 CARD_RECENT = 10
-CARD_SOURCES = (call_history, note_history, email_history)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +67,7 @@ def prepare(needs: Needs, conn: Connection) -> Prepared:
         matches = {**needs.matches, **found}
         with Session(bind=conn) as session:
             for lid, call in needs.cards.items():
-                prepared.cards[lid] = card(session, call, matches.get(lid))
+                prepared.cards[lid] = card(session, call, matches.get(lid), needs.region)
     return prepared
 
 
@@ -101,30 +102,34 @@ def write(work: Work, conn: Connection) -> list[dict[str, Any]]:
 
 
 def contact_ids(result: LookupResult | None) -> list[int]:
-    """The ids of the contacts a lookup matched."""
-    return [match.id for match in result.matches] if result is not None else []
+    """The contacts a call is linked to by itself: the one contact its number matches
+    exactly. A match by the last digits or of several contacts the agent confirms
+    (``core.wrapup.link_contact``)."""
+    if result is None or len(result.matches) != 1 or result.match_kind != "exact":
+        return []
+    return [result.matches[0].id]
 
 
-def card(session: Session, call: CallSnapshot, result: LookupResult | None) -> dict[str, Any]:
-    """The screen-pop card: the matched contacts, their last interactions and open tasks."""
+def card(
+    session: Session, call: CallSnapshot, result: LookupResult | None, region: str
+) -> dict[str, Any]:
+    """The screen-pop card: the matched contacts with how they matched (``match``:
+    exact, suffix, several or none; ``linked``: whether the call is filed with the
+    contact by itself), the number as dialled and formatted, the matched contacts'
+    last interactions and open tasks."""
     matches = result.matches if result is not None else ()
     ids = [match.id for match in matches]
-    recent = timeline(session, ids, limit=CARD_RECENT, sources=CARD_SOURCES)
+    sources = (call_source(region), note_history, email_history)
+    recent = timeline(session, ids, limit=CARD_RECENT, sources=sources)
     tasks = pending_tasks(session, ids) if ids else []
+    number = customer_number(call) or call.caller
     return {
-        "number": customer_number(call) or call.caller,
-        "matches": [match.to_json() for match in matches],
-        "match": result.match_kind if result is not None else "none",
+        "number": number,
+        "number_display": display_number(number, region),
+        "matches": [match.to_json(region) for match in matches],
+        "match": link_kind(result, ids[0]) if ids else "none",
+        "linked": contact_ids(result),
         "unknown": not ids,
         "recent": [item.to_json() for item in recent],
         "tasks": [task_json(task) for task in tasks],
     }
-
-
-def customer_number(call: CallSnapshot) -> str:
-    """The outside party's number: the caller of inbound, the callee of outbound calls."""
-    if call.direction == "inbound":
-        return call.caller
-    if call.direction == "outbound":
-        return call.callee
-    return ""

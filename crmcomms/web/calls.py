@@ -61,7 +61,8 @@ async def get_calls(request: web.Request) -> web.Response:
     flt = _filter(request)
     async with services(request).sessions() as session:
         rows = await list_calls(session, flt)
-    return json_response({"calls": [call_json(c) for c in rows]})
+    region = services(request).settings.general.default_region
+    return json_response({"calls": [call_json(c, region) for c in rows]})
 
 
 async def _visible_call(request: web.Request) -> Call:
@@ -80,7 +81,8 @@ async def _visible_call(request: web.Request) -> Call:
 
 
 async def get_one_call(request: web.Request) -> web.Response:
-    return json_response(call_json(await _visible_call(request)))
+    region = services(request).settings.general.default_region
+    return json_response(call_json(await _visible_call(request), region))
 
 
 def recording_file(call: Call, recordings_dir: Path) -> Path | None:

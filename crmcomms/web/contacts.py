@@ -10,7 +10,6 @@ from core.contacts import (
     create_contact,
     delete_contact,
     get_contact,
-    search_contacts,
     update_contact,
 )
 from core.errors import InvalidInput
@@ -25,6 +24,8 @@ from core.history import (
 from core.importer import import_contacts, read_rows
 from core.lookup import lookup_contacts
 from core.mail.queries import email_history
+from core.merge import merge_contacts
+from core.search import search_contacts
 from crmcomms.services import services
 from crmcomms.web.http import IDENTITY, int_param, json_response, read_model
 
@@ -48,7 +49,8 @@ async def get_contacts(request: web.Request) -> web.Response:
             limit=int_param(request, "limit", 50, maximum=500),
             offset=int_param(request, "offset", 0, maximum=10**9),
         )
-    return json_response({"contacts": [card.to_json() for card in cards]})
+    region = svc.settings.general.default_region
+    return json_response({"contacts": [card.to_json(region) for card in cards]})
 
 
 async def post_contact(request: web.Request) -> web.Response:
@@ -56,13 +58,13 @@ async def post_contact(request: web.Request) -> web.Response:
     svc = services(request)
     async with svc.sessions.begin() as session:
         card = await create_contact(session, data, svc.settings.general.default_region)
-    return json_response(card.to_json(), status=201)
+    return json_response(card.to_json(_region(request)), status=201)
 
 
 async def get_one_contact(request: web.Request) -> web.Response:
     async with services(request).sessions() as session:
         card = await get_contact(session, _contact_id(request))
-    return json_response(card.to_json())
+    return json_response(card.to_json(_region(request)))
 
 
 async def put_contact(request: web.Request) -> web.Response:
@@ -72,7 +74,27 @@ async def put_contact(request: web.Request) -> web.Response:
         card = await update_contact(
             session, _contact_id(request), data, svc.settings.general.default_region
         )
-    return json_response(card.to_json())
+    return json_response(card.to_json(_region(request)))
+
+
+def _region(request: web.Request) -> str:
+    """The region numbers are formatted for (``general.default_region``)."""
+    return services(request).settings.general.default_region
+
+
+class MergeInput(BaseModel):
+    """Body of POST /api/contacts/{id}/merge: the duplicate folded into this contact."""
+
+    model_config = ConfigDict(extra="forbid")
+    duplicate: int = Field(ge=1, le=2**63 - 1)
+
+
+async def post_merge(request: web.Request) -> web.Response:
+    """Merge a duplicate into the contact of the URL (core.merge); the merged card."""
+    data = await read_model(request, MergeInput)
+    async with services(request).sessions.begin() as session:
+        card = await merge_contacts(session, _contact_id(request), data.duplicate)
+    return json_response(card.to_json(_region(request)))
 
 
 async def delete_one_contact(request: web.Request) -> web.Response:
@@ -88,7 +110,7 @@ async def _timeline(request: web.Request, contact_ids: list[int]) -> web.Respons
         items = await contact_history(
             session,
             contact_ids,
-            sources=visible_sources(HISTORY_SOURCES, extensions),
+            sources=visible_sources(HISTORY_SOURCES, extensions, _region(request)),
             limit=int_param(request, "limit", 50, maximum=200),
             offset=int_param(request, "offset", 0, maximum=10**9),
         )
@@ -138,7 +160,7 @@ async def get_lookup(request: web.Request) -> web.Response:
             svc.settings.general.default_region,
             svc.settings.lookup.suffix_digits,
         )
-    return json_response(result.to_json())
+    return json_response(result.to_json(svc.settings.general.default_region))
 
 
 async def post_import(request: web.Request) -> web.Response:
@@ -169,6 +191,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/contacts/{contact_id}", get_one_contact)
     app.router.add_put("/api/contacts/{contact_id}", put_contact)
     app.router.add_delete("/api/contacts/{contact_id}", delete_one_contact)
+    app.router.add_post("/api/contacts/{contact_id}/merge", post_merge)
     app.router.add_get("/api/contacts/{contact_id}/history", get_history)
     app.router.add_post("/api/contacts/{contact_id}/notes", post_note)
     app.router.add_get("/api/organizations/{organization_id}/history", get_organization_history)

@@ -7,6 +7,7 @@ from aiohttp import web
 from core.errors import InvalidInput
 from core.history import task_json
 from core.tasks import complete_task, list_tasks
+from crmcomms.push import Audience
 from crmcomms.services import services
 from crmcomms.web.http import IDENTITY, int_param, json_response
 
@@ -28,7 +29,10 @@ async def post_done(request: web.Request) -> web.Response:
         raise InvalidInput("id", "must be a task id")
     async with services(request).sessions.begin() as session:
         task = await complete_task(session, int(raw))
-    return json_response(task_json(task))
+    done = task_json(task)  # pushed, so that a call-back ticked off leaves every list
+    audience = Audience(extensions=frozenset(done["assignees"]))
+    services(request).publisher.publish("task.done", {"task": done}, audience)
+    return json_response(done)
 
 
 def add_routes(app: web.Application) -> None:

@@ -242,25 +242,32 @@ async def test_outage_without_cdr(tmp_path: Path, scenario: str) -> None:
         assert_time(call, "ended_at", _true(fact["times"]["call_end_utc"]))
 
 
-async def test_restart_while_ringing(tmp_path: Path, database_url: str) -> None:
-    """The daemon stops while a call rings; the caller gives up; the next run closes
-    the row from the CDR as missed, with its call-back task, once."""
-    scenario = "restart-while-ringing"
-    run = prepared(tmp_path, scenario, database_url, cdr=True)
-    folder = OUTAGES / scenario
+async def restart_while_ringing(
+    run: Run,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """A run that stops while a call rings, the caller gives up, a second run starts:
+    the calls after the first and after the second run, and the tasks."""
+    folder = OUTAGES / "restart-while-ringing"
     await seed(run.settings(5038))
     async with AmiReplayServer("crm", "crmsecret") as pbx:
         pbx.script([folder / "conn1.ami", folder / "conn2.ami"], drop_between=False)
         async with daemon(run, pbx) as client:
             await pbx.wait_played(1)
             await settled(client.app[TELEPHONY], backfills=0)
-            ringing = await calls_of(client)
-            assert [c["status"] for c in ringing.values()] == ["ringing"]
+            before = await calls_of(client)
         async with daemon(run, pbx) as client:
             await pbx.wait_played(2)
-            await settled(client.app[TELEPHONY], backfills=1)
-            calls = await calls_of(client)
-            tasks = await tasks_of(client)
+            await settled(client.app[TELEPHONY], backfills=1 if run.cdr else 0)
+            return before, await calls_of(client), await tasks_of(client)
+
+
+async def test_restart_while_ringing(tmp_path: Path, database_url: str) -> None:
+    """The next run closes the row left ringing from the CDR as missed, with its
+    call-back task, once."""
+    scenario = "restart-while-ringing"
+    run = prepared(tmp_path, scenario, database_url, cdr=True)
+    before, calls, tasks = await restart_while_ringing(run)
+    assert [c["status"] for c in before.values()] == ["ringing"]
     (fact,) = truth(scenario)["calls"]
     assert_call(calls[fact["linkedid"]], fact)
     assert calls[fact["linkedid"]]["backfilled"]
@@ -270,18 +277,8 @@ async def test_restart_while_ringing(tmp_path: Path, database_url: str) -> None:
 
 async def test_restart_while_ringing_without_cdr(tmp_path: Path) -> None:
     """Without the CDR the row is closed as ended while not connected, never left ringing."""
-    scenario = "restart-while-ringing"
-    run = prepared(tmp_path, scenario, "", cdr=False)
-    folder = OUTAGES / scenario
-    await seed(run.settings(5038))
-    async with AmiReplayServer("crm", "crmsecret") as pbx:
-        pbx.script([folder / "conn1.ami", folder / "conn2.ami"], drop_between=False)
-        async with daemon(run, pbx) as client:
-            await pbx.wait_played(1)
-            await settled(client.app[TELEPHONY], backfills=0)
-        async with daemon(run, pbx) as client:
-            await pbx.wait_played(2)
-            await settled(client.app[TELEPHONY], backfills=0)
-            (call,) = (await calls_of(client)).values()
+    run = prepared(tmp_path, "restart-while-ringing", "", cdr=False)
+    _, calls, _ = await restart_while_ringing(run)
+    (call,) = calls.values()
     assert call["status"] == "unknown" and call["ended_at"] is None, call
     assert call["times_uncertain"] and call["ring_seconds"] is None, call
