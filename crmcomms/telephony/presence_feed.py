@@ -37,14 +37,14 @@ class QueueSnapshot:
     pbx_now: datetime | None
 
 
-def typed(items: Sequence[Message]) -> list[AmiEvent]:
+def typed(items: Sequence[Message], answer: str = "QueueStatus") -> list[AmiEvent]:
     """The items of a list answer as typed events; malformed ones are logged and skipped."""
     out = []
     for item in items:
         try:
             event = translate(item)
         except MalformedEvent as exc:
-            log.warning("skipping a QueueStatus item: %s", exc)
+            log.warning("skipping an item of a %s answer: %s", answer, exc)
             continue
         if event is not None:
             out.append(event)

@@ -36,11 +36,11 @@ from crmcomms.telephony.backfiller import Backfiller
 from crmcomms.telephony.calls import CallEnded, CallEvent, CallSnapshot
 from crmcomms.telephony.controls import CallControls, queue_status_action
 from crmcomms.telephony.dialer import Dialer
-from crmcomms.telephony.events import MalformedEvent, translate, wanted
+from crmcomms.telephony.events import wanted
 from crmcomms.telephony.logged import last_activity, open_calls
 from crmcomms.telephony.metrics import TelephonyCollector
 from crmcomms.telephony.presence import Presence
-from crmcomms.telephony.presence_feed import PresenceFeed, QueueSnapshot
+from crmcomms.telephony.presence_feed import PresenceFeed, QueueSnapshot, typed
 from crmcomms.telephony.publisher import CallPublisher
 from crmcomms.telephony.tracker import CallTracker
 
@@ -79,16 +79,7 @@ def pbx_time(response: dict[str, str]) -> datetime | None:
 
 def channels_of(items: Sequence[dict[str, str]]) -> list[CoreShowChannel]:
     """The CoreShowChannel items of a CoreShowChannels answer; bad items are logged."""
-    channels = []
-    for item in items:
-        try:
-            event = translate(item)
-        except MalformedEvent as exc:
-            log.warning("skipping a CoreShowChannel item: %s", exc)
-            continue
-        if isinstance(event, CoreShowChannel):
-            channels.append(event)
-    return channels
+    return [e for e in typed(items, "CoreShowChannels") if isinstance(e, CoreShowChannel)]
 
 
 class TelephonyService:
@@ -110,6 +101,7 @@ class TelephonyService:
         )
         self.backfiller = self._backfiller(svc)
         self.resyncs = 0
+        self.failed_items = 0  # items skipped because handling them raised
         self._since: datetime | None = None  # where a backfill after start-up begins
         svc.metrics.registry.register(TelephonyCollector(self))
         self.idle = asyncio.Event()
@@ -222,7 +214,7 @@ class TelephonyService:
     async def _process(self, batch: list[Item]) -> None:
         events: list[CallEvent] = []
         for item in batch:
-            events += self._feed(item)
+            events += self._feed_one(item)
         self.presence.feed_calls(events)
         self.presence.publish()
         if not events:
@@ -234,6 +226,15 @@ class TelephonyService:
             # One bad batch must not stop the worker; the calls stay in the tracker and
             # are recorded with their next event.
             log.exception("could not record %d call event(s)", len(events))
+
+    def _feed_one(self, item: Item) -> list[CallEvent]:
+        """Feed one item; one that breaks the tracker is logged by name and skipped."""
+        try:
+            return self._feed(item)
+        except Exception:
+            self.failed_items += 1
+            log.exception("skipped an AMI item the tracker could not handle: %s", _identity(item))
+            return []
 
     def _feed(self, item: Item) -> list[CallEvent]:
         if isinstance(item, Resync):
@@ -267,6 +268,14 @@ class TelephonyService:
     def active_calls(self) -> list[CallSnapshot]:
         """The calls in progress, for the supervisor wall."""
         return self.tracker.active_calls()
+
+
+def _identity(item: Item) -> str:
+    """What names an item in a log line: the event and its channel ids."""
+    if isinstance(item, dict):
+        keys = ("Event", "Channel", "Uniqueid", "Linkedid")
+        return " ".join(f"{key}={item[key]}" for key in keys if key in item) or "a block"
+    return type(item).__name__
 
 
 TELEPHONY: web.AppKey[TelephonyService] = web.AppKey("telephony", TelephonyService)

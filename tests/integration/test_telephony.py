@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from crmcomms.telephony.service import TELEPHONY
 from tests.conftest import PostgresServer
 from tests.integration.telephony_harness import CAPTURES, Daemon, facts, running_daemon
 
@@ -179,3 +180,26 @@ async def test_queue_call_on_postgresql(tmp_path: Path, postgres: PostgresServer
         await daemon.replay(QUEUE)
         await daemon.settle()
         assert len((await daemon.api("/api/calls"))["calls"]) == 1
+
+
+async def test_an_item_that_breaks_the_tracker_is_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One event the tracker cannot handle is logged with its identity and skipped;
+    the worker goes on and the call is still logged from the other events."""
+    async with running_daemon(tmp_path) as daemon:
+        telephony = daemon.client.app[TELEPHONY]
+        feed = telephony.tracker.feed_message
+
+        def breaking(message: Any) -> Any:
+            if isinstance(message, dict) and message.get("Event") == "DialEnd":
+                raise RuntimeError("a tracker bug")
+            return feed(message)
+
+        telephony.tracker.feed_message = breaking  # type: ignore[method-assign]
+        await daemon.replay("inbound-direct-answered")
+        await daemon.settle()
+        call = await _one_call(daemon)
+    assert call["status"] == "answered"
+    assert telephony.failed_items >= 1
+    assert "skipped an AMI item the tracker could not handle: Event=DialEnd" in caplog.text
