@@ -1,8 +1,9 @@
 """The wall's figures over a period, computed in SQL (no row limit).
 
 Per queue (inbound calls that went through a queue, ended, started in the
-period) and per agent (``call_agents``, the one definition of who took part
-in a call, joined to the agents' names):
+period; inbound calls that reached no queue count under their DID) and per
+agent (``call_agents``, the one definition of who took part in a call, joined
+to the agents' names):
 
 - ``offered``: ended inbound queue calls; ``answered``, ``abandoned`` (the
   caller hung up waiting), ``missed`` (the queue gave up, or no one answered);
@@ -58,14 +59,17 @@ def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
 
 
 async def queue_figures(session: AsyncSession, period: Period) -> list[dict[str, Any]]:
-    """One row per queue: offered, answered, within threshold, abandoned, AHT..."""
+    """One row per queue, and per DID for inbound calls that reached no queue (``line``;
+    ``queue`` says which): offered, answered, within threshold, abandoned, AHT..."""
     dialect = session.get_bind().dialect.name
     wait = _seconds_between(Call.started_at, Call.answered_at, dialect)
     waited = _seconds_between(Call.started_at, Call.ended_at, dialect)
     answered = Call.status == "answered"
+    line = case((Call.queue != "", Call.queue), else_=Call.did).label("line")
     query = (
         select(
-            Call.queue,
+            line,
+            func.max(Call.queue).label("queue"),
             func.count().label("offered"),
             _count(answered).label("answered"),
             _count(Call.status == "abandoned").label("abandoned"),
@@ -81,11 +85,10 @@ async def queue_figures(session: AsyncSession, period: Period) -> list[dict[str,
             Call.started_at >= period.since,
             Call.started_at < period.until,
             Call.direction == "inbound",
-            Call.queue != "",
             Call.status.in_(ENDED),
         )
-        .group_by(Call.queue)
-        .order_by(Call.queue)
+        .group_by(line)
+        .order_by(line)
     )
     return [_queue_row(row._mapping) for row in await session.execute(query)]
 
@@ -93,7 +96,8 @@ async def queue_figures(session: AsyncSession, period: Period) -> list[dict[str,
 def _queue_row(row: Any) -> dict[str, Any]:
     offered = row["offered"]
     return {
-        "queue": row["queue"],
+        "line": row["line"],
+        "queue": bool(row["queue"]),
         "offered": offered,
         "answered": row["answered"],
         "answered_within": row["answered_within"],

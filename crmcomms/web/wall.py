@@ -21,20 +21,14 @@ from core.stats import Period, agent_figures, agent_names, queue_figures, totals
 from crmcomms.services import services
 from crmcomms.telephony.presence import Presence
 from crmcomms.telephony.service import TELEPHONY
+from crmcomms.web.calls import _since
 from crmcomms.web.http import int_param, json_response
 
 MAX_PERIOD = timedelta(days=366)
 
 
 def _time(request: web.Request, name: str, default: datetime) -> datetime:
-    raw = request.query.get(name)
-    if not raw:
-        return default
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise InvalidInput(name, "must be an ISO 8601 date or time") from exc
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return _since(request.query.get(name), name) or default
 
 
 def period_of(request: web.Request) -> Period:
@@ -71,11 +65,12 @@ async def get_wall(request: web.Request) -> web.Response:
 
 
 def merge_queues(figures: list[dict[str, Any]], presence: Presence | None) -> list[dict[str, Any]]:
-    """The period's figures per queue with the live state of the queues the PBX reports."""
+    """The period's figures per queue (and DID) with the live state of the PBX's queues."""
     live = {q["queue"]: q for q in presence.queues_json()} if presence is not None else {}
-    rows = {row["queue"]: {**row, "live": None} for row in figures}
+    rows = {row["line"]: {**row, "live": None} for row in figures}
     for name, state in live.items():
-        rows.setdefault(name, {"queue": name, "offered": 0, "live": None})["live"] = state
+        empty = {"line": name, "queue": True, "offered": 0, "live": None}
+        rows.setdefault(name, empty)["live"] = state
     return [rows[name] for name in sorted(rows)]
 
 

@@ -2,6 +2,7 @@
 // contact, supervisor wall), routed by the URL hash.
 
 import { CallsView } from "./calls.js";
+import { PresenceBar } from "./controls.js";
 import { ContactView } from "./contact.js";
 import { setLanguage, t } from "./i18n.js";
 import { LiveLink } from "./live.js";
@@ -92,6 +93,10 @@ function start(me) {
   const main = $("#main");
   const mine = () => new Set(app.me?.extensions || []);
   app.pops = new PopBoard($("#pops"), mine);
+  document.querySelector("#presence")?.remove();
+  app.presence = new PresenceBar(h("span", { id: "presence", class: "presence" }));
+  $("#me").after(app.presence.root);
+  app.presence.load();
   app.views = { calls: new CallsView(main), contact: new ContactView(main), wall: new Wall(main) };
   app.link = new LiveLink(() => api.token, { onEvent, onReload, onState, onAuthLost });
   onState(app.link.state);
@@ -101,6 +106,7 @@ function start(me) {
 
 function onEvent(event) {
   app.pops.handle(event);
+  app.presence?.handle(event);
   app.current?.handle?.(event);
 }
 

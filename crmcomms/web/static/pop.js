@@ -4,6 +4,7 @@
 
 import { fmtDateTime, fmtDuration, t } from "./i18n.js";
 import { api, customerNumber, dialButton, formatNumber, h, toast } from "./ui.js";
+import { callControls } from "./controls.js";
 
 export class PopBoard {
   /** @param {HTMLElement} root the aria-live container; @param {() => Set<string>} myExtensions */
@@ -177,6 +178,8 @@ export class PopBoard {
     }
     card.call = event.call;
     this.setState(card, "talking");
+    card.node.querySelector(".controls")?.remove();
+    card.node.querySelector(".actions").before(callControls(event.call));
     card.answeredAt = Date.parse(event.call.answered_at || "") || Date.now();
     this.tick();
     this.ticker ??= setInterval(() => this.tick(), 1000);
@@ -184,6 +187,7 @@ export class PopBoard {
 
   ended(card, call) {
     card.call = call;
+    card.node.querySelector(".controls")?.remove();
     this.setState(card, "ended");
     card.timerEl.textContent = fmtDuration(call.talk_seconds);
     const outcome = card.node.querySelector(".outcome");

@@ -1,44 +1,78 @@
-// Supervisor wall: calls ringing and in progress (agent, waiting time), missed calls
-// today per queue/line, per-agent answered/missed/talk time. Today's figures are
-// loaded once and then kept up to date from the websocket stream (no polling); any
-// other day is computed the same way from GET /api/calls.
+// Supervisor wall: calls ringing and in progress (from the websocket), and per queue
+// (and per DID for calls that reached no queue) and per agent the day's figures from
+// GET /api/wall, computed by the server over the whole call log: offered, answered,
+// service level, abandon rate, average handling time, longest wait; live: callers
+// waiting now and the longest wait (from the PBX's queue events), agents by name with
+// their state (ringing / talking / paused / idle / offline). The figures are fetched
+// again after each ended call; queue and agent states follow `presence.changed`.
 
-import { fmtDuration, fmtInt, t } from "./i18n.js";
+import { fmtDuration, fmtInt, fmtNumber, t } from "./i18n.js";
 import { api, customerNumber, dayEnd, dayStart, formatNumber, h, query } from "./ui.js";
 
 const LIVE = new Set(["ringing", "talking"]);
-const MISSED = new Set(["missed", "abandoned"]);
+const STRINGS = {
+  en: {
+    queues: "Queues and lines",
+    line: "Queue / line",
+    waiting: "Waiting now",
+    longest: "Longest wait",
+    offered: "Calls",
+    answered: "Answered",
+    service_level: "Answered within {s} s",
+    abandon_rate: "Abandoned",
+    aht: "Avg. handling",
+    missed: "Missed",
+    state: "State",
+    talk: "Talk time",
+    agent: "Agent",
+    none: "No calls on this day.",
+    state_idle: "idle",
+    state_ringing: "ringing",
+    state_talking: "talking",
+    state_paused: "paused",
+    state_offline: "offline",
+  },
+  de: {
+    queues: "Warteschlangen und Leitungen",
+    line: "Warteschlange / Leitung",
+    waiting: "Wartend",
+    longest: "Längste Wartezeit",
+    offered: "Anrufe",
+    answered: "Angenommen",
+    service_level: "In {s} s angenommen",
+    abandon_rate: "Aufgelegt",
+    aht: "Ø Gesprächszeit",
+    missed: "Verpasst",
+    state: "Status",
+    talk: "Gesprächszeit",
+    agent: "Mitarbeiter",
+    none: "Keine Anrufe an diesem Tag.",
+    state_idle: "frei",
+    state_ringing: "klingelt",
+    state_talking: "im Gespräch",
+    state_paused: "Pause",
+    state_offline: "abgemeldet",
+  },
+};
 
-/** The wall's figures from a list of calls (shared by live and chosen-day views). */
-export function figures(calls) {
-  const missedByLine = new Map();
-  const agents = new Map();
-  const agent = (ext) => {
-    if (!agents.has(ext)) agents.set(ext, { answered: 0, missed: 0, talk: 0 });
-    return agents.get(ext);
-  };
-  for (const call of calls) {
-    if (LIVE.has(call.status)) continue;
-    if (MISSED.has(call.status) && call.direction === "inbound") {
-      const line = call.queue || call.did || "—";
-      missedByLine.set(line, (missedByLine.get(line) || 0) + 1);
-      for (const ext of call.agents_rung) agent(ext).missed += 1;
-    }
-    if (call.status === "answered" && call.answered_by) {
-      const stats = agent(call.answered_by);
-      stats.answered += 1;
-      stats.talk += call.talk_seconds || 0;
-    }
-  }
-  return { missedByLine, agents };
+function tw(key, values = {}) {
+  const lang = document.documentElement.lang in STRINGS ? document.documentElement.lang : "en";
+  const text = STRINGS[lang][key] ?? STRINGS.en[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
 }
+
+const pct = (ratio) => (ratio === null || ratio === undefined ? "—" : `${fmtNumber(ratio * 100, 0)} %`);
+const secs = (value) => (value === null || value === undefined ? "—" : fmtDuration(value));
 
 export class Wall {
   constructor(root) {
     this.root = root;
-    this.calls = new Map(); // id -> call JSON, today's
+    this.calls = new Map(); // id -> call JSON, in progress
+    this.summary = null; // GET /api/wall
+    this.received = 0; // Date.now() when the summary (or a presence update) came
     this.day = null; // null: today, live
     this.ticker = null;
+    this.refetch = null;
   }
 
   async show() {
@@ -55,13 +89,27 @@ export class Wall {
     );
     await this.reload();
     clearInterval(this.ticker);
-    this.ticker = setInterval(() => this.tickWaiting(), 1000);
+    this.ticker = setInterval(() => this.tick(), 1000);
   }
 
-  /** Refetch today's calls (on show, and on `reload` from the live link). */
+  /** Today's figures and the calls in progress (on show, and on `reload` from the live link). */
   async reload() {
-    const data = await api.get(`/api/calls${query({ since: dayStart(), until: dayEnd(), limit: 500 })}`);
-    this.calls = new Map(data.calls.map((c) => [c.id, c]));
+    const [summary, ringing, talking] = await Promise.all([
+      this.fetchSummary(),
+      api.get(`/api/calls${query({ status: "ringing", limit: 500 })}`),
+      api.get(`/api/calls${query({ status: "talking", limit: 500 })}`),
+    ]);
+    this.calls = new Map([...ringing.calls, ...talking.calls].map((c) => [c.id, c]));
+    this.setSummary(summary);
+  }
+
+  fetchSummary(date = null) {
+    return api.get(`/api/wall${query({ since: dayStart(date || undefined), until: dayEnd(date || undefined) })}`);
+  }
+
+  setSummary(summary) {
+    this.summary = summary;
+    this.received = Date.now();
     this.render();
   }
 
@@ -72,35 +120,176 @@ export class Wall {
       await this.reload();
       return;
     }
-    const date = new Date(`${value}T00:00`);
     this.day = value;
-    const data = await api.get(`/api/calls${query({ since: dayStart(date), until: dayEnd(date), limit: 500 })}`);
-    this.render(data.calls);
+    this.setSummary(await this.fetchSummary(new Date(`${value}T00:00`)));
   }
 
   handle(event) {
+    if (event.type === "presence.changed") return this.presence(event);
     if (!event.type.startsWith("call.") || !event.call) return;
-    const known = this.calls.get(event.call.id);
-    if (known && !LIVE.has(known.status) && LIVE.has(event.call.status)) return; // stale snapshot
-    this.calls.set(event.call.id, event.call);
-    if (this.day === null && this.liveBox?.isConnected) this.render();
+    if (LIVE.has(event.call.status)) this.calls.set(event.call.id, event.call);
+    else this.calls.delete(event.call.id);
+    if (this.day !== null || !this.liveBox?.isConnected) return;
+    this.renderLive();
+    if (event.type === "call.ended") {
+      clearTimeout(this.refetch);
+      this.refetch = setTimeout(async () => this.day === null && this.setSummary(await this.fetchSummary()), 300);
+    }
   }
 
-  render(dayCalls = null) {
-    const calls = dayCalls ?? [...this.calls.values()];
-    const live = dayCalls ? [] : calls.filter((c) => LIVE.has(c.status)).sort((a, b) => a.started_at.localeCompare(b.started_at));
-    this.liveBox.hidden = dayCalls !== null;
-    this.liveBox.replaceChildren(h("h2", { id: "wall-live-title", text: t("wall_live") }), live.length ? liveTable(live) : h("p", { class: "empty", text: t("wall_no_live") }));
-    const { missedByLine, agents } = figures(calls);
-    this.figBox.replaceChildren(missedTable(missedByLine), agentTable(agents));
+  presence(event) {
+    if (!this.summary || this.day !== null || !this.liveBox?.isConnected) return;
+    if (event.queues) {
+      const live = new Map(event.queues.map((q) => [q.queue, q]));
+      for (const row of this.summary.queues) row.live = live.get(row.line) || null;
+      for (const [name, q] of live) if (!this.summary.queues.some((r) => r.line === name)) this.summary.queues.push({ line: name, queue: true, offered: 0, live: q });
+      this.summary.as_of = event.as_of;
+      this.received = Date.now();
+    }
+    if (event.agent) {
+      const row = this.summary.agents.find((a) => a.extension === event.agent.extension);
+      if (row) row.presence = event.agent;
+      else this.summary.agents.push({ extension: event.agent.extension, name: null, answered: 0, missed: 0, presence: event.agent });
+    }
+    this.renderFigures();
   }
 
-  tickWaiting() {
+  name(ext) {
+    const row = this.summary?.agents.find((a) => a.extension === ext);
+    return row?.name || ext;
+  }
+
+  render() {
+    this.renderLive();
+    this.renderFigures();
+  }
+
+  renderLive() {
+    this.liveBox.hidden = this.day !== null;
+    const live = [...this.calls.values()].filter((c) => LIVE.has(c.status)).sort((a, b) => a.started_at.localeCompare(b.started_at));
+    this.liveBox.replaceChildren(h("h2", { id: "wall-live-title", text: t("wall_live") }), live.length ? this.liveTable(live) : h("p", { class: "empty", text: t("wall_no_live") }));
+  }
+
+  renderFigures() {
+    if (!this.summary) return;
+    this.figBox.replaceChildren(this.queueTable(), this.agentTable());
+  }
+
+  /** The live wait of a queue's longest-waiting caller, counted on from the PBX's time. */
+  longest(live) {
+    if (!live?.longest_waiting_since || !this.summary.as_of) return null;
+    const atPbx = (Date.parse(this.summary.as_of) - Date.parse(live.longest_waiting_since)) / 1000;
+    return Math.max(0, atPbx + (Date.now() - this.received) / 1000);
+  }
+
+  tick() {
     if (!this.liveBox?.isConnected) {
       clearInterval(this.ticker);
       return;
     }
     for (const cell of this.liveBox.querySelectorAll("td.waiting")) cell.textContent = fmtDuration(waited(cell.dataset.since));
+    for (const row of this.figBox.querySelectorAll(".wall-queues tbody tr")) {
+      const q = this.summary.queues.find((r) => r.line === row.dataset.line);
+      const wait = this.longest(q?.live);
+      if (wait !== null) row.querySelector(".longest-now").textContent = fmtDuration(wait);
+    }
+  }
+
+  liveTable(calls) {
+    const head = [t("caller"), t("queue_or_line"), t("agent"), t("state"), t("waiting")];
+    const agents = (c) => (c.status === "talking" ? (c.answered_by ? [c.answered_by] : c.direction === "inbound" ? [] : [c.caller]) : c.agents_rung);
+    return h(
+      "table",
+      { class: "live" },
+      h("thead", {}, h("tr", {}, head.map((title) => h("th", { scope: "col", text: title })))),
+      h(
+        "tbody",
+        {},
+        calls.map((c) =>
+          h(
+            "tr",
+            { dataset: { callId: c.id, status: c.status } },
+            h("td", { text: c.direction !== "inbound" ? formatNumber(c.callee) : c.caller_name && c.caller_name !== c.caller ? `${c.caller_name} (${formatNumber(customerNumber(c))})` : formatNumber(customerNumber(c)) }),
+            h("td", { text: c.queue || formatNumber(c.did) || "" }),
+            h("td", { class: "agent", text: agents(c).map((ext) => this.name(ext)).join(", ") }),
+            h("td", { class: "state", text: t(`status_${c.status}`) }),
+            h("td", { class: "waiting", dataset: { since: c.started_at }, text: fmtDuration(waited(c.started_at)) }),
+          ),
+        ),
+      ),
+    );
+  }
+
+  queueTable() {
+    const s = this.summary;
+    const today = this.day === null;
+    const head = [tw("line"), ...(today ? [tw("waiting"), tw("longest")] : []), tw("offered"), tw("answered"), tw("service_level", { s: s.service_level_seconds }), tw("abandon_rate"), tw("missed"), tw("aht")];
+    const rows = s.queues.filter((q) => q.offered || (today && q.live));
+    return h(
+      "section",
+      { class: "wall-queues", "aria-labelledby": "wall-queues-title" },
+      h("h2", { id: "wall-queues-title", text: tw("queues") }),
+      rows.length
+        ? h(
+            "table",
+            {},
+            h("thead", {}, h("tr", {}, head.map((title) => h("th", { scope: "col", text: title })))),
+            h(
+              "tbody",
+              {},
+              rows.map((q) =>
+                h(
+                  "tr",
+                  { dataset: { line: q.line || "—", queue: q.queue ? "1" : "0" } },
+                  h("th", { scope: "row", text: q.queue ? q.line : formatNumber(q.line) || "—" }),
+                  today ? h("td", { class: "waiting", text: q.live ? fmtInt(q.live.waiting) : "—" }) : null,
+                  today ? h("td", { class: "longest-now", text: secs(this.longest(q.live)) }) : null,
+                  h("td", { class: "offered", text: fmtInt(q.offered || 0) }),
+                  h("td", { class: "answered", text: fmtInt(q.answered || 0) }),
+                  h("td", { class: "sl", dataset: { ratio: q.service_level ?? "" }, text: pct(q.service_level) }),
+                  h("td", { class: q.abandon_rate > 0.1 ? "abandon bad" : "abandon", dataset: { ratio: q.abandon_rate ?? "" }, text: pct(q.abandon_rate) }),
+                  h("td", { class: "missed", text: fmtInt((q.missed || 0) + (q.abandoned || 0)) }),
+                  h("td", { class: "aht", dataset: { seconds: q.average_handling ?? "" }, text: secs(q.average_handling) }),
+                ),
+              ),
+            ),
+          )
+        : h("p", { class: "empty", text: tw("none") }),
+    );
+  }
+
+  agentTable() {
+    const today = this.day === null;
+    const head = [tw("agent"), ...(today ? [tw("state")] : []), tw("answered"), tw("missed"), tw("talk"), tw("aht")];
+    const rows = [...this.summary.agents].sort((a, b) => (a.name || a.extension).localeCompare(b.name || b.extension));
+    return h(
+      "section",
+      { class: "wall-agents", "aria-labelledby": "wall-agents-title" },
+      h("h2", { id: "wall-agents-title", text: t("wall_agents") }),
+      h(
+        "table",
+        {},
+        h("thead", {}, h("tr", {}, head.map((title) => h("th", { scope: "col", text: title })))),
+        h(
+          "tbody",
+          {},
+          rows.map((a) => {
+            const state = a.presence?.state || "offline";
+            const paused = a.presence?.queues?.find((q) => q.paused);
+            return h(
+              "tr",
+              { dataset: { agent: a.extension } },
+              h("th", { scope: "row", text: a.name ? `${a.name} (${a.extension})` : a.extension }),
+              today ? h("td", { class: "state", dataset: { state }, text: paused && state === "paused" ? `${tw("state_paused")}: ${paused.paused_reason || "—"}` : tw(`state_${state}`) }) : null,
+              h("td", { class: "answered", text: fmtInt(a.answered || 0) }),
+              h("td", { class: "missed", text: fmtInt(a.missed || 0) }),
+              h("td", { class: "talk", dataset: { seconds: a.talk_seconds || 0 }, text: fmtDuration(a.talk_seconds || 0) }),
+              h("td", { class: "aht", text: secs(a.average_handling) }),
+            );
+          }),
+        ),
+      ),
+    );
   }
 }
 
@@ -111,72 +300,4 @@ function waited(iso) {
 function localDate(date) {
   const pad = (n) => String(n).padStart(2, "0");
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
-}
-
-function liveTable(calls) {
-  const head = [t("caller"), t("queue_or_line"), t("agent"), t("state"), t("waiting")];
-  return h(
-    "table",
-    { class: "live" },
-    h("thead", {}, h("tr", {}, head.map((title) => h("th", { scope: "col", text: title })))),
-    h(
-      "tbody",
-      {},
-      calls.map((c) =>
-        h(
-          "tr",
-          { dataset: { callId: c.id, status: c.status } },
-          h("td", { text: c.caller_name && c.caller_name !== c.caller ? `${c.caller_name} (${formatNumber(customerNumber(c))})` : formatNumber(customerNumber(c)) }),
-          h("td", { text: c.queue || formatNumber(c.did) || "" }),
-          h("td", { class: "agent", text: c.status === "talking" ? c.answered_by || "" : c.agents_rung.join(", ") }),
-          h("td", { class: "state", text: t(`status_${c.status}`) }),
-          h("td", { class: "waiting", dataset: { since: c.started_at }, text: fmtDuration(waited(c.started_at)) }),
-        ),
-      ),
-    ),
-  );
-}
-
-function missedTable(byLine) {
-  const rows = [...byLine.entries()].sort((a, b) => b[1] - a[1]);
-  return h(
-    "section",
-    { class: "wall-missed", "aria-labelledby": "wall-missed-title" },
-    h("h2", { id: "wall-missed-title", text: t("wall_missed") }),
-    h(
-      "table",
-      {},
-      h("thead", {}, h("tr", {}, h("th", { scope: "col", text: t("queue_or_line") }), h("th", { scope: "col", text: t("missed_count") }))),
-      h("tbody", {}, rows.map(([line, count]) => h("tr", { dataset: { line } }, h("th", { scope: "row", text: line }), h("td", { class: "missed", text: fmtInt(count) })))),
-    ),
-  );
-}
-
-function agentTable(agents) {
-  const rows = [...agents.entries()].sort((a, b) => a[0].localeCompare(b[0]));
-  const head = [t("agent"), t("answered_count"), t("missed_count"), t("talk_time")];
-  return h(
-    "section",
-    { class: "wall-agents", "aria-labelledby": "wall-agents-title" },
-    h("h2", { id: "wall-agents-title", text: t("wall_agents") }),
-    h(
-      "table",
-      {},
-      h("thead", {}, h("tr", {}, head.map((title) => h("th", { scope: "col", text: title })))),
-      h(
-        "tbody",
-        {},
-        rows.map(([ext, s]) =>
-          h(
-            "tr",
-            { dataset: { agent: ext } },
-            h("th", { scope: "row", text: ext }),
-            h("td", { class: "answered", text: fmtInt(s.answered) }),
-            h("td", { class: "missed", text: fmtInt(s.missed) }),
-            h("td", { class: "talk", dataset: { seconds: s.talk }, text: fmtDuration(s.talk) }),
-          ),
-        ),
-      ),
-    ),
-  );
 }
