@@ -191,7 +191,8 @@ class Ownership:
             lost.cancel()
             if not task.done():
                 task.cancel()
-                log.warning("%s: lock lost, link given up", claim.name)
+                if claim.lost.is_set():
+                    log.warning("%s: lock lost, link given up", claim.name)
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if task.done() and not task.cancelled() and task.exception() is not None:

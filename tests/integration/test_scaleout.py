@@ -1,0 +1,331 @@
+"""Three daemon processes on one PostgreSQL: one owns the AMI link, all serve agents.
+
+Each test starts three ``crmcomms run`` processes on a fresh database of the
+session's PostgreSQL, with the AMI replay server in the test process serving
+the recorded connections of an outage scenario (``tests/fixtures/outages``):
+the first login (the owner's) gets ``conn1``, the next (the new owner's) gets
+``conn2`` with the real channel list. Websocket clients on the two other
+processes receive the pops through the bus. The owner is killed (``kill -9``)
+mid-call, or its database session is cut (``pg_terminate_backend``); another
+process must take over within 5 s, and in the end every call is logged once
+and true, and every client got each event it may see exactly once, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import aiohttp
+import asyncpg
+import orjson
+import pytest
+
+from crmcomms.ami.replay import AmiReplayServer
+from crmcomms.pg import dsn_of
+from tests.conftest import PostgresServer, free_port, make_settings
+from tests.integration.test_outages import OUTAGES, assert_call, seed, truth
+from tests.waits import wait_until
+
+pytestmark = pytest.mark.postgres
+
+CLI = [sys.executable, "-m", "crmcomms"]
+FAILOVER_TARGET = 5.0
+START_TIMEOUT = 90.0  # a loaded 2-core machine imports slowly
+
+
+@dataclass
+class Daemon:
+    """One ``crmcomms run`` process and what it logged."""
+
+    proc: asyncio.subprocess.Process
+    url: str = ""
+    log: list[str] = field(default_factory=list)
+    reader: asyncio.Task[None] | None = None
+
+    async def readyz(self, http: aiohttp.ClientSession) -> dict[str, Any]:
+        async with http.get(f"{self.url}/readyz") as resp:
+            body: dict[str, Any] = await resp.json()
+            return body
+
+    async def owns_ami(self, http: aiohttp.ClientSession) -> bool:
+        components = (await self.readyz(http))["components"]
+        return bool(components.get("owner:ami", {}).get("state") == "owner")
+
+
+@dataclass
+class Client:
+    """A websocket client: every frame it received, with when."""
+
+    name: str
+    received: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+
+    def events(self) -> list[dict[str, Any]]:
+        return [frame for _, frame in self.timed()]
+
+    def timed(self) -> list[tuple[float, dict[str, Any]]]:
+        """The events (not hello, pong or reload) with when each arrived."""
+        return [(t, f) for t, f in self.received if f["type"] not in ("hello", "pong", "reload")]
+
+
+def _config(tmp: Path, name: str, database_url: str, ami_port: int) -> Path:
+    path = tmp / f"{name}.toml"
+    path.write_text(
+        f'[general]\ndata_dir = "{tmp / name}"\n'
+        '[http]\nhost = "127.0.0.1"\nport = 0\n'
+        f'[database]\nurl = "{database_url}"\n'
+        f'[ami]\nenabled = true\nport = {ami_port}\nusername = "crm"\nsecret = "crmsecret"\n'
+        f'[cdr]\ncsv = "{tmp / "Master-custom.csv"}"\nmargin_seconds = 60\n'
+    )
+    return path
+
+
+async def _spawn(config: Path) -> Daemon:
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        "run",
+        "--config",
+        str(config),
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    return Daemon(proc)
+
+
+async def _listening(daemon: Daemon) -> None:
+    """Read the log until the daemon says where it listens; then keep reading it."""
+    stderr = daemon.proc.stderr
+    assert stderr is not None
+    async with asyncio.timeout(START_TIMEOUT):
+        while not daemon.url:
+            line = (await stderr.readline()).decode()
+            assert line, f"daemon exited early: {''.join(daemon.log)}"
+            daemon.log.append(line)
+            if match := re.search(r"listening on (http://127.0.0.1:\d+)", line):
+                daemon.url = match.group(1)
+    daemon.reader = asyncio.create_task(_drain(stderr, daemon.log))
+
+
+async def _drain(stream: asyncio.StreamReader, log: list[str]) -> None:
+    while line := await stream.readline():
+        log.append(line.decode())
+
+
+@contextlib.asynccontextmanager
+async def cluster(tmp: Path, url: str, ami_port: int) -> AsyncIterator[list[Daemon]]:
+    configs = [_config(tmp, f"d{n}", url, ami_port) for n in range(3)]
+    daemons = [await _spawn(config) for config in configs]
+    try:
+        await asyncio.gather(*(_listening(daemon) for daemon in daemons))
+        yield daemons
+    finally:
+        for daemon in daemons:
+            if daemon.proc.returncode is None:
+                daemon.proc.send_signal(signal.SIGTERM)
+        for daemon in daemons:
+            try:
+                async with asyncio.timeout(20):
+                    await daemon.proc.wait()
+            except TimeoutError:
+                daemon.proc.kill()
+                raise
+            if daemon.reader is not None:
+                await daemon.reader
+
+
+async def _token(http: aiohttp.ClientSession, url: str, user: str) -> str:
+    payload = {"username": user, "password": f"{user}-password"}
+    async with http.post(f"{url}/api/login", json=payload) as resp:
+        assert resp.status == 200, await resp.text()
+        token: str = (await resp.json())["token"]
+        return token
+
+
+async def _listen(http: aiohttp.ClientSession, url: str, user: str, client: Client) -> None:
+    """Follow ``/ws``; after a drop, reconnect (to the same URL) with ``since``."""
+    token = await _token(http, url, user)
+    while True:
+        since = max((f["seq"] for f in client.events()), default=None)
+        query = f"&since={since or 0}"
+        with contextlib.suppress(aiohttp.ClientError):
+            async with http.ws_connect(f"{url}/ws?token={token}{query}") as ws:
+                async for message in ws:
+                    client.received.append((time.monotonic(), orjson.loads(message.data)))
+        await asyncio.sleep(0.1)  # the server went away: try again shortly
+
+
+async def _owner(http: aiohttp.ClientSession, daemons: list[Daemon]) -> Daemon:
+    """The one process owning the AMI link (exactly one)."""
+    found: list[Daemon] = []
+
+    async def one() -> bool:
+        alive = [d for d in daemons if d.proc.returncode is None]
+        found[:] = [d for d in alive if await d.owns_ami(http)]
+        return len(found) == 1
+
+    await wait_until(one, timeout=10, what="exactly one AMI owner")
+    return found[0]
+
+
+async def _logged_events(url: str) -> list[dict[str, Any]]:
+    conn = await asyncpg.connect(dsn_of(url))
+    try:
+        rows = await conn.fetch("SELECT seq, everyone, extensions::text AS x FROM events")
+    finally:
+        await conn.close()
+    return [{"seq": r["seq"], "everyone": r["everyone"], "x": orjson.loads(r["x"])} for r in rows]
+
+
+async def _calls(http: aiohttp.ClientSession, url: str) -> dict[str, dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {await _token(http, url, 'sue')}"}
+    async with http.get(f"{url}/api/calls?limit=100", headers=headers) as resp:
+        calls = (await resp.json())["calls"]
+    by_id = {call["linkedid"]: call for call in calls}
+    assert len(by_id) == len(calls), "a call is logged twice"
+    return by_id
+
+
+def _assert_streams(
+    clients: dict[tuple[str, str | None, int], Client], logged: list[dict[str, Any]]
+) -> None:
+    """Each client got, in order and once, exactly the logged events it may see."""
+    for (user, extension, _), client in clients.items():
+        seqs = [f["seq"] for f in client.events()]
+        assert seqs == sorted(set(seqs)), f"{client.name}: duplicates or disorder: {seqs}"
+        visible = [
+            e["seq"] for e in logged if extension is None or e["everyone"] or extension in e["x"]
+        ]
+        assert seqs == sorted(visible), f"{client.name} ({user}) missed events"
+        pops = [
+            (f["call"]["linkedid"], f["agent"])
+            for f in client.events()
+            if f["type"] == "call.ringing"
+        ]
+        assert len(pops) == len(set(pops)), f"{client.name}: a pop came twice: {pops}"
+
+
+async def _failover(tmp: Path, postgres: PostgresServer, scenario: str, cut: bool) -> None:
+    url = postgres.create_database(f"scaleout_{uuid4().hex}")
+    folder = OUTAGES / scenario
+    (tmp / "Master-custom.csv").write_bytes((folder / "cdr-custom.csv").read_bytes())
+    await seed(make_settings(tmp, database={"url": url}))
+    ami_port = free_port()  # the PBX answers once the agents listen
+    async with aiohttp.ClientSession() as http, cluster(tmp, url, ami_port) as daemons:
+        owner = await _owner(http, daemons)
+        others = [d for d in daemons if d is not owner]
+        clients = {
+            (user, ext, n): Client(f"{user}@{n}")
+            for n in range(2)
+            for user, ext in (("sue", None), ("alice", "101"), ("bob", "102"))
+        }
+        listeners = [
+            asyncio.create_task(_listen(http, others[n].url, user, client))
+            for (user, _, n), client in clients.items()
+        ]
+        try:
+            await wait_until(lambda: _greeted(clients, listeners), timeout=30, what="hellos")
+            async with AmiReplayServer("crm", "crmsecret", port=ami_port) as pbx:
+                pbx.script([folder / "conn1.ami", folder / "conn2.ami"], drop_between=False)
+                await pbx.wait_played(1, within=15)
+                sue = clients["sue", None, 0]
+                await wait_until(lambda: sue.events(), what="events on a standby's client")
+                await _settled_stream(url, clients)
+                before = len(sue.events())
+                started = time.monotonic()
+                await (_cut_session(url) if cut else _kill(owner))
+                await pbx.wait_played(2, within=FAILOVER_TARGET + 5)
+                await wait_until(lambda: len(sue.events()) > before, what="an event after")
+                failover = sue.timed()[before][0] - started
+                assert failover < FAILOVER_TARGET, f"failover took {failover:.2f} s"
+                new_owner = await _owner(http, daemons)
+                assert new_owner is not owner
+                await _settled(http, new_owner.url, truth(scenario))
+                logged = await _settled_stream(url, clients)
+        finally:
+            for task in listeners:
+                task.cancel()
+            await asyncio.gather(*listeners, return_exceptions=True)
+        by_id = await _calls(http, others[0].url)
+    facts = truth(scenario)["calls"]
+    assert sorted(by_id) == sorted(f["linkedid"] for f in facts)
+    for fact in facts:
+        assert_call(by_id[fact["linkedid"]], fact)
+    _assert_streams(clients, logged)
+
+
+def _greeted(
+    clients: dict[tuple[str, str | None, int], Client], listeners: list[asyncio.Task[None]]
+) -> bool:
+    """Every client got its hello (a listener that failed raises here)."""
+    for task in listeners:
+        if task.done():
+            task.result()
+    return all(client.received for client in clients.values())
+
+
+async def _kill(daemon: Daemon) -> None:
+    daemon.proc.kill()
+
+
+async def _settled_stream(
+    url: str, clients: dict[tuple[str, str | None, int], Client]
+) -> list[dict[str, Any]]:
+    """Every event in the table delivered to every client that may see it."""
+    logged = await _logged_events(url)
+    await wait_until(
+        lambda: all(len(c.events()) >= _visible(logged, k[1]) for k, c in clients.items()),
+        what="every client caught up",
+    )
+    return logged
+
+
+def _visible(logged: list[dict[str, Any]], extension: str | None) -> int:
+    return sum(1 for e in logged if extension is None or e["everyone"] or extension in e["x"])
+
+
+async def _settled(http: aiohttp.ClientSession, url: str, facts: dict[str, Any]) -> None:
+    """Every call of the scenario logged and closed."""
+
+    async def closed() -> bool:
+        calls = await _calls(http, url)
+        return len(calls) == len(facts["calls"]) and all(
+            c["status"] not in ("ringing", "talking") for c in calls.values()
+        )
+
+    await wait_until(closed, timeout=15, what="every call logged and closed")
+
+
+async def _cut_session(url: str) -> None:
+    """End the owner's lock session from the server side."""
+    conn = await asyncpg.connect(dsn_of(url))
+    try:
+        ended = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity AS a"
+            " JOIN pg_locks AS l ON l.pid = a.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE '% locks'"
+        )
+    finally:
+        await conn.close()
+    assert ended == 1
+
+
+async def test_owner_killed_while_ringing(tmp_path: Path, postgres: PostgresServer) -> None:
+    """kill -9 of the AMI owner while a call rings: another process takes over in < 5 s,
+    the call ends missed once, every standby's client sees each event once."""
+    await _failover(tmp_path, postgres, "restart-while-ringing", cut=False)
+
+
+async def test_owner_cut_from_database_mid_call(tmp_path: Path, postgres: PostgresServer) -> None:
+    """The owner's database session is ended during a long call: it gives up the link at
+    once, another process takes over and finishes the call, nothing lost or doubled."""
+    await _failover(tmp_path, postgres, "long-call-across-outage", cut=True)
