@@ -14,6 +14,8 @@ from crmcomms.ami.client import check_login
 from crmcomms.cdr.source import open_source
 from crmcomms.config import Settings
 from crmcomms.mail.check import check_mailbox
+from crmcomms.ownership import describe_owners
+from crmcomms.pg import is_postgres
 
 Emit = Callable[[str], None]
 Check = Callable[[Settings], Awaitable[str | None]]
@@ -114,4 +116,6 @@ async def run_checks(settings: Settings, emit: Emit) -> list[str]:
             emit(f"FAIL {problem}")
         if not found.problems:
             emit(f"ok   mailbox {box.name} (IMAP and SMTP), mirrors {', '.join(found.folders)}")
+    if is_postgres(settings.database_url) and not any(p.startswith("database") for p in problems):
+        emit(f"note {await describe_owners(settings)}")  # several daemons: who runs what
     return problems

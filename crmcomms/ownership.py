@@ -39,6 +39,7 @@ import asyncpg  # type: ignore[import-untyped]
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from crmcomms.config import Settings
 from crmcomms.health import Health
 from crmcomms.pg import CONNECTION_ERRORS, LOCK_NAMESPACE, connect, drop, reconnect_backoff
 from crmcomms.supervisor import Worker
@@ -58,6 +59,34 @@ SELECT l.objid::bigint AS key, a.application_name AS owner
 FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.classid = $1 AND l.objsubid = 2 AND l.granted
 """
+
+
+def links_of(settings: Settings) -> list[str]:
+    """The links one process owns at a time: ``ami``, ``mailbox:<name>``, ``outbox:<name>``."""
+    links = ["ami"] if settings.ami.enabled else []
+    for box in settings.mailboxes:
+        links += [f"mailbox:{box.name}", f"outbox:{box.name}"]
+    return links
+
+
+async def describe_owners(settings: Settings) -> str:
+    """``owners: ami by host:pid, mailbox:x by nobody`` (for ``check-config``)."""
+    links = links_of(settings)
+    if not links:
+        return "owners: no AMI link or mailbox configured"
+    try:
+        conn = await connect(settings.database_url, "check-config")
+    except CONNECTION_ERRORS as exc:
+        return f"owners: cannot ask the database: {_describe(exc)}"
+    try:
+        rows = await conn.fetch(_OWNERS, LOCK_NAMESPACE)
+    finally:
+        await conn.close()
+    owners = {row["key"]: owner_label(row["owner"]) for row in rows}
+    held = [
+        f"{name} by {owners.get(lock_key(name), 'nobody (no daemon running)')}" for name in links
+    ]
+    return "owners: " + ", ".join(held)
 
 
 def lock_key(name: str) -> int:
