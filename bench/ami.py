@@ -69,7 +69,8 @@ from ami_load import (
 from argon2 import PasswordHasher
 
 from core.db import create_engine, session_factory
-from core.importer import RawRow, import_contacts
+from core.dbthread import DbWorker
+from core.importer import ImportOptions, RawRow, import_rows
 from core.migrate import upgrade
 from core.models import Agent, AgentExtension
 from crmcomms.ami.replay import AmiReplayServer
@@ -127,7 +128,10 @@ async def seed(database_url: str, agents: int, contacts: int) -> None:
             agent.extensions = [AgentExtension(extension=agent_extension(index))]
             session.add(agent)
         session.add(Agent(name=SUPERVISOR, email="", role="supervisor", password_hash=cheap))
-        report = await import_contacts(session, [_contact(i) for i in range(contacts)], "DE")
+    worker = DbWorker(engine)
+    rows = [_contact(i) for i in range(contacts)]
+    report = await import_rows(worker, rows, ImportOptions("DE"))
+    await worker.close()
     await engine.dispose()
     if report.created != contacts:
         raise RuntimeError(f"seeded {report.created} of {contacts} contacts: {report.errors[:3]}")

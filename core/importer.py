@@ -1,42 +1,38 @@
-"""Contacts import from CSV and XLSX files, with an error and duplicate report.
+"""Contacts import from CSV and XLSX files that never loses a person.
 
 Reading is sans I/O: :func:`read_rows` turns the bytes of a file into
 :class:`RawRow` values (CSV: delimiter among ``, ; TAB |`` taken from the
-header line, UTF-8 with or without BOM, else cp1252; XLSX: first sheet).
-Column names are matched loosely, in English and German (``Vorname``,
-``E-Mail``, ``Telefon privat``...). :func:`import_contacts` validates the
-rows, reports bad ones and duplicates (of existing contacts or of an earlier
-row) by the row number the user sees (header = row 1), and stores the rest
-in batches; the caller commits, so an import is all or nothing.
+header line; UTF-8 with or without BOM, UTF-16 with BOM (Excel's "Unicode
+text"), else the charset ``charset-normalizer`` finds, Western files as
+cp1252; XLSX: first sheet). Column names are matched loosely, in English and
+German (``Vorname``, ``E-Mail``, ``Telefon privat``...); a label column
+(``Phone 1 - Type`` next to ``Phone 1 - Value``, as Google Contacts and
+:mod:`core.export` write them) gives the label of its value column, else the
+column title is the label.
+
+:func:`import_rows` stores the rows in batches (see :mod:`core.import_store`
+for what is a duplicate, what is merged and what is only a warning). Row
+numbers are the ones the user sees (header = row 1).
 """
 
 from __future__ import annotations
 
+import asyncio
+import codecs
 import csv
+import functools
 import io
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import charset_normalizer
 import openpyxl
-from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.contacts import (
-    ContactInput,
-    EmailInput,
-    Owner,
-    PhoneInput,
-    PreparedContact,
-    find_owners,
-    organization_ids,
-    prepare_contact,
-)
+from core.dbthread import DbWorker
 from core.errors import InvalidInput
-from core.models import Contact, EmailAddress, PhoneNumber
-from core.phones import NormalisedNumber, rev_digits
 
 _FIELDS = {
     "name": "name", "fullname": "name", "displayname": "name", "kontakt": "name",
@@ -53,8 +49,12 @@ _PHONE_WORDS = frozenset(
      "mobil", "mobiltelefon", "handy", "cell", "cellphone", "fon", "festnetz"}
 )  # fmt: skip
 _EMAIL_WORDS = frozenset({"email", "mail", "emailaddress", "emailadresse", "mailadresse"})
+_LABEL_WORDS = frozenset({"type", "label", "typ", "bezeichnung"})
+_VALUE_WORDS = frozenset({"value", "wert"})
 _DELIMITERS = ",;\t|"
-_BATCH = 1000
+_WESTERN = frozenset({"ascii", "latin_1", "cp1252", "iso8859_15", "iso8859_1"})
+_SAMPLE = 256 * 1024
+BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,35 +79,122 @@ class RowError:
 
 
 @dataclass(frozen=True, slots=True)
-class RowDuplicate:
-    """A row not imported because its phone or e-mail already belongs to ``contact_id``."""
+class RowWarning:
+    """A row that was imported, with something the user should look at."""
 
     row: int
-    contact_id: int
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
+class RowDuplicate:
+    """A row that is a contact already known (``contact_id``; None in a dry run when it is
+    an earlier row of the file): skipped, or merged into it with ``update``."""
+
+    row: int
+    contact_id: int | None
+    reason: str
+    merged: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ImportReport:
-    """The outcome of an import: how many were created, what was left out and why."""
+    """The outcome of an import: what was created, merged, left out, and why."""
 
     created: int
     errors: tuple[RowError, ...]
     duplicates: tuple[RowDuplicate, ...]
+    warnings: tuple[RowWarning, ...] = ()
+    updated: int = 0
+    rows: int = 0
+    dry_run: bool = False
+
+    @property
+    def clean(self) -> bool:
+        """No row had an error or a warning (``--strict`` exits 1 otherwise)."""
+        return not (self.errors or self.warnings)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict of the report."""
         return {
+            "rows": self.rows,
             "created": self.created,
+            "updated": self.updated,
+            "dry_run": self.dry_run,
             "errors": [{"row": e.row, "reason": e.reason} for e in self.errors],
+            "warnings": [{"row": w.row, "reason": w.reason} for w in self.warnings],
             "duplicates": [
-                {"row": d.row, "contact_id": d.contact_id, "reason": d.reason}
+                {"row": d.row, "contact_id": d.contact_id, "reason": d.reason, "merged": d.merged}
                 for d in self.duplicates
             ],
         }
 
 
-# --- reading -----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ImportOptions:
+    """How to import: the region of national numbers, merge by e-mail, or only report."""
+
+    region: str
+    update: bool = False
+    dry_run: bool = False
+
+
+@dataclass(slots=True)
+class Progress:
+    """Rows done of the total, for a progress line or the API."""
+
+    total: int
+    done: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def rate(self) -> float:
+        """Rows per second so far."""
+        return self.done / max(time.monotonic() - self.started, 1e-6)
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds still to go, once the rate is known."""
+        return (self.total - self.done) / self.rate if self.done else None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        eta = self.eta
+        return {
+            "total": self.total,
+            "done": self.done,
+            "rows_per_second": round(self.rate, 1),
+            "eta_seconds": None if eta is None else round(eta, 1),
+        }
+
+
+# --- importing -----------------------------------------------------------------
+
+
+async def import_rows(
+    db: DbWorker,
+    rows: Sequence[RawRow],
+    options: ImportOptions,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> ImportReport:
+    """Import ``rows`` in batches of :data:`BATCH`: each batch is prepared (numbers
+    parsed) in a thread and stored in one transaction of the database worker, so
+    the event loop stays free and other writers get their turn between batches."""
+    from core.import_store import FileState, prepare_batch, store_batch
+
+    state = FileState(options)
+    progress = Progress(len(rows))
+    for start in range(0, len(rows), BATCH):
+        batch = rows[start : start + BATCH]
+        prepared = await asyncio.to_thread(prepare_batch, batch, options.region)
+        await db.run(functools.partial(store_batch, state, prepared))
+        progress.done += len(batch)
+        if on_progress is not None:
+            on_progress(progress)
+    return state.report(len(rows))
+
+
+# --- reading -------------------------------------------------------------------
 
 
 def read_rows(data: bytes, filename: str) -> list[RawRow]:
@@ -129,42 +216,53 @@ def rows_from_table(table: Iterable[tuple[int, list[str]]]) -> list[RawRow]:
     if header is None:
         raise InvalidInput("file", "the file is empty")
     columns = [_column(title) for title in header[1]]
-    if not any(columns):
+    if not any(kind in ("name", "first_name", "last_name", "organization", "phone", "email")
+               for kind, _ in columns):  # fmt: skip
         raise InvalidInput("file", "no known column (name, company, phone, e-mail...) in header")
     return [_raw_row(number, cells, columns, header[1]) for number, cells in rows]
 
 
-def _column(title: str) -> str | None:
+def _words(title: str) -> set[str]:
+    return {w for w in re.split(r"[^a-zäöüß0-9]+", title.lower()) if w}
+
+
+def _column(title: str) -> tuple[str | None, str]:
+    """(what the column holds, the base that pairs a label column with its value column)."""
     squashed = re.sub(r"[\s_\-.]+", "", title.strip().lower()).rstrip("0123456789")
     if squashed in _FIELDS:
-        return _FIELDS[squashed]
-    words = set(re.split(r"[^a-zäöüß0-9]+", title.lower())) | {squashed}
-    if words & _EMAIL_WORDS:
-        return "email"
-    if words & _PHONE_WORDS:
-        return "phone"
-    return None
+        return _FIELDS[squashed], ""
+    words = _words(title) | {squashed}
+    base = "".join(w for w in re.split(r"[^a-zäöüß0-9]+", title.lower())
+                   if w and w not in _LABEL_WORDS | _VALUE_WORDS)  # fmt: skip
+    kind = "email" if words & _EMAIL_WORDS else "phone" if words & _PHONE_WORDS else None
+    if kind is not None and words & _LABEL_WORDS:
+        return f"{kind}_label", base
+    return kind, base
 
 
-def _raw_row(number: int, cells: list[str], columns: list[str | None], titles: list[str]) -> RawRow:
+def _raw_row(
+    number: int, cells: list[str], columns: list[tuple[str | None, str]], titles: list[str]
+) -> RawRow:
+    labels = {
+        base: cell.strip()[:40]
+        for (kind, base), cell in zip(columns, cells, strict=False)
+        if kind is not None and kind.endswith("_label")
+    }
     fields: dict[str, str] = {}
-    phones: list[tuple[str, str]] = []
-    emails: list[tuple[str, str]] = []
-    for column, title, cell in zip(columns, titles, cells, strict=False):
+    found: dict[str, list[tuple[str, str]]] = {"phone": [], "email": []}
+    for (kind, base), title, cell in zip(columns, titles, cells, strict=False):
         value = cell.strip()
-        if column is None or not value:
+        if kind is None or kind.endswith("_label") or not value:
             continue
-        if column == "phone":
-            phones.append((title.strip()[:40], value))
-        elif column == "email":
-            emails.append((title.strip()[:40], value))
+        if kind in found:
+            found[kind].append((labels.get(base, title.strip()[:40]), value))
         else:
-            fields.setdefault(column, value)
-    return RawRow(number, phones=tuple(phones), emails=tuple(emails), **fields)
+            fields.setdefault(kind, value)
+    return RawRow(number, phones=tuple(found["phone"]), emails=tuple(found["email"]), **fields)
 
 
 def _csv_table(data: bytes) -> Iterator[tuple[int, list[str]]]:
-    text = _decode(data)
+    text = decode(data)
     first_line = text.split("\n", 1)[0]
     delimiter = max(_DELIMITERS, key=first_line.count)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
@@ -177,11 +275,25 @@ def _csv_table(data: bytes) -> Iterator[tuple[int, list[str]]]:
         raise InvalidInput("file", f"line {reader.line_num}: {exc}") from exc
 
 
-def _decode(data: bytes) -> str:
+def decode(data: bytes) -> str:
+    """The text of a CSV file: UTF-8 (BOM or not), UTF-16 with BOM, else as detected."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16", errors="replace")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace")
+        pass
+    return data.decode(_detect(data[:_SAMPLE]), errors="replace")
+
+
+def _detect(sample: bytes) -> str:
+    # Short samples fit several code pages equally well: then the Western one wins
+    # (cp1250's "č" for cp1252's "è" would spoil every French name).
+    matches = charset_normalizer.from_bytes(sample)
+    best = matches.best()
+    if best is None or any(m.encoding in _WESTERN and m.chaos <= best.chaos for m in matches):
+        return "cp1252"
+    return str(best.encoding)
 
 
 def _xlsx_table(data: bytes) -> list[tuple[int, list[str]]]:
@@ -209,144 +321,3 @@ def _cell_text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return "" if value is None else str(value)
-
-
-# --- importing ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Accepted:
-    row: int
-    contact: PreparedContact
-    keys: tuple[str, ...]
-
-
-async def import_contacts(
-    session: AsyncSession, rows: Sequence[RawRow], region: str
-) -> ImportReport:
-    """Validate ``rows``, skip bad ones and duplicates, store the rest (flushed; caller commits)."""
-    errors: list[RowError] = []
-    prepared: list[tuple[int, PreparedContact]] = []
-    for raw in rows:
-        try:
-            prepared.append((raw.row, _prepare(raw, region)))
-        except InvalidInput as exc:
-            errors.append(RowError(raw.row, exc.message))
-    owners = await find_owners(
-        session,
-        (_phone_key(n) for _, c in prepared for n, _ in c.phones),
-        (address for _, c in prepared for address, _ in c.emails),
-    )
-    accepted, duplicates, earlier = _dedupe(prepared, owners)
-    ids = await _store(session, [a.contact for a in accepted])
-    row_ids = {a.row: cid for a, cid in zip(accepted, ids, strict=True)}
-    duplicates += [RowDuplicate(row, row_ids[first], why) for row, first, why in earlier]
-    return ImportReport(
-        created=len(ids),
-        errors=tuple(errors),
-        duplicates=tuple(sorted(duplicates, key=lambda d: d.row)),
-    )
-
-
-def _prepare(raw: RawRow, region: str) -> PreparedContact:
-    if not (raw.name or raw.first_name or raw.last_name or raw.organization):
-        if not (raw.phones or raw.emails):
-            raise InvalidInput("row", "no name, company, phone or e-mail")
-    for (label, value), longest in [(p, 64) for p in raw.phones] + [(e, 320) for e in raw.emails]:
-        if len(value) > longest:  # the widths of PhoneNumber.raw and EmailAddress.address
-            raise InvalidInput("row", f"{label} {value[:30]!r}... is too long")
-    # Names longer than their columns are cut rather than refused.
-    data = ContactInput(
-        first_name=raw.first_name[:100],
-        last_name=raw.last_name[:100],
-        display_name=raw.name[:200] or None,
-        organization=raw.organization[:200] or None,
-        phones=tuple(PhoneInput(raw=number, label=label) for label, number in raw.phones),
-        emails=tuple(EmailInput(address=address, label=label) for label, address in raw.emails),
-    )
-    return prepare_contact(data, region)
-
-
-def _phone_key(number: NormalisedNumber) -> str:
-    return number.e164 or number.digits
-
-
-def _keys(contact: PreparedContact) -> list[tuple[str, str]]:
-    """(key, how to say it) for each phone and e-mail of a contact."""
-    return [(_phone_key(n), f"phone {_phone_key(n)}") for n, _ in contact.phones] + [
-        (address, f"e-mail {address}") for address, _ in contact.emails
-    ]
-
-
-def _dedupe(
-    prepared: list[tuple[int, PreparedContact]], owners: dict[str, Owner]
-) -> tuple[list[_Accepted], list[RowDuplicate], list[tuple[int, int, str]]]:
-    """Split rows into accepted ones, duplicates of existing contacts, and of earlier rows."""
-    accepted: list[_Accepted] = []
-    existing: list[RowDuplicate] = []
-    earlier: list[tuple[int, int, str]] = []
-    seen: dict[str, int] = {}
-    for row, contact in prepared:
-        keys = _keys(contact)
-        owned = next(((k, said) for k, said in keys if k in owners), None)
-        repeated = next(((k, said) for k, said in keys if k in seen), None)
-        if owned is not None:
-            owner = owners[owned[0]]
-            why = f"{owned[1]} already belongs to contact {owner.contact_id} ({owner.display_name})"
-            existing.append(RowDuplicate(row, owner.contact_id, why))
-        elif repeated is not None:
-            first = seen[repeated[0]]
-            earlier.append((row, first, f"{repeated[1]} already in row {first} of this file"))
-        else:
-            accepted.append(_Accepted(row, contact, tuple(k for k, _ in keys)))
-            seen.update((k, row) for k, _ in keys)
-    return accepted, existing, earlier
-
-
-async def _store(session: AsyncSession, contacts: list[PreparedContact]) -> list[int]:
-    """Insert contacts with their phones and e-mails in batches; their new ids, in order."""
-    org_ids = await organization_ids(session, (c.organization for c in contacts if c.organization))
-    ids: list[int] = []
-    now = datetime.now(UTC)
-    for start in range(0, len(contacts), _BATCH):
-        batch = contacts[start : start + _BATCH]
-        rows = [_contact_row(c, org_ids, now) for c in batch]
-        statement = insert(Contact).returning(Contact.id, sort_by_parameter_order=True)
-        new_ids = list((await session.scalars(statement, rows)).all())
-        await _insert(session, PhoneNumber, _phone_rows(batch, new_ids))
-        await _insert(session, EmailAddress, _email_rows(batch, new_ids))
-        ids += new_ids
-    return ids
-
-
-def _contact_row(c: PreparedContact, org_ids: dict[str, int], now: datetime) -> dict[str, Any]:
-    return {
-        "first_name": c.first_name,
-        "last_name": c.last_name,
-        "display_name": c.display_name,
-        "organization_id": org_ids.get(c.organization or ""),
-        "search_key": c.search_key(),
-        "created_at": now,
-        "updated_at": now,
-    }
-
-
-def _phone_rows(batch: list[PreparedContact], ids: list[int]) -> list[dict[str, Any]]:
-    return [
-        {"contact_id": cid, "raw": n.raw, "e164": n.e164, "rev_digits": rev_digits(n), "label": lb}
-        for c, cid in zip(batch, ids, strict=True)
-        for n, lb in c.phones
-    ]
-
-
-def _email_rows(batch: list[PreparedContact], ids: list[int]) -> list[dict[str, Any]]:
-    return [
-        {"contact_id": cid, "address": address, "label": label}
-        for c, cid in zip(batch, ids, strict=True)
-        for address, label in c.emails
-    ]
-
-
-async def _insert(session: AsyncSession, model: type[Any], rows: list[dict[str, Any]]) -> None:
-    if rows:
-        await session.execute(insert(model), rows)

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agents import AgentIdentity, add_agent
 from core.db import create_engine
-from core.importer import ImportReport, import_contacts, read_rows
+from core.export import export_table, to_csv, to_xlsx
+from core.importer import ImportOptions, ImportReport, Progress, import_rows, read_rows
 from core.migrate import current_revision, head_revision, upgrade
 from crmcomms.app import build_services, check_schema
 from crmcomms.config import Settings
@@ -46,6 +47,7 @@ async def migrated_services(settings: Settings) -> AsyncIterator[Services]:
         await check_schema(svc)
         yield svc
     finally:
+        await svc.db.close()
         await svc.engine.dispose()
 
 
@@ -73,8 +75,23 @@ async def add_agent_from_cli(
     )
 
 
-async def import_contacts_file(settings: Settings, data: bytes, filename: str) -> ImportReport:
+async def import_contacts_file(
+    settings: Settings,
+    data: bytes,
+    filename: str,
+    options: ImportOptions,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> ImportReport:
     """Import the bytes of a CSV/XLSX file of contacts into the configured database."""
     rows = read_rows(data, filename)
-    async with migrated_services(settings) as svc, svc.sessions.begin() as session:
-        return await import_contacts(session, rows, settings.general.default_region)
+    async with migrated_services(settings) as svc:
+        return await import_rows(svc.db, rows, options, on_progress)
+
+
+async def export_contacts_file(settings: Settings, fmt: str) -> tuple[bytes, int]:
+    """Every contact as CSV or XLSX (``fmt``), in the columns the import reads back;
+    the file's bytes and the number of contacts."""
+    async with migrated_services(settings) as svc:
+        table = await svc.db.read(export_table)
+    data = to_xlsx(table) if fmt == "xlsx" else to_csv(table)
+    return data, len(table) - 1

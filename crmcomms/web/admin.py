@@ -32,6 +32,7 @@ from core.agent_admin import (
 from core.agents import add_agent
 from crmcomms.services import services
 from crmcomms.web.http import json_response, read_model, require_role
+from crmcomms.web.imports import add_import_routes
 
 ADMIN_PAGE = Path(__file__).parent / "static" / "admin.html"
 
@@ -150,7 +151,7 @@ async def get_admin_page(_request: web.Request) -> web.FileResponse:
 
 
 def add_admin_routes(app: web.Application) -> None:
-    """The agent administration API and the admin page."""
+    """The agent administration API, the admin page and the contact imports' progress."""
     app.router.add_get("/admin", get_admin_page)
     app.router.add_get("/api/agents", get_agents)
     app.router.add_post("/api/agents", post_agent)
@@ -160,3 +161,4 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_post("/api/agents/{agent_id}/password", post_password)
     app.router.add_post("/api/agents/{agent_id}/disable", post_disable)
     app.router.add_post("/api/agents/{agent_id}/enable", post_enable)
+    add_import_routes(app)

@@ -21,13 +21,13 @@ from core.history import (
     organization_contact_ids,
     visible_sources,
 )
-from core.importer import import_contacts, read_rows
 from core.lookup import lookup_contacts
 from core.mail.queries import email_history
 from core.merge import merge_contacts
 from core.search import search_contacts
 from crmcomms.services import services
 from crmcomms.web.http import IDENTITY, int_param, json_response, read_model
+from crmcomms.web.imports import post_import
 
 HISTORY_SOURCES = (*DEFAULT_SOURCES, email_history)
 
@@ -161,27 +161,6 @@ async def get_lookup(request: web.Request) -> web.Response:
             svc.settings.lookup.suffix_digits,
         )
     return json_response(result.to_json(svc.settings.general.default_region))
-
-
-async def post_import(request: web.Request) -> web.Response:
-    """Import an uploaded CSV/XLSX (multipart field ``file``, or the raw body + ?filename=)."""
-    data, filename = await _upload(request)
-    rows = read_rows(data, filename)
-    svc = services(request)
-    async with svc.sessions.begin() as session:
-        report = await import_contacts(session, rows, svc.settings.general.default_region)
-    return json_response(report.to_json())
-
-
-async def _upload(request: web.Request) -> tuple[bytes, str]:
-    if request.content_type.startswith("multipart/"):
-        reader = await request.multipart()
-        async for part in reader:
-            if getattr(part, "name", None) == "file":
-                return await part.read(decode=True), part.filename or "upload.csv"  # type: ignore[union-attr]
-        raise InvalidInput("file", "multipart upload needs a 'file' field")
-    filename = request.query.get("filename", "upload.csv")
-    return await request.read(), filename
 
 
 def add_routes(app: web.Application) -> None:
