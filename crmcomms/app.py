@@ -34,6 +34,7 @@ from crmcomms.mail.smtp import OUTBOX_WAKEUPS, OutboxWakeups, OutboxWorker
 from crmcomms.mail.sync import MailboxWorker
 from crmcomms.metrics import Metrics
 from crmcomms.push import PushHub
+from crmcomms.retention import RetentionWorker
 from crmcomms.scaleout import Guard, build_bus, catch_up, scale_out, standby_aware
 from crmcomms.sdnotify import SystemdNotifier
 from crmcomms.services import SERVICES, Services
@@ -98,6 +99,7 @@ def build_app(
 
 def _workers(app: web.Application, svc: Services, guard: Guard) -> dict[str, Worker]:
     workers: dict[str, Worker] = {}
+    workers["retention"] = RetentionWorker(svc).run
     if svc.settings.ami.enabled:
         telephony = TelephonyService(svc)
         app[TELEPHONY] = telephony

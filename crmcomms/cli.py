@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.errors import CoreError
-from crmcomms import cli_agents, cli_contacts
+from crmcomms import cli_agents, cli_backup, cli_contacts
 from crmcomms.cli_common import CONFIG_HELP, CliError, config_path, settings_of
 from crmcomms.config import ConfigError, Settings, load_settings
 from crmcomms.errors import StartupError
@@ -143,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     _db_parser(sub, config)
     cli_agents.add_parser(sub, config, with_settings)
     cli_contacts.add_parser(sub, config, with_settings)
+    cli_backup.add_parsers(sub, config, with_settings)
     demo = sub.add_parser(
         "demo",
         help="DEMO ONLY: temporary database, demo logins and a replayed PBX (no real Asterisk)",

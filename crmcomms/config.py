@@ -254,6 +254,14 @@ class WallSettings(_Section):
     service_level_seconds: Annotated[int, Field(ge=1, le=3600)] = 20
 
 
+class RetentionSettings(_Section):
+    """How long data is kept; applied once a day (0 keeps it forever)."""
+
+    tasks_done_days: Annotated[int, Field(ge=0, le=36500)] = 365
+    mail_bodies_days: Annotated[int, Field(ge=0, le=36500)] = 0
+    calls_days: Annotated[int, Field(ge=0, le=36500)] = 0
+
+
 class Settings(_Section):
     """The whole validated configuration."""
 
@@ -265,6 +273,7 @@ class Settings(_Section):
     ami: AmiSettings = AmiSettings()
     cdr: CdrSettings = CdrSettings()
     wall: WallSettings = WallSettings()
+    retention: RetentionSettings = RetentionSettings()
     mailboxes: tuple[MailboxSettings, ...] = ()
 
     @property
