@@ -44,6 +44,7 @@ from core.mail.threading import (
     subject_key,
 )
 from core.models import Contact, EmailAddress, utcnow
+from core.search import search_key
 
 _CANDIDATE_ROWS = 50
 
@@ -235,7 +236,8 @@ def create_contacts(
         address = sender.address
         if not address or address in found or address in options.own_addresses:
             continue
-        contact = Contact(display_name=(sender.name or sender.address)[:200])
+        name = (sender.name or sender.address)[:200]
+        contact = Contact(display_name=name, search_key=search_key([name]))
         contact.emails.append(EmailAddress(address=address))
         session.add(contact)
         session.flush()

@@ -4,11 +4,13 @@
 import { CallsView } from "./calls.js";
 import { PresenceBar } from "./controls.js";
 import { ContactView } from "./contact.js";
+import { ContactsPage } from "./contacts.js";
 import { setLanguage, t } from "./i18n.js";
 import { LiveLink } from "./live.js";
 import { PopBoard } from "./pop.js";
 import { api, h, toast } from "./ui.js";
 import { Wall } from "./wall.js";
+import { loadWrapup } from "./wrapup.js";
 
 const TOKEN_KEY = "crmcomms.token";
 const $ = (selector) => document.querySelector(selector);
@@ -97,7 +99,8 @@ function start(me) {
   app.presence = new PresenceBar(h("span", { id: "presence", class: "presence" }));
   $("#me").after(app.presence.root);
   app.presence.load();
-  app.views = { calls: new CallsView(main), contact: new ContactView(main), wall: new Wall(main) };
+  app.views = { calls: new CallsView(main), contact: new ContactView(main), contacts: new ContactsPage(main), wall: new Wall(main) };
+  loadWrapup();
   app.link = new LiveLink(() => api.token, { onEvent, onReload, onState, onAuthLost });
   onState(app.link.state);
   app.link.start();
@@ -145,6 +148,10 @@ async function route() {
     if (name === "contact" && arg) {
       app.current = app.views.contact;
       await app.current.show(Number(arg));
+    } else if (name === "contacts") {
+      $("#nav-contacts").setAttribute("aria-current", "page");
+      app.current = app.views.contacts;
+      await app.current.show();
     } else if (wall && app.me.role !== "agent") {
       $("#nav-wall").setAttribute("aria-current", "page");
       app.current = app.views.wall;
@@ -154,7 +161,7 @@ async function route() {
       app.current = app.views.calls;
       await app.current.show();
     }
-    document.body.dataset.view = app.current === app.views.wall ? "wall" : app.current === app.views.contact ? "contact" : "calls";
+    document.body.dataset.view = Object.keys(app.views).find((key) => app.views[key] === app.current);
   } catch (err) {
     $("#main").replaceChildren(h("p", { class: "error", role: "alert", text: t("error", { error: err.message }) }));
     toast(err.message, "error");

@@ -34,7 +34,7 @@ export class CallsView {
     const missed = calls.calls.filter((c) => c.direction === "inbound" && MISSED.has(c.status));
     this.missed.replaceChildren(
       h("h2", { id: "missed-title", text: t("missed_calls") }),
-      missed.length ? h("ul", { class: "missed-list" }, missed.map((c) => missedItem(c, taskByCall.get(c.id)))) : h("p", { class: "empty", text: t("no_missed") }),
+      missed.length ? h("ul", { class: "missed-list" }, byNumber(missed).map((group) => missedItem(group[0], group.map((c) => taskByCall.get(c.id)).filter(Boolean), group.length))) : h("p", { class: "empty", text: t("no_missed") }),
     );
     const rows = calls.calls.filter((c) => !["ringing", "talking"].includes(c.status));
     this.today.replaceChildren(h("h2", { id: "today-title", text: t("todays_calls") }), rows.length ? callTable(rows) : h("p", { class: "empty", text: t("no_calls") }));
@@ -50,7 +50,7 @@ export class CallsView {
   }
 
   handle(event) {
-    if (event.type === "call.ended" || event.type === "task.created") this.refresh();
+    if (["call.ended", "call.updated", "task.created", "task.done"].includes(event.type)) this.refresh();
   }
 }
 
@@ -60,15 +60,28 @@ function who(call) {
   const known = names.get(call.contacts?.[0]);
   if (known) return known;
   const name = call.caller_name && !/^\+?\d+$/.test(call.caller_name) ? call.caller_name : "";
-  return name || formatNumber(customerNumber(call));
+  const shown = call.direction === "outbound" ? call.callee_display : call.caller_display;
+  return name || shown || formatNumber(customerNumber(call));
 }
 
-function missedItem(call, task) {
+/** Missed calls grouped by the number they came from (newest first, as the list is). */
+function byNumber(calls) {
+  const groups = new Map();
+  for (const call of calls) {
+    const key = customerNumber(call) || `call-${call.id}`;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(call);
+  }
+  return [...groups.values()];
+}
+
+/** One number's missed calls (the newest shown); "Done" ticks off all their call-backs. */
+function missedItem(call, tasks, count = 1) {
   const number = customerNumber(call);
-  const done = h("button", { type: "button", class: "tick", text: t("tick_off"), hidden: !task });
+  const done = h("button", { type: "button", class: "tick", text: t("tick_off"), hidden: !tasks.length });
   done.addEventListener("click", async () => {
     try {
-      await api.post(`/api/tasks/${task.id}/done`);
+      await Promise.all(tasks.map((task) => api.post(`/api/tasks/${task.id}/done`)));
       done.textContent = t("ticked_off");
       done.disabled = true;
       item.dataset.done = "true";
@@ -82,6 +95,7 @@ function missedItem(call, task) {
     h("time", { datetime: call.started_at, text: fmtTime(call.started_at) }),
     " ",
     contactLink(call, who(call)),
+    count > 1 ? h("span", { class: "repeat", text: ` · ${t("missed_repeated", { count })}` }) : "",
     call.queue || call.did ? h("span", { class: "via", text: ` · ${call.queue || formatNumber(call.did)}` }) : "",
     " ",
     h("button", { type: "button", class: "call-back", text: t("call_back"), "aria-label": `${t("call_back")} ${formatNumber(number)}`, onclick: () => dial(number) }),

@@ -1,10 +1,14 @@
 // Screen pops: one card per ringing call of this agent, built synchronously in the
 // websocket handler (same frame), updated on answer (timer) and end (outcome, the
 // note field stays open), withdrawn on ring_stopped or when someone else answers.
+// The card says how the caller was matched; a call is filed with a contact by itself
+// only on an exact match, otherwise the agent confirms with one click. Ended pops fold
+// away after the configured time unless a note is being written; Esc dismisses one.
 
 import { fmtDateTime, fmtDuration, t } from "./i18n.js";
 import { api, customerNumber, dialButton, formatNumber, h, toast } from "./ui.js";
 import { callControls } from "./controls.js";
+import { confirmCaller, dispositionLabel, dispositionPicker, matchBadge, showDisposition, wrapup } from "./wrapup.js";
 
 export class PopBoard {
   /** @param {HTMLElement} root the aria-live container; @param {() => Set<string>} myExtensions */
@@ -13,11 +17,13 @@ export class PopBoard {
     this.mine = myExtensions;
     this.cards = new Map(); // linkedid -> {node, call, contactId}
     this.ticker = null;
+    this.onKey = (ev) => this.escape(ev);
+    document.addEventListener("keydown", this.onKey);
   }
 
   clear() {
-    for (const card of this.cards.values()) card.node.remove();
-    this.cards.clear();
+    document.removeEventListener("keydown", this.onKey);
+    for (const linkedid of [...this.cards.keys()]) this.withdraw(linkedid);
   }
 
   /** After a `reload`: bring every card up to date from the call log. */
@@ -32,6 +38,7 @@ export class PopBoard {
   }
 
   handle(event) {
+    if (event.type === "task.done") return this.taskDone(event.task);
     const call = event.call;
     if (!call) return;
     const mineNow = event.agent && this.mine().has(event.agent);
@@ -42,6 +49,7 @@ export class PopBoard {
     else if (event.type === "call.ring_stopped" && mineNow && card.state === "ringing") this.withdraw(call.linkedid);
     else if (event.type === "call.answered") this.answered(card, event, mineNow);
     else if (event.type === "call.ended") this.ended(card, call);
+    else if (event.type === "call.updated") this.updated(card, call);
   }
 
   open(event) {
@@ -49,6 +57,7 @@ export class PopBoard {
     const number = info.number || customerNumber(call);
     const matches = info.matches || [];
     const contact = matches.length === 1 ? matches[0] : null;
+    const linked = (info.linked || []).includes(contact?.id);
     const internal = call.direction === "internal";
     const who = contact ? contact.display_name : matches.length ? t("several_matches", { count: matches.length }) : internal ? `${t("dir_internal")} ${call.caller}` : t("unknown_caller");
     const state = h("span", { class: "state", text: t("state_ringing") });
@@ -59,19 +68,49 @@ export class PopBoard {
       h("header", {}, state, timer, h("button", { type: "button", class: "close", "aria-label": t("dismiss"), text: "×", onclick: () => this.withdraw(call.linkedid) })),
       h("h2", { class: "who", text: who }),
       contact && contact.organization ? h("p", { class: "org", text: contact.organization.name }) : null,
-      numberLine(number, call),
+      numberLine(number, info.number_display, call),
+      internal ? null : h("p", { class: "how" }, matchBadge(info.match || "none", matches.length)),
       viaLine(call),
-      matches.length > 1 ? h("ul", { class: "matches" }, matches.map((m) => h("li", {}, h("a", { href: `#/contact/${m.id}`, text: contactLabel(m) })))) : null,
+      matches.length && !linked ? this.candidates(call, matches) : null,
       contact || matches.length || internal ? null : this.createForm(call, number),
       recentList((info.recent || []).filter((item) => !(item.kind === "call" && item.id === call.id))),
       taskList(info.tasks || []),
       h("p", { class: "outcome", hidden: true }),
-      this.actions(call, contact),
+      internal ? null : dispositionPicker(call, call.linkedid.replace(/\W/g, "_"), (updated) => this.updated(this.cards.get(call.linkedid), updated)),
+      this.actions(call, linked ? contact : null),
     );
-    const entry = { node, call, state: "ringing", contactId: contact ? contact.id : null, stateEl: state, timerEl: timer };
+    const entry = { node, call, state: "ringing", contactId: linked ? contact.id : null, stateEl: state, timerEl: timer };
     this.cards.set(call.linkedid, entry);
     this.root.prepend(node);
     notify(who, number);
+  }
+
+  /** Contacts the number matched but the call is not filed with: one click confirms. */
+  candidates(call, matches) {
+    return h(
+      "ul",
+      { class: "matches" },
+      matches.map((m) =>
+        h(
+          "li",
+          {},
+          h("a", { href: `#/contact/${m.id}`, text: contactLabel(m) }),
+          " ",
+          h("button", { type: "button", class: "confirm", text: t("confirm_caller"), "aria-label": t("confirm_caller_named", { name: m.display_name }), onclick: () => this.confirm(call.linkedid, m) }),
+        ),
+      ),
+    );
+  }
+
+  async confirm(linkedid, contact) {
+    const card = this.cards.get(linkedid);
+    if (!card) return;
+    try {
+      await confirmCaller(card.call.id, contact);
+      this.adopt(linkedid, contact);
+    } catch (err) {
+      toast(t("error", { error: err.message }), "error");
+    }
   }
 
   actions(call, contact) {
@@ -81,6 +120,7 @@ export class PopBoard {
     return bar;
   }
 
+  /** Open (or close) the note form; it takes the focus only when nothing else has it. */
   toggleNote(linkedid, keepOpen = false) {
     const card = this.cards.get(linkedid);
     if (!card || !card.contactId) return;
@@ -109,7 +149,9 @@ export class PopBoard {
       }
     });
     card.node.querySelector(".actions").before(form);
-    area.focus();
+    const focused = document.activeElement;
+    if (!keepOpen || !focused || focused === document.body || card.node.contains(focused)) area.focus();
+    if (keepOpen) card.autoFocused = area; // focused by us: folding away is still fine
   }
 
   createForm(call, number) {
@@ -137,6 +179,7 @@ export class PopBoard {
           organization: data.organization || null,
           phones: data.phone ? [{ raw: data.phone }] : [],
         });
+        await confirmCaller(call.id, contact);
         this.adopt(call.linkedid, contact);
       } catch (err) {
         toast(t("error", { error: err.message }), "error");
@@ -151,6 +194,8 @@ export class PopBoard {
     card.contactId = contact.id;
     card.node.querySelector(".who").textContent = contact.display_name;
     card.node.querySelector("form.create-contact")?.remove();
+    card.node.querySelector("ul.matches")?.remove();
+    card.node.querySelector(".how")?.append(" ", h("span", { class: "confirmed", text: t("caller_confirmed", { name: contact.display_name }) }));
     const actions = card.node.querySelector(".actions");
     actions.prepend(h("a", { class: "button", href: `#/contact/${contact.id}`, text: t("open_contact") }));
     actions.querySelector(".add-note").hidden = false;
@@ -194,6 +239,48 @@ export class PopBoard {
     outcome.hidden = false;
     outcome.textContent = `${t(`status_${call.status}`)} · ${fmtDuration(call.talk_seconds)}`;
     if (call.status === "answered") this.toggleNote(call.linkedid, true);
+    this.scheduleFold(card);
+  }
+
+  /** A disposition or contact set on this call (here, in another tab, by a supervisor). */
+  updated(card, call) {
+    if (!card) return;
+    card.call = { ...card.call, disposition: call.disposition, contacts: call.contacts };
+    showDisposition(card.node, call.disposition);
+  }
+
+  /** Fold an ended pop away after the configured time, unless a note is being written. */
+  scheduleFold(card) {
+    clearTimeout(card.foldTimer);
+    if (!wrapup.foldAfter) return;
+    card.foldTimer = setTimeout(() => {
+      if (!this.cards.has(card.call.linkedid)) return;
+      const active = document.activeElement;
+      if (writing(card) || (card.node.contains(active) && active !== card.autoFocused)) this.scheduleFold(card);
+      else this.withdraw(card.call.linkedid);
+    }, wrapup.foldAfter * 1000);
+  }
+
+  /** Esc: dismiss the ended pop the focus is in, or the newest ended one (not a note being written). */
+  escape(ev) {
+    if (ev.key !== "Escape" || ev.defaultPrevented || document.querySelector("dialog[open]")) return;
+    const inside = ev.target instanceof Element ? ev.target.closest("article.pop") : null;
+    const typing = ev.target instanceof Element && ev.target.matches("input, textarea, select, [contenteditable]");
+    if (!inside && typing) return;
+    const card = inside ? this.cards.get(inside.dataset.linkedid) : [...this.cards.values()].find((c) => c.state === "ended" && !writing(c));
+    if (!card || card.state !== "ended" || writing(card)) return;
+    ev.preventDefault();
+    this.withdraw(card.call.linkedid);
+    if (inside) (this.root.querySelector("article.pop button") || document.getElementById("main"))?.focus();
+  }
+
+  /** A task ticked off (here or by a colleague) leaves the pops' task lists. */
+  taskDone(task) {
+    for (const li of this.root.querySelectorAll(`.tasks li[data-task-id="${task.id}"]`)) {
+      const list = li.closest("section.tasks");
+      li.remove();
+      if (list && !list.querySelector("li")) list.remove();
+    }
   }
 
   setState(card, state) {
@@ -218,6 +305,7 @@ export class PopBoard {
   withdraw(linkedid) {
     const card = this.cards.get(linkedid);
     if (!card) return;
+    clearTimeout(card.foldTimer);
     card.node.remove();
     this.cards.delete(linkedid);
   }
@@ -227,8 +315,13 @@ function contactLabel(contact) {
   return contact.organization ? `${contact.display_name} (${contact.organization.name})` : contact.display_name;
 }
 
-function numberLine(number, call) {
-  const shown = formatNumber(number);
+/** Whether a note is being written on this pop (unsaved text in its note field). */
+function writing(card) {
+  return Boolean(card.node.querySelector("form.note textarea")?.value.trim());
+}
+
+function numberLine(number, display, call) {
+  const shown = display || formatNumber(number);
   const raw = String(number || "");
   return h(
     "p",
@@ -242,7 +335,7 @@ function numberLine(number, call) {
 function viaLine(call) {
   const parts = [];
   if (call.queue) parts.push(t("via_queue", { queue: call.queue }));
-  if (call.did) parts.push(t("via_did", { did: formatNumber(call.did) }));
+  if (call.did) parts.push(t("via_did", { did: call.did_display || formatNumber(call.did) }));
   return parts.length ? h("p", { class: "via", text: parts.join(" · ") }) : null;
 }
 
@@ -261,7 +354,8 @@ export function recentList(items) {
 function describe(item) {
   const when = fmtDateTime(item.at);
   if (item.kind === "call") {
-    return `${when} · ${t(`dir_${item.direction}`)} · ${t(`status_${item.status}`)} · ${fmtDuration(item.talk_seconds)}`;
+    const extra = [item.agent_name, item.disposition ? dispositionLabel(item.disposition) : ""].filter(Boolean);
+    return [`${when} · ${t(`dir_${item.direction}`)} · ${t(`status_${item.status}`)} · ${fmtDuration(item.talk_seconds)}`, ...extra].join(" · ");
   }
   if (item.kind === "email") return `${when} · ✉ ${item.subject || ""}`;
   if (item.kind === "note") return `${when} · ✎ ${item.body.slice(0, 80)}`;
@@ -270,7 +364,7 @@ function describe(item) {
 
 function taskList(tasks) {
   if (!tasks.length) return null;
-  return h("section", { class: "tasks" }, h("h3", { text: t("open_tasks") }), h("ul", {}, tasks.map((task) => h("li", { text: task.title }))));
+  return h("section", { class: "tasks" }, h("h3", { text: t("open_tasks") }), h("ul", {}, tasks.map((task) => h("li", { dataset: { taskId: task.id }, text: task.title }))));
 }
 
 function notify(who, number) {
