@@ -227,6 +227,7 @@ class MailboxSettings(_Section):
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")]
     address: str
+    display_name: Annotated[str, Field(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")] = ""
     imap_host: str = "127.0.0.1"
     imap_port: Annotated[int, Field(ge=1, le=65535)] = 993
     imap_tls: Literal["implicit", "starttls", "none"] = "implicit"

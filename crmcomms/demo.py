@@ -3,20 +3,29 @@
 It creates a temporary SQLite database with demo contacts and agents, starts a
 local AMI server on 127.0.0.1 that replays calls recorded from a real Asterisk
 (fresh call ids each round, so every round is new calls) and runs the daemon
-against it. Everything is deleted on exit.
+against it. No Asterisk writes recordings here: each recording a replayed call
+names gets a short tone, so the history's player plays. It has no mailbox, so
+the page offers no e-mail (``GET /api/mailboxes`` is empty). Everything is
+deleted on exit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import struct
 import tempfile
+import wave
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+from sqlalchemy import select
 
 from core.agents import add_agent
 from core.contacts import ContactInput, create_contact
 from core.migrate import upgrade
+from core.models import Call
 from crmcomms.ami.replay import AmiReplayServer
 from crmcomms.app import build_app, run_until_signalled
 from crmcomms.config import Settings, parse_settings
@@ -90,14 +99,42 @@ async def seed(svc: Services) -> list[tuple[str, str, str]]:
     return logins
 
 
-async def _replay_forever(server: AmiReplayServer, speed: float) -> None:
+def write_tone(path: Path, seconds: float = 2.0, rate: int = 8000) -> None:
+    """A WAV file (8 kHz, 16-bit mono, like Asterisk's) of a quiet 440 Hz tone."""
+    frames = b"".join(
+        struct.pack("<h", int(6000 * math.sin(2 * math.pi * 440 * n / rate)))
+        for n in range(int(seconds * rate))
+    )
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(frames)
+
+
+async def provide_recordings(svc: Services) -> int:
+    """A tone for every recording the calls name that is not in recordings_dir; how many."""
+    folder = svc.settings.ami.recordings_dir
+    async with svc.sessions() as session:
+        recorded = select(Call.recording_path).where(Call.recording_path.is_not(None))
+        paths = await session.scalars(recorded)
+        names = {PurePosixPath(path).name for path in paths if path}
+    missing = [folder / name for name in sorted(names) if not (folder / name).exists()]
+    for target in missing:
+        await asyncio.to_thread(write_tone, target)
+    return len(missing)
+
+
+async def _replay_forever(server: AmiReplayServer, svc: Services, speed: float) -> None:
     await server.wait_logged_in(1, within=30)
+    svc.settings.ami.recordings_dir.mkdir(parents=True, exist_ok=True)
     while True:
         for scenario in SCENARIOS:
             await server.replay(
                 DATA / f"{scenario}.ami", speed=speed, rewrite_ids=True, shift_timestamps=True
             )
             await asyncio.sleep(4 / speed)
+            await provide_recordings(svc)
 
 
 async def run_demo(port: int, speed: float, emit: Callable[[str], None] = print) -> None:
@@ -110,7 +147,7 @@ async def run_demo(port: int, speed: float, emit: Callable[[str], None] = print)
             svc = app[SERVICES]
             await upgrade(svc.engine)
             logins = await seed(svc)
-            replay = asyncio.create_task(_replay_forever(pbx, speed))
+            replay = asyncio.create_task(_replay_forever(pbx, svc, speed))
             try:
                 await run_until_signalled(app, lambda url: _banner(emit, url, logins))
             finally:
@@ -125,6 +162,7 @@ def _banner(emit: Callable[[str], None], url: str, logins: list[tuple[str, str, 
     emit(f"Open {url}/ and log in as:")
     for name, password, what in logins:
         emit(f"    {name:<6} password {password:<14} ({what})")
-    emit("Calls replay in a loop (queue, direct, missed, outbound, busy, internal).")
+    emit("Calls replay in a loop (queue, direct, missed, outbound, busy, internal);")
+    emit("recordings are a short tone. No mailbox: e-mail is not offered in the demo.")
     emit("Everything is deleted when you stop it with Ctrl-C.")
     emit("=" * 72)

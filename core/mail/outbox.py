@@ -19,13 +19,14 @@ start); see :func:`recover_interrupted`.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage as MimeMessage
 from email.policy import SMTP
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, formataddr, getaddresses, make_msgid
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -61,12 +62,15 @@ class OutgoingAttachment:
 
 @dataclass(frozen=True, slots=True)
 class Draft:
-    """An e-mail an agent wants sent from ``mailbox`` (whose address is ``sender``)."""
+    """An e-mail an agent wants sent from ``mailbox`` (whose address is ``sender``, shown
+    as ``sender_name`` when there is one)."""
 
     mailbox: str
     sender: str
     to: tuple[str, ...]
     cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    sender_name: str = ""
     subject: str = ""
     text: str = ""
     html: str | None = None
@@ -89,10 +93,13 @@ def compose(draft: Draft, parent: Parent | None, now: datetime) -> bytes:
     as :func:`enqueue` does.
     """
     mime = MimeMessage(policy=SMTP)
-    mime["From"] = draft.sender
+    sender = formataddr((draft.sender_name, draft.sender)) if draft.sender_name else draft.sender
+    mime["From"] = sender
     mime["To"] = ", ".join(draft.to)
     if draft.cc:
         mime["Cc"] = ", ".join(draft.cc)
+    if draft.bcc:  # kept in our copy (as mail clients keep it in Sent); see split_bcc
+        mime["Bcc"] = ", ".join(draft.bcc)
     mime["Subject"] = draft.subject
     mime["Date"] = format_datetime(now)
     mime["Message-ID"] = make_msgid(domain=draft.sender.rpartition("@")[2] or None)
@@ -145,6 +152,32 @@ async def enqueue(
     add_attachments(session, message.id, item, blobs)
     await link_contacts(session, message.id, item, options)
     return message
+
+
+_BCC_FIELD = re.compile(rb"bcc[ \t]*:", re.IGNORECASE)
+
+
+def split_bcc(raw: bytes) -> tuple[bytes, tuple[str, ...]]:
+    """``raw`` without its Bcc header field, and the addresses that field named.
+
+    The stored message (and its copy in Sent) keeps Bcc; what goes over SMTP must
+    not show it to the other recipients (RFC 5322 3.6.3): its addresses become
+    envelope recipients only.
+    """
+    end = raw.find(b"\r\n\r\n")
+    head, body = (raw, b"") if end < 0 else (raw[: end + 2], raw[end + 2 :])
+    kept: list[bytes] = []
+    taken: list[bytes] = []
+    in_bcc = False
+    for line in head.splitlines(keepends=True):
+        if line[:1] not in (b" ", b"\t"):  # a new field; else a folded continuation
+            in_bcc = _BCC_FIELD.match(line) is not None
+        (taken if in_bcc else kept).append(line)
+    if not taken:
+        return raw, ()
+    value = b"".join(taken).split(b":", 1)[1].decode("ascii", "replace")
+    addresses = getaddresses([re.sub(r"\r?\n", "", value)])
+    return b"".join(kept) + body, tuple(address for _, address in addresses if address)
 
 
 def _compose_and_parse(

@@ -17,6 +17,7 @@ from core.history import HistoryItem
 from core.mail import parse_message
 from core.mail.blobs import BlobStore
 from core.mail.models import EmailAttachment, EmailContact, EmailMessage, EmailRaw
+from core.mail.preview import preview
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,5 +113,5 @@ def email_history(session: Session, contact_ids: Sequence[int], limit: int) -> l
 def history_json(message: EmailMessage) -> dict[str, Any]:
     """An e-mail in a timeline: the summary plus a short preview of the text."""
     data = message.summary()
-    data["preview"] = (message.text or "")[:200]
+    data["preview"] = preview(message.text)
     return data

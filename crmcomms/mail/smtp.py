@@ -41,6 +41,7 @@ from core.mail.outbox import (
     raw_of,
     recover_interrupted,
     retry_later,
+    split_bcc,
 )
 from core.models import AgentExtension, utcnow
 from crmcomms.config import MailboxSettings
@@ -169,7 +170,9 @@ class OutboxWorker:
     async def _deliver(self, message: EmailMessage, raw: bytes) -> SendResult:
         """One attempt. Whatever goes wrong ends as a result: a message that can never be
         sent is ``failed`` and the worker goes on with the next one."""
+        raw, bcc = split_bcc(raw)  # Bcc: envelope recipients only, not a header on the wire
         recipients = [a["address"] for a in (*message.to, *message.cc) if a["address"]]
+        recipients += bcc
         box = self.settings
         try:
             errors, _reply = await aiosmtplib.send(

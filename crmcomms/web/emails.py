@@ -22,6 +22,7 @@ from core.mail.queries import (
     attachments_of,
     contacts_of,
     get_email,
+    history_json,
     list_emails,
 )
 from core.models import utcnow
@@ -138,6 +139,7 @@ class EmailInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     to: list[Address] = Field(min_length=1, max_length=MAX_RECIPIENTS)
     cc: list[Address] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
+    bcc: list[Address] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
     subject: str = Field(default="", max_length=MAX_SUBJECT)
     text: str = Field(default="", max_length=2_000_000)
     html: str | None = Field(default=None, max_length=5_000_000)
@@ -199,8 +201,8 @@ def _mailbox(request: web.Request, name: str | None) -> MailboxSettings:
 
 
 def _draft(data: EmailInput, box: MailboxSettings) -> Draft:
-    if len(data.to) + len(data.cc) > MAX_RECIPIENTS:
-        raise InvalidInput("cc", f"at most {MAX_RECIPIENTS} recipients in to and cc together")
+    if len(data.to) + len(data.cc) + len(data.bcc) > MAX_RECIPIENTS:
+        raise InvalidInput("cc", f"at most {MAX_RECIPIENTS} recipients in to, cc and bcc together")
     for i, part in enumerate(data.attachments):
         _header_text(f"attachments.{i}.filename", part.filename)
     attachments = tuple(_decode(i, part) for i, part in enumerate(data.attachments))
@@ -209,8 +211,10 @@ def _draft(data: EmailInput, box: MailboxSettings) -> Draft:
     return Draft(
         mailbox=box.name,
         sender=box.address,
+        sender_name=box.display_name,
         to=tuple(_address(f"to.{i}", a) for i, a in enumerate(data.to)),
         cc=tuple(_address(f"cc.{i}", a) for i, a in enumerate(data.cc)),
+        bcc=tuple(_address(f"bcc.{i}", a) for i, a in enumerate(data.bcc)),
         subject=_header_text("subject", data.subject),
         text=data.text,
         html=data.html,
@@ -237,10 +241,25 @@ async def post_email(request: web.Request) -> web.Response:
     wakeups = request.app.get(OUTBOX_WAKEUPS)
     if wakeups is not None:
         wakeups.wake(box.name)
-    return json_response(message.summary(), status=202)
+    return json_response(history_json(message), status=202)
+
+
+async def get_mailboxes(request: web.Request) -> web.Response:
+    """The mailboxes mail can be sent from (empty: the page offers no e-mail)."""
+    boxes = services(request).settings.mailboxes
+    return json_response(
+        {
+            "mailboxes": [
+                {"name": box.name, "address": box.address, "display_name": box.display_name}
+                for box in boxes
+            ],
+            "max_attachments_bytes": MAX_ATTACHMENTS_BYTES,
+        }
+    )
 
 
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/mailboxes", get_mailboxes)
     app.router.add_get("/api/emails", get_emails)
     app.router.add_post("/api/emails", post_email)
     app.router.add_get("/api/emails/{email_id}", get_one_email)

@@ -1,5 +1,6 @@
 """A German call center: `general.language = "de"` gives German strings and German
-dates and numbers on the agent's page."""
+dates and numbers on the agent's page of an agent whose browser speaks neither of the
+page's languages (a German or English browser, or the agent's choice, come first)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ async def test_german_agent_sees_a_german_pop(daemon: Daemon, sign_in: SignIn) -
     me = await daemon.api("/api/me", "bob")
     assert me["language"] == "de"
 
-    bob = await sign_in("bob", locale="en-GB")  # the config decides, not the browser
+    bob = await sign_in("bob", locale="fr-FR")  # a browser the page does not speak: the config
     assert await bob.evaluate("document.documentElement.lang") == "de"
     await expect(bob.get_by_role("heading", name="Verpasste Anrufe")).to_be_visible()
     await expect(bob.get_by_role("button", name="Abmelden")).to_be_visible()

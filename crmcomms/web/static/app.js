@@ -6,8 +6,10 @@ import { PresenceBar } from "./controls.js";
 import { ContactView } from "./contact.js";
 import { ContactsPage } from "./contacts.js";
 import { setLanguage, t } from "./i18n.js";
+import { installShortcuts } from "./keys.js";
 import { LiveLink } from "./live.js";
 import { PopBoard } from "./pop.js";
+import { browserLanguage, translateStatic, useAgentLanguage } from "./prefs.js";
 import { api, h, toast } from "./ui.js";
 import { Wall } from "./wall.js";
 import { loadWrapup } from "./wrapup.js";
@@ -24,15 +26,10 @@ const app = {
 };
 window.crm = app; // for the browser tests and the curious
 
-function translateStatic() {
-  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
-  for (const el of document.querySelectorAll("[data-i18n-label]")) el.setAttribute("aria-label", t(el.dataset.i18nLabel));
-  document.title = t("app_title");
-}
-
 async function boot() {
-  setLanguage((navigator.language || "en").slice(0, 2));
+  setLanguage(browserLanguage() || "en");
   translateStatic();
+  installShortcuts();
   api.onUnauthorized = () => signOut(false);
   $("#login-form").addEventListener("submit", signIn);
   $("#logout").addEventListener("click", () => signOut(true));
@@ -84,8 +81,7 @@ function showLogin() {
 
 function start(me) {
   app.me = me;
-  setLanguage(me.language || "en");
-  translateStatic();
+  useAgentLanguage(me);
   document.body.dataset.role = me.role;
   $("#login").hidden = true;
   $("#shell").hidden = false;

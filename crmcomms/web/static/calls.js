@@ -15,7 +15,7 @@ export class CallsView {
   async show() {
     this.missed = h("section", { class: "missed", "aria-labelledby": "missed-title" });
     this.today = h("section", { class: "today", "aria-labelledby": "today-title" });
-    this.root.replaceChildren(this.missed, this.today, searchBox());
+    this.root.replaceChildren(h("h1", { text: t("nav_calls") }), this.missed, this.today, searchBox());
     await this.refresh();
   }
 

@@ -4,6 +4,7 @@
 
 import { fmtDateTime, fmtDuration, fmtInt, fmtNumber, t } from "./i18n.js";
 import { api, dialButton, h, toast } from "./ui.js";
+import { mailboxes, openComposer } from "./compose.js";
 
 const PAGE = 20;
 
@@ -17,6 +18,7 @@ export class ContactView {
 
   async show(id) {
     const generation = ++this.generation;
+    mailboxes().catch(() => {}); // hides "write e-mail" and "reply" when no mailbox can send
     this.id = id;
     const contact = await api.get(`/api/contacts/${id}`);
     if (generation !== this.generation) return; // shown again meanwhile (a reload, a push)
@@ -51,7 +53,7 @@ export class ContactView {
         "div",
         { class: "actions" },
         h("button", { type: "button", text: t("edit"), onclick: () => this.edit() }),
-        h("button", { type: "button", text: t("write_email"), onclick: () => this.compose({ to: contact.emails[0]?.address || "" }) }),
+        h("button", { type: "button", class: "write-email", text: t("write_email"), onclick: () => this.compose({ to: contact.emails[0]?.address || "" }) }),
       ),
     ];
   }
@@ -85,7 +87,8 @@ export class ContactView {
     ];
     if (call.recording_url) {
       const src = `${call.recording_url}?token=${encodeURIComponent(api.token)}`;
-      parts.push(h("audio", { controls: true, preload: "none", src, "aria-label": t("play_recording") }));
+      const missing = (ev) => ev.target.replaceWith(h("span", { class: "recording-missing", text: t("recording_missing") }));
+      parts.push(h("audio", { controls: true, preload: "none", src, "aria-label": t("play_recording"), onerror: missing }));
     }
     return parts;
   }
@@ -154,44 +157,11 @@ export class ContactView {
   }
 
   compose({ to = "", subject = "", inReplyTo = null } = {}) {
-    const field = (name, label, el) => h("div", { class: "field" }, h("label", { for: `mail-${name}`, text: label }), el);
-    // `multiple` before `type`: Chromium empties a value set after type=email, then multiple
-    const toIn = h("input", { id: "mail-to", name: "to", multiple: true, type: "email", value: to, required: true, autocomplete: "off" });
-    const subjectIn = h("input", { id: "mail-subject", name: "subject", value: subject });
-    const bodyIn = h("textarea", { id: "mail-text", name: "text", rows: 8 });
-    const state = h("p", { class: "mail-state", role: "status" });
-    const send = h("button", { type: "submit", text: t("send") });
-    const form = h(
-      "form",
-      { class: "compose", "aria-labelledby": "compose-title" },
-      h("h2", { id: "compose-title", text: inReplyTo ? t("reply") : t("write_email") }),
-      field("to", t("to"), toIn),
-      field("subject", t("subject"), subjectIn),
-      field("text", t("message"), bodyIn),
-      send,
-      " ",
-      h("button", { type: "button", text: t("close"), onclick: () => this.composer.replaceChildren() }),
-      state,
-    );
-    form.addEventListener("submit", async (ev) => {
-      ev.preventDefault();
-      const recipients = toIn.value.split(/[,;]/).map((a) => a.trim()).filter(Boolean);
-      send.disabled = true;
-      try {
-        const queued = await api.post("/api/emails", { to: recipients, subject: subjectIn.value, text: bodyIn.value, in_reply_to: inReplyTo });
-        state.dataset.state = queued.state;
-        state.textContent = t(`email_${queued.state}`);
-        this.track(queued.id, state);
-        this.prepend({ kind: "email", at: queued.sort_at || new Date().toISOString(), preview: bodyIn.value.slice(0, 200), ...queued });
-        for (const el of [toIn, subjectIn, bodyIn]) el.readOnly = true;
-      } catch (err) {
-        send.disabled = false;
-        state.dataset.state = "error";
-        state.textContent = t("error", { error: err.message });
-      }
-    });
-    this.composer.replaceChildren(form);
-    (to ? bodyIn : toIn).focus();
+    const onQueued = (queued, state) => {
+      this.track(queued.id, state);
+      this.prepend({ kind: "email", at: queued.sort_at || new Date().toISOString(), ...queued });
+    };
+    return openComposer(this.composer, { to, subject, inReplyTo, onQueued }).catch((err) => toast(t("error", { error: err.message }), "error"));
   }
 
   /** Put a new item at the top of the timeline, unless it is shown already. */

@@ -1,7 +1,8 @@
 // UI strings (English, German) and locale-aware formatting of dates, times and numbers.
-// The language comes from the daemon's config (`general.language`, sent as `language`
-// by /api/login and /api/me); dates and numbers follow the browser's locale when it
-// speaks that language, else the language's default locale.
+// The language is the agent's (prefs.js: their choice, else the browser's, else the
+// daemon's `general.language`, sent as `language` by /api/login and /api/me); dates
+// and numbers follow the browser's locale when it speaks that language, else the
+// language's default locale.
 
 const STRINGS = {
   en: {
@@ -126,6 +127,22 @@ const STRINGS = {
     error: "Error: {error}",
     reloading: "Catching up…",
     new_call_from: "Call from {who}",
+    // phone, keyboard, language, e-mail composer (issue 12, points 7-8)
+    language: "Language",
+    keyboard_help: "Keyboard shortcuts",
+    key_search: "Search contacts",
+    key_escape: "Close this help, leave the search field, dismiss an ended call",
+    key_help: "Show this help",
+    key_tab: "Next field or button (Shift+Tab: back)",
+    bcc: "Bcc",
+    mail_from: "From",
+    attach_files: "Attach files",
+    attachments_too_large: "Attachments together larger than {size}",
+    signature: "Signature",
+    save_signature: "Keep as my signature",
+    signature_saved: "Signature saved",
+    addresses_hint: "Several addresses: separate them with commas",
+    recording_missing: "Recording not available",
     // wrap-up, matching, contacts (wrapup.js, pop.js, contact.js, contacts.js)
     match_exact: "Number matches exactly",
     match_suffix: "Only the last digits match: check before filing",
@@ -291,6 +308,22 @@ const STRINGS = {
     error: "Fehler: {error}",
     reloading: "Lade neu…",
     new_call_from: "Anruf von {who}",
+    // phone, keyboard, language, e-mail composer (issue 12, points 7-8)
+    language: "Sprache",
+    keyboard_help: "Tastenkürzel",
+    key_search: "Kontakte suchen",
+    key_escape: "Diese Hilfe schließen, das Suchfeld verlassen, einen beendeten Anruf schließen",
+    key_help: "Diese Hilfe zeigen",
+    key_tab: "Nächstes Feld oder nächster Knopf (Umschalt+Tab: zurück)",
+    bcc: "Blindkopie",
+    mail_from: "Absender",
+    attach_files: "Dateien anhängen",
+    attachments_too_large: "Anhänge zusammen größer als {size}",
+    signature: "Signatur",
+    save_signature: "Als meine Signatur speichern",
+    signature_saved: "Signatur gespeichert",
+    addresses_hint: "Mehrere Adressen durch Kommas trennen",
+    recording_missing: "Aufnahme nicht verfügbar",
     match_exact: "Nummer stimmt genau überein",
     match_suffix: "Nur die letzten Ziffern stimmen überein: bitte prüfen",
     match_several: "{count} Kontakte haben diese Nummer",
@@ -332,6 +365,9 @@ const STRINGS = {
     by_agent: "von {name}",
   },
 };
+
+/** The languages of the page. */
+export const LANGUAGES = Object.keys(STRINGS);
 
 let language = "en";
 let locale = "en-GB";
