@@ -2,9 +2,10 @@
 // paging, recordings, e-mails (HTML only inside a sandboxed iframe), notes, tasks,
 // and "write e-mail" with the outbox state followed live.
 
-import { fmtDateTime, fmtDuration, fmtInt, fmtNumber, t } from "./i18n.js";
+import { fmtDateTime, fmtDuration, fmtInt, fmtNumber, fmtTime, t } from "./i18n.js";
 import { api, dialButton, h, toast } from "./ui.js";
 import { mailboxes, openComposer } from "./compose.js";
+import { dispositionPicker, matchBadge, showDisposition } from "./wrapup.js";
 
 const PAGE = 20;
 
@@ -46,16 +47,76 @@ export class ContactView {
       h("h1", { id: "contact-name", text: contact.display_name }),
       contact.organization ? h("p", { class: "org", text: contact.organization.name }) : null,
       h("h2", { text: t("phones") }),
-      h("ul", { class: "phones" }, contact.phones.map((p) => h("li", {}, dialButton(p.raw), p.label ? ` ${p.label}` : ""))),
+      h("ul", { class: "phones" }, contact.phones.map((p) => h("li", {}, dialButton(p.raw, p.display || undefined), p.label ? ` ${p.label}` : ""))),
       h("h2", { text: t("emails") }),
       h("ul", { class: "emails" }, contact.emails.map((e) => h("li", {}, h("a", { href: `mailto:${e.address}`, text: e.address }), e.label ? ` ${e.label}` : ""))),
+      this.tagList(contact),
       h(
         "div",
         { class: "actions" },
-        h("button", { type: "button", text: t("edit"), onclick: () => this.edit() }),
+        h("button", { type: "button", class: "add-note", text: t("add_note"), onclick: () => this.noteForm() }),
+        h("button", { type: "button", class: "add-task", text: t("add_task"), onclick: () => this.taskForm() }),
+        document.body.dataset.role === "agent" ? null : h("button", { type: "button", class: "edit", text: t("edit"), onclick: () => this.edit() }),
         h("button", { type: "button", class: "write-email", text: t("write_email"), onclick: () => this.compose({ to: contact.emails[0]?.address || "" }) }),
       ),
     ];
+  }
+
+  /** The contact's tags, each removable, and a field to add one (PUT .../tags). */
+  tagList(contact) {
+    const save = async (tags) => {
+      try {
+        this.contact = await api.put(`/api/contacts/${this.id}/tags`, { tags });
+        section.replaceWith(this.tagList(this.contact));
+      } catch (err) {
+        toast(t("error", { error: err.message }), "error");
+      }
+    };
+    const input = h("input", { id: "new-tag", name: "tag", maxlength: 40, autocomplete: "off" });
+    const form = h("form", { class: "add-tag" }, h("label", { for: "new-tag", class: "visually-hidden", text: t("add_tag") }), input, h("button", { type: "submit", text: t("add_tag") }));
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      if (input.value.trim()) save([...contact.tags, input.value.trim()]);
+    });
+    const chips = contact.tags.map((tag) =>
+      h("li", { class: "tag-chip" }, tag, " ", h("button", { type: "button", class: "remove-tag", "aria-label": t("remove_tag", { tag }), text: "×", onclick: () => save(contact.tags.filter((x) => x !== tag)) })),
+    );
+    const section = h("div", { class: "tags" }, h("h2", { text: t("tags") }), chips.length ? h("ul", { class: "tag-list" }, chips) : null, form);
+    return section;
+  }
+
+  /** A small form in the composer area: `fields` and a submit that calls `send(form)`. */
+  smallForm(name, title, fields, submit, send) {
+    const form = h("form", { class: `compose ${name}`, "aria-label": title }, h("h2", { text: title }), ...fields, h("button", { type: "submit", text: submit }), " ", h("button", { type: "button", text: t("close"), onclick: () => this.composer.replaceChildren() }));
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      try {
+        await send(form);
+        this.composer.replaceChildren();
+      } catch (err) {
+        toast(t("error", { error: err.message }), "error");
+      }
+    });
+    this.composer.replaceChildren(form);
+    form.querySelector("textarea, input")?.focus();
+  }
+
+  noteForm() {
+    const area = h("textarea", { id: "contact-note", name: "body", rows: 4, required: true });
+    this.smallForm("note-form", t("add_note"), [h("label", { for: "contact-note", text: t("note_label") }), area], t("save_note"), async () => {
+      const note = await api.post(`/api/contacts/${this.id}/notes`, { body: area.value });
+      toast(t("note_saved"));
+      this.prepend({ kind: "note", at: new Date().toISOString(), ...note });
+    });
+  }
+
+  taskForm() {
+    const title = h("input", { id: "contact-task", name: "title", required: true, maxlength: 200 });
+    this.smallForm("task-form", t("add_task"), [h("label", { for: "contact-task", text: t("task_title") }), title], t("save_task"), async () => {
+      const task = await api.post(`/api/contacts/${this.id}/tasks`, { title: title.value });
+      toast(t("task_saved"));
+      this.prepend({ kind: "task", at: task.created_at, ...task });
+    });
   }
 
   async page() {
@@ -63,27 +124,50 @@ export class ContactView {
     const data = await api.get(`/api/contacts/${this.id}/history?limit=${PAGE}&offset=${this.offset}`);
     if (generation !== this.generation) return; // this page belongs to a view replaced since
     for (const item of data.items) {
-      if (!this.historyList.querySelector(`li[data-key="${item.kind}-${item.id}"]`)) this.historyList.append(this.item(item));
+      if (this.historyList.querySelector(`li[data-key="${item.kind}-${item.id}"], [data-grouped~="${item.id}"]`)) continue;
+      if (!this.group(item)) this.historyList.append(this.item(item));
     }
     this.offset += data.items.length;
     this.more.hidden = data.items.length < PAGE;
+  }
+
+  /** Fold a missed call from the same number as the entry above into that entry. */
+  group(item) {
+    if (!missed(item)) return false;
+    const last = this.historyList.lastElementChild;
+    if (!last || last.dataset.missedNumber !== item.number) return false;
+    const count = Number(last.dataset.count || 1) + 1;
+    last.dataset.count = String(count);
+    last.dataset.grouped = `${last.dataset.grouped || ""} ${item.id}`.trim();
+    last.querySelector(".status").textContent = `${t(`dir_${item.direction}`)} · ${t("missed_repeated", { count })}`;
+    last.querySelector(".times").append(", ", h("time", { datetime: item.at, text: fmtTime(item.at) }));
+    return true;
   }
 
   item(item) {
     const when = h("time", { datetime: item.at, text: fmtDateTime(item.at) });
     const li = h("li", { class: `entry ${item.kind}`, dataset: { kind: item.kind, key: `${item.kind}-${item.id}` } }, when, " ");
     if (item.kind === "call") li.append(...this.callEntry(item));
+    if (missed(item)) li.dataset.missedNumber = item.number;
     else if (item.kind === "email") li.append(...this.emailEntry(item));
     else if (item.kind === "note") li.append(h("span", { class: "tag", text: "✎" }), " ", h("p", { class: "body", text: item.body }));
     else if (item.kind === "task") li.append(h("span", { class: "tag", text: "☐" }), ` ${item.title}`, item.done ? ` (${t("task_done")})` : "");
     return li;
   }
 
+  /** A call: outcome, duration, the number as dialled, the agent, how it was matched, its disposition. */
   callEntry(call) {
+    const number = call.number ? h("span", { class: "number", title: call.number, text: ` · ${t("from_number", { number: call.number_display || call.number })}` }) : "";
+    const agent = call.agent_name || call.answered_by;
     const parts = [
       h("span", { class: `status ${call.status}`, text: `${t(`dir_${call.direction}`)} · ${t(`status_${call.status}`)}` }),
       ` ${fmtDuration(call.talk_seconds)}`,
-      call.answered_by ? ` · ${call.answered_by}` : "",
+      number,
+      agent ? h("span", { class: "agent", text: ` · ${t("by_agent", { name: agent })}` }) : "",
+      " ",
+      matchBadge(call.match),
+      missed(call) ? h("span", { class: "times" }) : "",
+      dispositionPicker(call, `call-${call.id}`),
     ];
     if (call.recording_url) {
       const src = `${call.recording_url}?token=${encodeURIComponent(api.token)}`;
@@ -172,6 +256,9 @@ export class ContactView {
 
   /** Live: outbox states (email.sent / email.failed) and new mail of this contact. */
   handle(event) {
+    if (event.type === "call.updated") showDisposition(this.historyList?.querySelector(`li[data-key="call-${event.call.id}"]`), event.call.disposition);
+    if (event.type === "task.done") this.historyList?.querySelector(`li[data-key="task-${event.task.id}"]`)?.classList.add("done");
+    if (event.type === "task.created" && event.task.contact_id === this.id) this.prepend({ kind: "task", at: event.task.created_at, ...event.task });
     const mail = event.email;
     if (!mail || !event.type.startsWith("email.")) return;
     if (event.type === "email.received" || (event.type === "email.sent" && event.contacts)) {
@@ -228,6 +315,10 @@ export class ContactView {
     });
     this.root.querySelector("section.contact").replaceChildren(h("h1", { id: "contact-name", text: c.display_name }), form);
   }
+}
+
+function missed(item) {
+  return item.kind === "call" && item.direction === "inbound" && ["missed", "abandoned"].includes(item.status) && Boolean(item.number);
 }
 
 function editRow(kind, item, i) {
