@@ -30,12 +30,19 @@ from crmcomms.config import Settings
 from crmcomms.errors import StartupError
 from crmcomms.health import Health, ami_probe
 from crmcomms.mail import MAIL_PARSERS
-from crmcomms.mail.smtp import OUTBOX_WAKEUPS, OutboxWakeups, OutboxWorker
+from crmcomms.mail.smtp import OUTBOX_WAKEUPS, OutboxWorker
 from crmcomms.mail.sync import MailboxWorker
 from crmcomms.metrics import Metrics
 from crmcomms.push import PushHub
 from crmcomms.retention import RetentionWorker
-from crmcomms.scaleout import Guard, build_bus, catch_up, scale_out, standby_aware
+from crmcomms.scaleout import (
+    Guard,
+    build_bus,
+    catch_up,
+    outbox_wakeups,
+    scale_out,
+    standby_aware,
+)
 from crmcomms.sdnotify import SystemdNotifier
 from crmcomms.services import SERVICES, Services
 from crmcomms.supervisor import Supervision, Worker, supervise
@@ -90,7 +97,7 @@ def build_app(
     _add_static(app)
     app.cleanup_ctx.append(_engine_lifetime)
     guard = scale_out(app)  # on PostgreSQL: the bus, and each link run by one process
-    app[OUTBOX_WAKEUPS] = OutboxWakeups()
+    app[OUTBOX_WAKEUPS] = outbox_wakeups(svc)  # reaches the outbox's owner
     named = {**(_workers(app, svc, guard) if own_workers else {}), **(workers or {})}
     for name, worker in named.items():
         app.cleanup_ctx.append(_background(name, worker, supervision or Supervision()))

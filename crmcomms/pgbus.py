@@ -49,6 +49,8 @@ from crmcomms.push import Audience, PushEvent, PushHub, check_event, frame_of
 log = logging.getLogger(__name__)
 
 CHANNEL = "crmcomms_events"
+#: Signals between processes that carry no event (``outbox:<mailbox>``: mail queued).
+SIGNALS = "crmcomms_signals"
 #: The second key of the transaction lock ordering the writers of every process.
 WRITE_LOCK = 0
 #: Events inserted per transaction at most.
@@ -122,6 +124,8 @@ class PgBus:
         self._retention = retention
         self._keep = keep
         self._pending: list[Row] = []
+        self._signals: list[str] = []
+        self._on_signal: list[Callable[[str], None]] = []
         self._wake_writer = asyncio.Event()
         self._wake_reader = asyncio.Event()
         self._delivered = asyncio.Event()
@@ -148,6 +152,15 @@ class PgBus:
         body = orjson.dumps(payload).decode()
         self._pending.append((type, audience.everyone, extensions, body))
         self._wake_writer.set()
+
+    def signal(self, name: str) -> None:
+        """Tell every process (this one too) ``name``, e.g. that an outbox has mail."""
+        self._signals.append(name)
+        self._wake_writer.set()
+
+    def on_signal(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(name)`` for every signal from any process."""
+        self._on_signal.append(callback)
 
     async def start(self) -> None:
         """Join the database's numbering: its epoch, and its last events into the hub.
@@ -213,6 +226,9 @@ class PgBus:
                 async with asyncio.timeout(PRUNE_EVERY):
                     await self._wake_writer.wait()
             self._wake_writer.clear()
+            while self._signals:
+                await conn.execute("SELECT pg_notify($1, $2)", SIGNALS, self._signals[0])
+                del self._signals[0]
             while self._pending:
                 batch = self._pending[:WRITE_BATCH]
                 await self._insert(conn, batch)
@@ -233,6 +249,7 @@ class PgBus:
         closed = asyncio.Event()
         conn.add_termination_listener(lambda _conn: closed.set())
         await conn.add_listener(CHANNEL, self._notified)
+        await conn.add_listener(SIGNALS, self._signalled)
         self._set_up("listener", True)
         while not closed.is_set():
             await self._drain(conn)
@@ -245,6 +262,10 @@ class PgBus:
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         if not payload.isdigit() or int(payload) > self._hub.current_seq:
             self._wake_reader.set()
+
+    def _signalled(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        for callback in self._on_signal:
+            callback(payload)
 
     async def _drain(self, conn: asyncpg.Connection) -> None:
         """Deliver every event after the last one delivered, in order."""

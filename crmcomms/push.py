@@ -217,6 +217,7 @@ class PushHub:
         self.overflows = 0
         self._seq = 0
         self._floor = 0  # events up to this seq are not (or no longer) in the buffer
+        self._numbered_elsewhere = False  # fed by a bus: publish through the bus
         self._buffer: deque[PushEvent] = deque(maxlen=buffer_size)
         self._all: set[Subscription] = set()
         self._privileged: set[Subscription] = set()
@@ -236,6 +237,8 @@ class PushHub:
     def publish(self, type: str, payload: Mapping[str, Any], audience: Audience) -> PushEvent:
         """Number, encode once, buffer and queue the event to every admitted client."""
         check_event(type, payload)
+        if self._numbered_elsewhere:
+            raise RuntimeError("this hub is fed by the bus: publish through Services.publisher")
         seq = self._seq + 1
         frame = orjson.dumps({"type": type, "seq": seq, **payload})
         event = PushEvent(seq=seq, type=type, audience=audience, frame=frame)
@@ -263,6 +266,7 @@ class PushHub:
             raise RuntimeError("the hub has already served events or clients")
         self.epoch = epoch
         self._seq = self._floor = seq
+        self._numbered_elsewhere = True
 
     def subscribe(self, identity: Identity, since: int | None, epoch: str | None) -> Subscription:
         """Register a client; its catch-up is computed in the same step (no await)."""

@@ -19,12 +19,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from crmcomms.health import Component, Health, Probe
+from crmcomms.mail.smtp import OutboxWakeups
 from crmcomms.ownership import Ownership, OwnershipCollector
 from crmcomms.pg import is_postgres
 from crmcomms.pgbus import BusCollector, PgBus
 from crmcomms.push import PushHub
 from crmcomms.services import SERVICES, Services
-from crmcomms.supervisor import Worker
+from crmcomms.supervisor import Supervision, Worker, supervise
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,30 @@ def scale_out(app: web.Application) -> Guard:
     return ownership.guard
 
 
+class BusWakeups(OutboxWakeups):
+    """Outbox wake-ups that reach the outbox's owner, whichever process it is."""
+
+    def __init__(self, bus: PgBus) -> None:
+        super().__init__()
+        self._bus = bus
+        bus.on_signal(self._signalled)
+
+    def wake(self, mailbox: str) -> None:
+        """Wake the local worker now and the owner's through the bus."""
+        super().wake(mailbox)
+        self._bus.signal(f"outbox:{mailbox}")
+
+    def _signalled(self, name: str) -> None:
+        kind, _, mailbox = name.partition(":")
+        if kind == "outbox":
+            super().wake(mailbox)
+
+
+def outbox_wakeups(svc: Services) -> OutboxWakeups:
+    """What the API sets when it queues mail: through the bus with several processes."""
+    return BusWakeups(svc.bus) if isinstance(svc.bus, PgBus) else OutboxWakeups()
+
+
 def standby_aware(name: str, probe: Probe, app: web.Application) -> Probe:
     """``probe`` while this process owns ``name`` (or on SQLite), ``standby`` otherwise."""
     ownership = app.get(OWNERSHIP)
@@ -78,9 +103,11 @@ def catch_up(svc: Services) -> Callable[[int], Awaitable[bool]] | None:
 
 
 async def _bus_lifetime(app: web.Application) -> AsyncIterator[None]:
-    bus = app[BUS]
+    bus, svc = app[BUS], app[SERVICES]
     await bus.start()
-    task = asyncio.create_task(bus.run(), name="event-bus")
+    restarts = svc.metrics.worker_restarts
+    supervised = supervise("bus", bus.run, svc.health, restarts, Supervision())
+    task = asyncio.create_task(supervised, name="event-bus")
     yield
     await _final_write(bus)
     task.cancel()

@@ -95,7 +95,7 @@ class TelephonyService:
         )
         self.dialer = Dialer(self.client, settings.ami, settings.general.default_region)
         self.publisher = CallPublisher(svc, on_written=self._account)
-        self.presence = PresenceFeed(Presence(settings.ami.agent_channel_patterns), svc.hub)
+        self.presence = PresenceFeed(Presence(settings.ami.agent_channel_patterns), svc.publisher)
         self.controls = CallControls(
             self.client, settings.ami, self.tracker.channels_of, self.presence.presence
         )
