@@ -60,8 +60,9 @@ CHECKPOINT_EVERY = 1.0
 class DbWorker:
     """Runs ``fn(connection)`` in one transaction, in one hop (see the module doc)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, observe: Callable[[float], None] | None = None) -> None:
         self._async = engine
+        self._observe = observe  # called with the seconds of every batch (for /metrics)
         self._sync: Engine | None = None
         self._reader: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
@@ -98,6 +99,15 @@ class DbWorker:
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """``fn(connection)`` in a transaction; its result, or its exception after rollback."""
+        if self._observe is None:
+            return await self._run(fn)
+        started = time.perf_counter()
+        try:
+            return await self._run(fn)
+        finally:
+            self._observe(time.perf_counter() - started)
+
+    async def _run(self, fn: Callable[[Connection], T]) -> T:
         if self._thread is None:
             async with self._async.begin() as conn:
                 return await conn.run_sync(fn)

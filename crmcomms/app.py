@@ -64,8 +64,10 @@ def build_services(settings: Settings) -> Services:
     engine = create_engine(settings.database_url)
     hub, health = PushHub(), Health()
     bus = build_bus(settings.database_url, hub, health)  # several processes: PostgreSQL
-    sessions, db = session_factory(engine), DbWorker(engine)
-    return Services(settings, engine, sessions, db, hub, Metrics(), health, bus)
+    metrics = Metrics()
+    observe = metrics.db_batch_latency.labels("worker").observe
+    sessions, db = session_factory(engine), DbWorker(engine, observe)
+    return Services(settings, engine, sessions, db, hub, metrics, health, bus)
 
 
 def build_app(

@@ -48,15 +48,9 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.pop_latency = Histogram(
-            "crmcomms_pop_latency_seconds",
-            "From the AMI event's arrival to the screen pop sent on the websocket",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
         self.db_batch_latency = Histogram(
             "crmcomms_db_batch_duration_seconds",
-            "Time of one database batch (write-behind, import, retention), by kind",
+            "Time of one batch of the database worker (kind worker), of a retention run",
             ["kind"],
             buckets=LATENCY_BUCKETS,
             registry=r,
