@@ -10,10 +10,16 @@ it matches no password, and its tokens are revoked. Administration
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import hashlib
+import os
 import re
 import secrets
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -24,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.contacts import valid_email
+from core.db import SessionFactory
 from core.errors import AuthError, Conflict, InvalidInput
 from core.models import Agent, AgentExtension, ApiToken, utcnow
 
@@ -172,10 +179,44 @@ async def _agent_by_name(session: AsyncSession, name: str) -> Agent | None:
 async def login(
     session: AsyncSession, name: str, password: str, ttl: timedelta
 ) -> tuple[str, AgentIdentity]:
-    """Check the password and issue a new token; AuthError with one message for any failure."""
+    """Check the password and issue a new token; AuthError with one message for any failure.
+
+    An unknown name costs the same Argon2 check as a known one (against a dummy hash),
+    so the answer time does not tell which names exist; the check runs in a thread,
+    off the event loop.
+    """
     agent = await _agent_by_name(session, name)
-    if agent is None or not _password_matches(agent.password_hash, password):
+    await _check_password(agent, password)
+    return await _issue_token(session, agent, ttl)
+
+
+async def login_pooled(
+    sessions: SessionFactory, name: str, password: str, ttl: timedelta
+) -> tuple[str, AgentIdentity]:
+    """:func:`login` holding no database connection while Argon2 runs (the API's: parallel
+    logins must not take the pool from everything else)."""
+    async with sessions() as session:
+        agent = await _agent_by_name(session, name)
+    await _check_password(agent, password)
+    assert agent is not None
+    async with sessions.begin() as session:
+        current = await session.get(Agent, agent.id)
+        if current is None or current.password_hash != agent.password_hash:
+            raise AuthError("wrong user name or password")  # changed meanwhile
+        return await _issue_token(session, current, ttl)
+
+
+async def _check_password(agent: Agent | None, password: str) -> None:
+    stored = agent.password_hash if agent is not None else None
+    loop = asyncio.get_running_loop()  # an unknown name is checked too (a dummy hash)
+    matches = await loop.run_in_executor(_argon2_threads(), _password_matches, stored, password)
+    if agent is None or not matches:
         raise AuthError("wrong user name or password")
+
+
+async def _issue_token(
+    session: AsyncSession, agent: Agent, ttl: timedelta
+) -> tuple[str, AgentIdentity]:
     token = secrets.token_urlsafe(32)
     session.add(
         ApiToken(token_hash=hash_token(token), agent_id=agent.id, expires_at=utcnow() + ttl)
@@ -184,12 +225,35 @@ async def login(
     return token, identity_of(agent)
 
 
-def _password_matches(password_hash: str, password: str) -> bool:
+def _password_matches(password_hash: str | None, password: str) -> bool:
+    """Argon2 verification (slow on purpose); ``None`` checks against a dummy hash."""
     # A disabled agent's "!..." hash is no valid hash: InvalidHashError, no match.
     try:
-        return _hasher().verify(password_hash, password)
+        return _hasher().verify(password_hash or _dummy_hash(), password) and bool(password_hash)
     except (VerificationError, InvalidHashError):
         return False
+
+
+@functools.cache
+def _argon2_threads() -> ThreadPoolExecutor:
+    """Threads of their own for Argon2 (CPU and 64 MiB each): parallel logins neither
+    block the event loop nor fill the default executor that DNS and files use."""
+    return ThreadPoolExecutor(
+        min(2, os.cpu_count() or 1), thread_name_prefix="argon2", initializer=_run_behind
+    )
+
+
+def _run_behind() -> None:
+    """Lower this thread's (and libargon2's lane threads') CPU priority, on Linux where a
+    thread has its own: the event loop comes first when the cores are busy."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash of a random password with the current parameters, made once."""
+    return _hasher().hash(secrets.token_urlsafe(16))
 
 
 def hash_token(token: str) -> str:

@@ -51,7 +51,9 @@ from crmcomms.telephony.service import TELEPHONY, TelephonyService
 from crmcomms.web import calls, contacts, controls, emails, session, system, tasks, wall, wrapup
 from crmcomms.web.access import access_middleware
 from crmcomms.web.admin import add_admin_routes
+from crmcomms.web.connections import GuardedSite, runner_options
 from crmcomms.web.http import auth_middleware, error_middleware
+from crmcomms.web.session import permission_middleware
 from crmcomms.web.ws import shutdown_hook, websocket_handler
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,7 @@ def build_app(
             access_middleware(svc.metrics, settings.http.trusted_proxies),
             error_middleware,
             auth_middleware(svc.authenticate),
+            permission_middleware,
         ],
         client_max_size=50 * 2**20,
     )
@@ -93,7 +96,12 @@ def build_app(
     for module in (session, system, contacts, calls, controls, tasks, emails, wall, wrapup):
         module.add_routes(app)
     add_admin_routes(app)
-    ws = websocket_handler(svc.hub, _optional_identity(svc), catch_up=catch_up(svc))
+    ws = websocket_handler(
+        svc.hub,
+        _optional_identity(svc),
+        session_end=app[session.TOKEN_WATCH].until_invalid,
+        catch_up=catch_up(svc),
+    )
     app.router.add_get("/ws", ws)
     app.on_shutdown.append(shutdown_hook(svc.hub))
     _add_static(app)
@@ -204,10 +212,11 @@ async def serve(
     svc = app[SERVICES]
     await check_schema(svc)
     notifier = SystemdNotifier()
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    http = svc.settings.http
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, **runner_options(http))
     await runner.setup()
     try:
-        site = web.TCPSite(runner, svc.settings.http.host, svc.settings.http.port)
+        site = GuardedSite(runner, http.host, http.port, http.max_connections)
         await site.start()
         url = f"http://{svc.settings.http.host}:{_bound_port(runner)}"
         log.info("listening on %s", url)

@@ -9,7 +9,6 @@ or through an environment variable ``CRMCOMMS_<SECTION>_<KEY>`` (for mailboxes
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import tomllib
@@ -20,7 +19,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -33,32 +31,6 @@ from pydantic import (
 from core.wrapup import DEFAULT_DISPOSITIONS
 
 DEFAULT_CONFIG = Path("config/crmcomms.example.toml")
-
-_HOSTNAME = re.compile(
-    r"(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
-)
-_ADDRESS = re.compile(r"[^@\s\x00-\x1f\x7f<>,;\"]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]{2,}")
-
-
-def _host(value: str) -> str:
-    """A host name or an IP address."""
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        if not _HOSTNAME.fullmatch(value):
-            raise ValueError(f"{value!r} is no host name or IP address") from None
-    return value
-
-
-def _address(value: str) -> str:
-    if not _ADDRESS.fullmatch(value):
-        raise ValueError(f"{value!r} is no e-mail address")
-    return value
-
-
-Host = Annotated[str, AfterValidator(_host)]
-EmailAddressText = Annotated[str, AfterValidator(_address)]
 
 
 class ConfigError(Exception):
@@ -103,11 +75,20 @@ class DatabaseSettings(_Section):
 class HttpSettings(_Section):
     """Where the web server listens and how long login tokens live."""
 
-    host: Host = "127.0.0.1"
+    host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
     token_ttl_hours: Annotated[int, Field(ge=1, le=24 * 365)] = 12
     # reverse proxies whose X-Forwarded-For names the real client (addresses or networks)
     trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
+    # failed logins counted per user name and per client address over a sliding window
+    login_window_seconds: Annotated[int, Field(ge=1, le=86_400)] = 900
+    login_failures_per_user: Annotated[int, Field(ge=1, le=10_000)] = 10
+    login_failures_per_address: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+    # slow clients: the head of a request within this time, at most this many connections
+    header_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 20.0
+    max_connections: Annotated[int, Field(ge=16, le=1_000_000)] = 4096
+    # an open websocket re-checks its login token this often (a logout elsewhere)
+    session_recheck_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
 
 class LookupSettings(_Section):
@@ -142,7 +123,7 @@ class AmiSettings(_Section):
     """Asterisk Manager Interface connection and how agents are recognised."""
 
     enabled: bool = False
-    host: Host = "127.0.0.1"
+    host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 5038
     username: str = "crm"
     secret: str = ""
@@ -254,16 +235,16 @@ class MailboxSettings(_Section):
     """One mailbox mirrored over IMAP and used for sending over SMTP."""
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")]
-    address: EmailAddressText
+    address: str
     display_name: Annotated[str, Field(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")] = ""
-    imap_host: Host = "127.0.0.1"
+    imap_host: str = "127.0.0.1"
     imap_port: Annotated[int, Field(ge=1, le=65535)] = 993
     imap_tls: Literal["implicit", "starttls", "none"] = "implicit"
     username: str = ""
     password: str = ""
     password_file: Path | None = None
     folders: tuple[str, ...] = ()
-    smtp_host: Host = "127.0.0.1"  # required in a config file (load_settings)
+    smtp_host: str = "127.0.0.1"
     smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
     smtp_tls: Literal["implicit", "starttls", "none"] = "starttls"
     smtp_username: str = ""
@@ -325,26 +306,7 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    settings = parse_settings(raw, os.environ if env is None else env, base=path.parent)
-    for index, box in enumerate(settings.mailboxes):
-        if "smtp_host" not in box.model_fields_set:
-            raise ConfigError(
-                f"mailboxes.{index}.smtp_host: required (the SMTP server {box.name} sends through)"
-            )
-    return relative_to(settings, path.parent)
-
-
-def relative_to(settings: Settings, base: Path) -> Settings:
-    """Relative paths (data dir, recordings, CDR file) taken from ``base``, the config's dir."""
-
-    def at(path: Path) -> Path:
-        return path if path.is_absolute() else base / path
-
-    general = settings.general.model_copy(update={"data_dir": at(settings.general.data_dir)})
-    ami = settings.ami.model_copy(update={"recordings_dir": at(settings.ami.recordings_dir)})
-    csv = str(at(Path(settings.cdr.csv))) if settings.cdr.csv else ""
-    cdr = settings.cdr.model_copy(update={"csv": csv})
-    return settings.model_copy(update={"general": general, "ami": ami, "cdr": cdr})
+    return parse_settings(raw, os.environ if env is None else env, base=path.parent)
 
 
 def parse_settings(raw: dict[str, Any], env: Mapping[str, str], base: Path = Path()) -> Settings:

@@ -28,6 +28,7 @@ _FIELD = re.compile(rb"([!-9;-~]+)[ \t]*:(.*)", re.DOTALL)
 _SPACE = re.compile(rb"\s+")
 _ANGLE_ID = re.compile(r"<([^<>]*)>")
 _WHITESPACE = re.compile(r"\s+")
+_BARE_ADDRESS = re.compile(r"[^\s<>()\[\],;:\"@]{1,64}@[A-Za-z0-9.-]{1,253}")
 # Header fields an author's client writes once and no server rewrites; the
 # content hash covers these and the body, never trace fields such as
 # Received, Delivered-To, Return-Path, X-* or Status that differ per copy.
@@ -74,6 +75,9 @@ class MailHeaders:
     date: datetime | None
     content_hash: str
     parse_error: str | None = None
+    #: False when the header block itself is unreadable (the body is not parsed then);
+    #: an address field that cannot be parsed is read leniently and named in parse_error.
+    readable: bool = True
 
 
 def split_message(raw: bytes) -> tuple[bytes, bytes]:
@@ -165,19 +169,36 @@ def _decode_fields(fields: Fields, digest: str) -> MailHeaders:
     }
     first = {name: values[0] for name, values in text.items()}
     subject = first.get("subject")
+    errors: list[str] = []
+
+    def addresses(name: str) -> tuple[Address, ...]:
+        return _addresses(name, text.get(name, []), errors)
+
     return MailHeaders(
         message_id=normalise_id(first.get("message-id")),
         in_reply_to=normalise_id(first.get("in-reply-to"), require_at=True),
         references=parse_references(" ".join(text.get("references", ()))),
         subject=None if subject is None else clean_header_text(decode_words(subject)),
-        from_=parse_addresses(text.get("from", ())),
-        to=parse_addresses(text.get("to", ())),
-        cc=parse_addresses(text.get("cc", ())),
-        reply_to=parse_addresses(text.get("reply-to", ())),
+        from_=addresses("from"),
+        to=addresses("to"),
+        cc=addresses("cc"),
+        reply_to=addresses("reply-to"),
         date=parse_date(first.get("date")),
         content_hash=digest,
+        parse_error="; ".join(errors) or None,
     )
 
 
+def _addresses(name: str, values: Sequence[str], errors: list[str]) -> tuple[Address, ...]:
+    """The field's addresses; when the parser fails on it (nested comments make the
+    stdlib's recurse past the limit), the bare addresses found in the raw text."""
+    try:
+        return parse_addresses(values)
+    except (RecursionError, ValueError, IndexError, TypeError) as exc:
+        errors.append(f"{name}: {type(exc).__name__}, read leniently")
+    found = (m.lower() for value in values for m in _BARE_ADDRESS.findall(value))
+    return tuple(Address("", a) for a in dict.fromkeys(found))
+
+
 def _empty_headers(digest: str, error: str) -> MailHeaders:
-    return MailHeaders(None, None, (), None, (), (), (), (), None, digest, error)
+    return MailHeaders(None, None, (), None, (), (), (), (), None, digest, error, readable=False)

@@ -118,13 +118,14 @@ def parse_message(
     """Parse a whole message; bad input gives ``parse_error``, never an exception."""
     raw = bytes(raw)
     headers = parse_headers(raw)
-    if headers.parse_error is not None:
+    if not headers.readable:
         return _item(headers, _Body(), headers.parse_error)
     try:
         body = _parse_body(raw, max_attachment_bytes)
     except Exception as exc:  # the contract: bad input is reported, never raised
-        return _item(headers, _Body(), f"body: {type(exc).__name__}: {exc}")
-    return _item(headers, body, None)
+        error = f"body: {type(exc).__name__}: {exc}"
+        return _item(headers, _Body(), "; ".join(filter(None, (headers.parse_error, error))))
+    return _item(headers, body, headers.parse_error)
 
 
 def _item(headers: MailHeaders, body: _Body, error: str | None) -> MailItem:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import ColumnElement, String, bindparam, cast, exists, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -18,6 +18,82 @@ from core.mail import parse_message
 from core.mail.blobs import BlobStore
 from core.mail.models import EmailAttachment, EmailContact, EmailMessage, EmailRaw
 from core.mail.preview import preview
+from core.models import Agent, AgentExtension
+
+
+@dataclass(frozen=True, slots=True)
+class MailReaders:
+    """Who may read an e-mail and is told of it, besides supervisors and admins (who
+    see all): every agent, or the agents of ``agent_ids``."""
+
+    everyone: bool = False
+    agent_ids: frozenset[int] = frozenset()
+
+    def admit(self, agent_id: int) -> bool:
+        return self.everyone or agent_id in self.agent_ids
+
+
+def mail_readers(
+    session: Session, linked: bool, addressed: Sequence[str], sender: int | None = None
+) -> MailReaders:
+    """THE rule of who reads an e-mail, for the push and the API alike: every agent when
+    it is linked to a contact (contacts have no owner in the CRM), else the agents
+    whose own address is in its To or Cc (``addressed``), and the agent who sent it."""
+    if linked:
+        return MailReaders(everyone=True)
+    wanted = sorted({a.lower() for a in addressed if a})
+    ids = set(session.scalars(select(Agent.id).where(func.lower(Agent.email).in_(wanted))))
+    return MailReaders(agent_ids=frozenset(ids | ({sender} if sender is not None else set())))
+
+
+def readers_extensions(session: Session, readers: MailReaders) -> frozenset[str]:
+    """The extensions the push reaches ``readers`` at (when not everyone)."""
+    rows = session.scalars(
+        select(AgentExtension.extension).where(AgentExtension.agent_id.in_(readers.agent_ids))
+    )
+    return frozenset(rows)
+
+
+def message_readers(session: Session, message: EmailMessage) -> MailReaders:
+    """:func:`mail_readers` of a stored message."""
+    linked = session.scalar(select(exists().where(EmailContact.email_id == message.id)))
+    addressed = [a.get("address", "") for a in (*message.to, *message.cc)]
+    return mail_readers(session, bool(linked), addressed, message.agent_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """Who reads through the API: an agent (id and own address) or, with
+    ``everything``, a supervisor or admin."""
+
+    agent_id: int
+    email: str
+    everything: bool
+
+
+async def may_read(session: AsyncSession, reader: Reader, message: EmailMessage) -> bool:
+    """Whether ``reader`` may read ``message`` (:func:`mail_readers`)."""
+    if reader.everything:
+        return True
+    readers = await session.run_sync(message_readers, message)
+    return readers.admit(reader.agent_id)
+
+
+def _maybe_readable(reader: Reader) -> ColumnElement[bool]:
+    """A SQL condition true for every message ``reader`` may read (and, rarely, one more:
+    an address that stands in a display name; :func:`may_read` decides those)."""
+    address = reader.email.strip().lower()
+    quoted = f'"{address}"'
+    addressed = (
+        or_(
+            func.lower(cast(EmailMessage.to, String)).contains(quoted, autoescape=True),
+            func.lower(cast(EmailMessage.cc, String)).contains(quoted, autoescape=True),
+        )
+        if address
+        else false()
+    )
+    linked = exists().where(EmailContact.email_id == EmailMessage.id)
+    return or_(linked, EmailMessage.agent_id == reader.agent_id, addressed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,18 +104,24 @@ class EmailFilter:
     thread_id: str | None = None
     since: datetime | None = None
     limit: int = 50
+    reader: Reader | None = None  # only what this reader may read (None: everything)
 
 
 async def list_emails(session: AsyncSession, query: EmailFilter) -> list[EmailMessage]:
     """Messages matching ``query``, newest first."""
     stmt = select(EmailMessage).order_by(EmailMessage.sort_at.desc(), EmailMessage.id.desc())
+    if query.reader is not None and not query.reader.everything:
+        stmt = stmt.where(_maybe_readable(query.reader))
     if query.contact_id is not None:
         stmt = stmt.join(EmailContact).where(EmailContact.contact_id == query.contact_id)
     if query.thread_id is not None:
         stmt = stmt.where(EmailMessage.thread_id == query.thread_id)
     if query.since is not None:
         stmt = stmt.where(EmailMessage.sort_at >= query.since)
-    return list(await session.scalars(stmt.limit(query.limit)))
+    rows = list(await session.scalars(stmt.limit(query.limit)))
+    if query.reader is None:
+        return rows
+    return [row for row in rows if await may_read(session, query.reader, row)]
 
 
 async def get_email(session: AsyncSession, email_id: int) -> EmailMessage:

@@ -16,15 +16,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from core.mail import MailHeaders, MailItem, parse_headers
 from core.mail.batch import Fetched, store_copies
 from core.mail.blobs import BlobStore
 from core.mail.models import FolderState
+from core.mail.queries import mail_readers, readers_extensions
 from core.mail.store import Copy, StoredMessage, StoreOptions
-from core.models import Agent, AgentExtension, utcnow
+from core.models import utcnow
 from crmcomms.push import Audience
 
 _T = TypeVar("_T")
@@ -119,17 +120,9 @@ def _is_own(item: MailItem | MailHeaders, options: StoreOptions) -> bool:
 
 
 def _audience(session: Session, result: StoredMessage, item: MailItem | MailHeaders) -> Audience:
-    if result.contact_ids:
-        return Audience.all()
+    """Who is told: the readers of :func:`core.mail.queries.mail_readers`, by extension."""
     people = [a.address for a in (*item.to, *item.cc)]
-    return Audience(extensions=addressed_extensions(session, people))
-
-
-def addressed_extensions(session: Session, addresses: Sequence[str]) -> frozenset[str]:
-    """Extensions of the agents whose e-mail address is among ``addresses``."""
-    rows = session.scalars(
-        select(AgentExtension.extension)
-        .join(Agent, Agent.id == AgentExtension.agent_id)
-        .where(func.lower(Agent.email).in_([a.lower() for a in addresses]))
-    )
-    return frozenset(rows)
+    readers = mail_readers(session, bool(result.contact_ids), people)
+    if readers.everyone:
+        return Audience.all()
+    return Audience(extensions=readers_extensions(session, readers))

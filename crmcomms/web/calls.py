@@ -14,7 +14,7 @@ from core.errors import InvalidInput, NotFound
 from core.models import Call
 from crmcomms.services import services
 from crmcomms.telephony.dialer import DIALER
-from crmcomms.web.http import IDENTITY, int_param, json_response, read_model
+from crmcomms.web.http import IDENTITY, int_param, json_response, optional_id, path_id, read_model
 
 STATUSES = (
     "ringing",
@@ -43,13 +43,10 @@ def _filter(request: web.Request) -> CallFilter:
     status = query.get("status") or None
     if status is not None and status not in STATUSES:
         raise InvalidInput("status", f"must be one of {', '.join(STATUSES)}")
-    contact = query.get("contact")
-    if contact is not None and not contact.isdigit():
-        raise InvalidInput("contact", "must be a contact id")
     return CallFilter(
         status=status,
         agent=query.get("agent") or None,
-        contact=int(contact) if contact else None,
+        contact=optional_id(request, "contact"),
         since=_since(query.get("since"), "since"),
         until=_since(query.get("until"), "until"),
         limit=int_param(request, "limit", 50, maximum=500),
@@ -67,12 +64,10 @@ async def get_calls(request: web.Request) -> web.Response:
 
 async def _visible_call(request: web.Request) -> Call:
     """The call of the URL, if the caller may see it (supervisors, or one of its agents)."""
-    call_id = request.match_info["call_id"]
-    if not call_id.isdigit():
-        raise NotFound(f"call {call_id} not found")
+    call_id = path_id(request, "call_id")
     identity: AgentIdentity = request[IDENTITY]
     async with services(request).sessions() as session:
-        call = await get_call(session, int(call_id))
+        call = await get_call(session, call_id)
         if not identity.sees_everything and not await call_has_agent(
             session, call.id, identity.extensions
         ):

@@ -24,19 +24,17 @@ from core.history import (
 from core.lookup import lookup_contacts
 from core.mail.queries import email_history
 from core.merge import merge_contacts
+from core.models import Call
 from core.search import search_contacts
 from crmcomms.services import services
-from crmcomms.web.http import IDENTITY, int_param, json_response, read_model
+from crmcomms.web.http import IDENTITY, MAX_ID, int_param, json_response, path_id, read_model
 from crmcomms.web.imports import post_import
 
 HISTORY_SOURCES = (*DEFAULT_SOURCES, email_history)
 
 
 def _contact_id(request: web.Request) -> int:
-    raw = request.match_info["contact_id"]
-    if not raw.isdigit():
-        raise InvalidInput("id", "must be a contact id")
-    return int(raw)
+    return path_id(request, "contact_id")
 
 
 async def get_contacts(request: web.Request) -> web.Response:
@@ -126,11 +124,9 @@ async def get_history(request: web.Request) -> web.Response:
 
 async def get_organization_history(request: web.Request) -> web.Response:
     """The timeline of every contact of an organization."""
-    raw = request.match_info["organization_id"]
-    if not raw.isdigit():
-        raise InvalidInput("id", "must be an organization id")
+    organization_id = path_id(request, "organization_id")
     async with services(request).sessions() as session:
-        contact_ids = await organization_contact_ids(session, int(raw))
+        contact_ids = await organization_contact_ids(session, organization_id)
     return await _timeline(request, contact_ids)
 
 
@@ -139,7 +135,7 @@ class NoteInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     body: str = Field(min_length=1, max_length=20_000)
-    call_id: int | None = None
+    call_id: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
 async def post_note(request: web.Request) -> web.Response:
@@ -147,6 +143,8 @@ async def post_note(request: web.Request) -> web.Response:
     contact_id = _contact_id(request)
     async with services(request).sessions.begin() as session:
         await get_contact(session, contact_id)
+        if data.call_id is not None and await session.get(Call, data.call_id) is None:
+            raise InvalidInput("call_id", f"there is no call {data.call_id}")
         note = await add_note(session, contact_id, data.body, request[IDENTITY].id, data.call_id)
     return json_response(note_json(note), status=201)
 

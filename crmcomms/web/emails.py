@@ -11,26 +11,38 @@ from urllib.parse import quote
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import InvalidInput
+from core.errors import InvalidInput, NotFound
 from core.mail import sanitize_html
 from core.mail.models import EmailMessage
 from core.mail.outbox import Draft, OutgoingAttachment, enqueue
 from core.mail.queries import (
     EmailFilter,
+    Reader,
     attachment_content,
     attachments_of,
     contacts_of,
     get_email,
     history_json,
     list_emails,
+    may_read,
 )
-from core.models import utcnow
+from core.models import Agent, utcnow
 from crmcomms.config import MailboxSettings
 from crmcomms.mail import MAIL_PARSERS, blob_store, store_options
 from crmcomms.mail.smtp import OUTBOX_WAKEUPS
 from crmcomms.services import services
-from crmcomms.web.http import IDENTITY, int_param, json_response, read_model
+from crmcomms.web.http import (
+    IDENTITY,
+    MAX_ID,
+    int_param,
+    json_response,
+    optional_id,
+    path_id,
+    read_model,
+)
 
 MAX_ATTACHMENTS_BYTES = 25 * 2**20
 #: RFC 5321 4.5.3.1.3: a path holds at most 256 octets, the address within it 254.
@@ -49,13 +61,6 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 Address = Annotated[str, Field(max_length=MAX_ADDRESS)]
 
 
-def _int(request: web.Request, key: str) -> int:
-    raw = request.match_info[key]
-    if not raw.isdigit():
-        raise InvalidInput(key, "must be a number")
-    return int(raw)
-
-
 def _since(request: web.Request) -> datetime | None:
     raw = request.query.get("since")
     if not raw:
@@ -67,28 +72,43 @@ def _since(request: web.Request) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _filter(request: web.Request) -> EmailFilter:
-    contact = request.query.get("contact")
-    if contact is not None and not contact.isdigit():
-        raise InvalidInput("contact", "must be a contact id")
+def _filter(request: web.Request, reader: Reader) -> EmailFilter:
     return EmailFilter(
-        contact_id=int(contact) if contact is not None else None,
+        contact_id=optional_id(request, "contact"),
         thread_id=request.query.get("thread") or None,
         since=_since(request),
         limit=int_param(request, "limit", 50, maximum=500),
+        reader=reader,
     )
+
+
+async def _reader(request: web.Request, session: AsyncSession) -> Reader:
+    """The caller as a reader of mail (agents read what the push sends them)."""
+    identity = request[IDENTITY]
+    email = await session.scalar(select(Agent.email).where(Agent.id == identity.id))
+    return Reader(identity.id, email or "", identity.sees_everything)
+
+
+async def _readable_email(request: web.Request, session: AsyncSession) -> EmailMessage:
+    """The e-mail of the URL if the caller may read it: 404 alike when it does not exist
+    or is not theirs (an agent does not learn which ids exist)."""
+    email_id = path_id(request, "email_id")
+    message = await get_email(session, email_id)
+    if not await may_read(session, await _reader(request, session), message):
+        raise NotFound(f"e-mail {email_id} not found")
+    return message
 
 
 async def get_emails(request: web.Request) -> web.Response:
     async with services(request).sessions() as session:
-        rows = await list_emails(session, _filter(request))
+        rows = await list_emails(session, _filter(request, await _reader(request, session)))
     return json_response({"emails": [row.summary() for row in rows]})
 
 
 async def get_one_email(request: web.Request) -> web.Response:
-    email_id = _int(request, "email_id")
     async with services(request).sessions() as session:
-        message = await get_email(session, email_id)
+        message = await _readable_email(request, session)
+        email_id = message.id
         attachments = await attachments_of(session, email_id)
         contacts = await contacts_of(session, email_id)
     return json_response(
@@ -107,8 +127,9 @@ async def get_one_email(request: web.Request) -> web.Response:
 
 async def get_attachment(request: web.Request) -> web.Response:
     svc = services(request)
-    email_id, n = _int(request, "email_id"), _int(request, "n")
+    n = path_id(request, "n")
     async with svc.sessions() as session:
+        email_id = (await _readable_email(request, session)).id
         part, content = await attachment_content(session, blob_store(svc.settings), email_id, n)
     filename = part.filename or f"attachment-{n}"
     return web.Response(
@@ -144,8 +165,8 @@ class EmailInput(BaseModel):
     text: str = Field(default="", max_length=2_000_000)
     html: str | None = Field(default=None, max_length=5_000_000)
     attachments: list[AttachmentInput] = Field(default_factory=list, max_length=50)
-    in_reply_to: int | None = None
-    mailbox: str | None = None
+    in_reply_to: int | None = Field(default=None, ge=1, le=MAX_ID)
+    mailbox: str | None = Field(default=None, max_length=64)
 
 
 def _address(field: str, value: str) -> str:

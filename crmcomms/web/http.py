@@ -59,14 +59,41 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         raise InvalidInput(field, first["msg"]) from exc
 
 
+#: The largest id a database row can have (a signed 64-bit integer).
+MAX_ID = 2**63 - 1
+
+
+def _ascii_digits(raw: str) -> bool:
+    """Only ``0``-``9`` (``str.isdigit`` also passes ``²`` and ``１``, which ``int`` refuses)."""
+    return raw != "" and raw.isascii() and raw.isdigit()
+
+
+def parse_id(raw: str | None, name: str) -> int:
+    """``raw`` as a row id (ASCII digits, at most :data:`MAX_ID`); 422 naming ``name``."""
+    if raw is None or not _ascii_digits(raw) or len(raw.lstrip("0")) > 19 or int(raw) > MAX_ID:
+        raise InvalidInput(name, f"must be a whole number from 0 to {MAX_ID}")
+    return int(raw)
+
+
+def path_id(request: web.Request, key: str) -> int:
+    """The id in the URL's ``{key}`` (see :func:`parse_id`)."""
+    return parse_id(request.match_info[key], key)
+
+
+def optional_id(request: web.Request, name: str) -> int | None:
+    """The id in the query parameter ``name``, None when absent or empty."""
+    raw = request.query.get(name)
+    return None if raw is None or raw == "" else parse_id(raw, name)
+
+
 def int_param(request: web.Request, name: str, default: int, maximum: int = 1000) -> int:
-    """A non-negative integer query parameter."""
+    """A non-negative integer query parameter (ASCII digits), at most ``maximum``."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit():
+    if not _ascii_digits(raw):
         raise InvalidInput(name, "must be a non-negative integer")
-    return min(int(raw), maximum)
+    return maximum if len(raw.lstrip("0")) > 19 else min(int(raw), maximum)
 
 
 @web.middleware

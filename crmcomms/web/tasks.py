@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from core.errors import InvalidInput
+from core.errors import NotFound
 from core.history import task_json
+from core.models import Task
 from core.tasks import complete_task, list_tasks
 from crmcomms.push import Audience
 from crmcomms.services import services
-from crmcomms.web.http import IDENTITY, int_param, json_response
+from crmcomms.web.http import IDENTITY, int_param, json_response, path_id
 
 
 async def get_tasks(request: web.Request) -> web.Response:
@@ -24,11 +25,15 @@ async def get_tasks(request: web.Request) -> web.Response:
 
 
 async def post_done(request: web.Request) -> web.Response:
-    raw = request.match_info["task_id"]
-    if not raw.isdigit():
-        raise InvalidInput("id", "must be a task id")
+    """Tick a task off: its assignees (by extension), supervisors and admins."""
+    task_id, identity = path_id(request, "task_id"), request[IDENTITY]
     async with services(request).sessions.begin() as session:
-        task = await complete_task(session, int(raw))
+        task = await session.get(Task, task_id)
+        if task is None:
+            raise NotFound(f"task {task_id} not found")
+        if not identity.sees_everything and identity.extensions.isdisjoint(task.assignees):
+            raise web.HTTPForbidden(reason="not your task")
+        task = await complete_task(session, task_id)
     done = task_json(task)  # pushed, so that a call-back ticked off leaves every list
     audience = Audience(extensions=frozenset(done["assignees"]))
     services(request).publisher.publish("task.done", {"task": done}, audience)

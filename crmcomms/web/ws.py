@@ -8,7 +8,8 @@ Protocol (server to client, JSON text frames): first
 
 The token comes from ``Authorization: Bearer`` or, since browsers cannot set
 headers on websockets, ``?token=``. A client too slow for its queue is closed
-with code 4000 and reconnects with ``since``; on shutdown (``hub.close()``,
+with code 4000 and reconnects with ``since``; one whose login ends (logout,
+token expiry) with 4401 and must log in again; on shutdown (``hub.close()``,
 wired through :func:`shutdown_hook`) clients get 1001.
 """
 
@@ -31,9 +32,13 @@ log = logging.getLogger(__name__)
 Authenticate = Callable[[str], Awaitable[Identity | None]]
 #: Waits (briefly) until this process delivered the given seq (several processes).
 CatchUp = Callable[[int], Awaitable[bool]]
+#: Returns when the token a websocket was opened with is no longer good (logout, expiry).
+SessionEnd = Callable[[str], Awaitable[None]]
 
 TOO_SLOW_CODE = 4000
 TOO_SLOW_REASON = b"too slow, reconnect with since"
+SESSION_ENDED_CODE = 4401  # "401": log in again
+SESSION_ENDED_REASON = b"logged out or token expired"
 _PONG = orjson.dumps({"type": "pong"})
 _BACKLOG_SLICE = 200  # frames sent in a row before yielding while replaying a backlog
 
@@ -53,16 +58,18 @@ def websocket_handler(
     authenticate: Authenticate,
     heartbeat: float = 20.0,
     close_timeout: float = 5.0,
+    session_end: SessionEnd | None = None,
     catch_up: CatchUp | None = None,
 ) -> Handler:
     """Build the ``GET /ws`` handler serving ``hub`` to authenticated agents; with
+    ``session_end``, a websocket is closed (4401) when its token stops being good; with
     ``catch_up`` (the PostgreSQL bus), a client coming from another process with a
     ``since`` this one has not delivered yet waits for it instead of reloading."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         token = _token(request)
         identity = await authenticate(token) if token else None
-        if identity is None:
+        if identity is None or token is None:
             return _error(401, "missing or invalid token", {"WWW-Authenticate": "Bearer"})
         try:
             cursor = _cursor(request)
@@ -79,8 +86,11 @@ def websocket_handler(
             return _error(503, str(exc))
         try:
             await ws.prepare(request)
-            await _serve(ws, subscription)
-            await _close(ws, subscription.end_reason, close_timeout)
+            ended = session_end(token) if session_end is not None else None
+            if await _serve(ws, subscription, ended):
+                await _close_session_ended(ws, close_timeout)
+            else:
+                await _close(ws, subscription.end_reason, close_timeout)
         finally:
             hub.unsubscribe(subscription)
         return ws
@@ -122,13 +132,20 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-async def _serve(ws: web.WebSocketResponse, subscription: Subscription) -> None:
-    """Run until the client goes away, the pump fails or the hub ends us."""
+async def _serve(
+    ws: web.WebSocketResponse,
+    subscription: Subscription,
+    session_end: Awaitable[None] | None = None,
+) -> bool:
+    """Run until the client goes away, the pump fails, the hub ends us or the session
+    ends; True in the last case."""
     tasks = {
         asyncio.create_task(_read_client(ws), name="ws-read"),
         asyncio.create_task(_pump(ws, subscription), name="ws-pump"),
         asyncio.create_task(subscription.wait_ended(), name="ws-ended"),
     }
+    watch = asyncio.ensure_future(session_end if session_end is not None else asyncio.Future())
+    tasks.add(watch)
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -138,6 +155,7 @@ async def _serve(ws: web.WebSocketResponse, subscription: Subscription) -> None:
     for task in tasks:
         if not task.cancelled():
             task.result()  # re-raise an unexpected failure of the reader or the pump
+    return not watch.cancelled()
 
 
 async def _read_client(ws: web.WebSocketResponse) -> None:
@@ -185,9 +203,19 @@ def _close_frame(reason: EndReason | None) -> tuple[int, bytes]:
     return int(WSCloseCode.OK), b""
 
 
+async def _close_session_ended(ws: web.WebSocketResponse, grace: float) -> None:
+    """Close because the login ended: the client must log in again, not reconnect."""
+    await _close_with(ws, SESSION_ENDED_CODE, SESSION_ENDED_REASON, grace)
+
+
 async def _close(ws: web.WebSocketResponse, reason: EndReason | None, grace: float) -> None:
-    """Close, telling the client why; a peer that does not answer is cut after ``grace``."""
+    """Close, telling the client why."""
     code, message = _close_frame(reason)
+    await _close_with(ws, code, message, grace)
+
+
+async def _close_with(ws: web.WebSocketResponse, code: int, message: bytes, grace: float) -> None:
+    """Close with ``code``; a peer that does not answer is cut after ``grace``."""
     try:
         async with asyncio.timeout(grace):
             await ws.close(code=code, message=message, drain=False)
