@@ -7,6 +7,7 @@ the supervisors, so that every pop, history and wall showing it follows.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from aiohttp import web
@@ -84,25 +85,34 @@ async def _check_visible(session: AsyncSession, identity: AgentIdentity, call_id
 
 async def put_disposition(request: web.Request) -> web.Response:
     body = await read_model(request, DispositionInput)
-    call_id, identity = path_id(request, "call_id"), request[IDENTITY]
-    svc = services(request)
-    async with svc.sessions.begin() as session:
-        await _check_visible(session, identity, call_id)
-        allowed = svc.settings.wrapup.dispositions
-        await set_disposition(session, call_id, body.disposition, allowed, identity.id)
-    return await _updated(request, call_id)
+    allowed = services(request).settings.wrapup.dispositions
+
+    async def change(session: AsyncSession, call_id: int) -> None:
+        agent = request[IDENTITY].id
+        await set_disposition(session, call_id, body.disposition, allowed, agent)
+
+    return await _change_call(request, change)
 
 
 async def post_link(request: web.Request) -> web.Response:
     body = await read_model(request, LinkInput)
-    call_id, identity = path_id(request, "call_id"), request[IDENTITY]
-    svc = services(request)
-    async with svc.sessions.begin() as session:
-        await _check_visible(session, identity, call_id)
-        region = svc.settings.general.default_region
-        await link_contact(
-            session, call_id, body.contact_id, region, svc.settings.lookup.suffix_digits
-        )
+    settings = services(request).settings
+    region, suffix = settings.general.default_region, settings.lookup.suffix_digits
+
+    async def change(session: AsyncSession, call_id: int) -> None:
+        await link_contact(session, call_id, body.contact_id, region, suffix)
+
+    return await _change_call(request, change)
+
+
+async def _change_call(
+    request: web.Request, change: Callable[[AsyncSession, int], Awaitable[None]]
+) -> web.Response:
+    """Apply ``change`` to the call of the URL if the caller may see it; then :func:`_updated`."""
+    call_id = path_id(request, "call_id")
+    async with services(request).sessions.begin() as session:
+        await _check_visible(session, request[IDENTITY], call_id)
+        await change(session, call_id)
     return await _updated(request, call_id)
 
 

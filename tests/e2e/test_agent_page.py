@@ -181,7 +181,7 @@ async def test_unknown_caller_gets_a_prefilled_create_contact_form(
     daemon: Daemon, sign_in: SignIn
 ) -> None:
     petra = daemon.contact_ids["01715550123"]
-    headers = {"Authorization": f"Bearer {daemon.tokens['alice']}"}
+    headers = {"Authorization": f"Bearer {daemon.tokens['sue']}"}  # deleting: supervisors
     assert (await daemon.client.delete(f"/api/contacts/{petra}", headers=headers)).status == 204
     capture = load_fresh("inbound-direct-missed", daemon.settings.ami.agent_channel_patterns)
     alice = await sign_in("alice")
@@ -199,3 +199,5 @@ async def test_unknown_caller_gets_a_prefilled_create_contact_form(
     await expect(alice.locator("#contact-name")).to_have_text("Petra Schulz")
     found = await daemon.api("/api/lookup?number=01715550123", "alice")
     assert [c["display_name"] for c in found["matches"]] == ["Petra Schulz"]
+    call = await daemon.api(f"/api/calls/{await card.get_attribute('data-call-id')}")
+    assert call["contacts"] == [found["matches"][0]["id"]]  # the call is filed with her

@@ -73,6 +73,7 @@ def test_secrets_from_file_and_environment(tmp_path: Path) -> None:
     path.write_text(
         '[ami]\nsecret = "inline"\nsecret_file = "ami.secret"\n'
         '[[mailboxes]]\nname = "sales-de"\naddress = "s@x.de"\npassword_file = "box.pw"\n'
+        'smtp_host = "smtp.x.de"\n'
     )
     settings = load_settings(path, env={})
     assert settings.ami.secret == "from-file"
@@ -139,3 +140,48 @@ def test_cdr_url_from_file_and_environment(tmp_path: Path) -> None:
         parse_settings({}, env={"CRMCOMMS_CDR_URL": "oracle://x"})
     csv_only = parse_settings({"cdr": {"csv": "/var/log/asterisk/cdr-custom/Master.csv"}}, env={})
     assert csv_only.cdr.configured
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            {"mailboxes": [{"name": "sales", "address": "nope"}]},
+            "mailboxes.0.address: Value error, 'nope' is no e-mail address",
+        ),
+        (
+            {"mailboxes": [{"name": "s", "address": "s@example.com", "imap_host": "imap host"}]},
+            "mailboxes.0.imap_host: Value error, 'imap host' is no host name or IP address",
+        ),
+        ({"ami": {"host": "pbx_01..example"}}, "ami.host: Value error"),
+        ({"ami": {"extension_pattern": "[0-9"}}, "ami.extension_pattern: Value error"),
+        ({"http": {"trusted_proxies": ["nginx"]}}, "http.trusted_proxies.0"),
+    ],
+)
+def test_addresses_and_hosts_are_checked(raw: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_settings(raw, env={})
+    assert message in str(info.value)
+
+
+def test_smtp_host_is_required_in_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[[mailboxes]]\nname = "sales"\naddress = "sales@example.com"\n')
+    with pytest.raises(ConfigError, match=r"^mailboxes\.0\.smtp_host: required"):
+        load_settings(path, env={})
+    path.write_text(path.read_text() + 'smtp_host = "smtp.example.com"\n')
+    assert load_settings(path, env={}).mailboxes[0].smtp_host == "smtp.example.com"
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "etc" / "c.toml"
+    path.parent.mkdir()
+    path.write_text(
+        '[general]\ndata_dir = "state"\n[ami]\nrecordings_dir = "/var/spool/rec"\n'
+        '[cdr]\ncsv = "cdr/Master.csv"\n'
+    )
+    settings = load_settings(path, env={})
+    assert settings.general.data_dir == tmp_path / "etc" / "state"
+    assert settings.ami.recordings_dir == Path("/var/spool/rec")
+    assert settings.cdr.csv == str(tmp_path / "etc" / "cdr" / "Master.csv")
+    assert load_settings(EXAMPLE, env={}).general.data_dir == EXAMPLE.parent / ".." / "data"

@@ -126,15 +126,8 @@ export class ContactsPage {
     );
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      const data = Object.fromEntries(new FormData(form));
       try {
-        const contact = await api.post("/api/contacts", {
-          first_name: data.first_name,
-          last_name: data.last_name,
-          organization: data.organization || null,
-          phones: data.phone ? [{ raw: data.phone }] : [],
-          emails: data.email ? [{ address: data.email }] : [],
-        });
+        const contact = await createContact(Object.fromEntries(new FormData(form)));
         location.hash = `#/contact/${contact.id}`;
       } catch (err) {
         toast(t("error", { error: err.message }), "error");
@@ -143,6 +136,17 @@ export class ContactsPage {
     this.editor.replaceChildren(form);
     form.querySelector("input").focus();
   }
+}
+
+/** Create a contact from a form's fields: first_name, last_name, organization, phone, email. */
+export function createContact(data) {
+  return api.post("/api/contacts", {
+    first_name: data.first_name || "",
+    last_name: data.last_name || "",
+    organization: data.organization || null,
+    phones: data.phone ? [{ raw: data.phone }] : [],
+    emails: data.email ? [{ address: data.email }] : [],
+  });
 }
 
 function staff() {

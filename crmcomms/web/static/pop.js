@@ -7,6 +7,7 @@
 
 import { fmtDateTime, fmtDuration, t } from "./i18n.js";
 import { api, customerNumber, dialButton, formatNumber, h, toast } from "./ui.js";
+import { createContact } from "./contacts.js";
 import { callControls } from "./controls.js";
 import { confirmCaller, dispositionLabel, dispositionPicker, matchBadge, showDisposition, wrapup } from "./wrapup.js";
 
@@ -171,14 +172,8 @@ export class PopBoard {
     );
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      const data = Object.fromEntries(new FormData(form));
       try {
-        const contact = await api.post("/api/contacts", {
-          first_name: data.first_name,
-          last_name: data.last_name,
-          organization: data.organization || null,
-          phones: data.phone ? [{ raw: data.phone }] : [],
-        });
+        const contact = await createContact(Object.fromEntries(new FormData(form)));
         await confirmCaller(call.id, contact);
         this.adopt(call.linkedid, contact);
       } catch (err) {
