@@ -187,6 +187,7 @@ async def login(
     """
     agent = await _agent_by_name(session, name)
     await _check_password(agent, password)
+    assert agent is not None  # _check_password refuses an unknown name
     return await _issue_token(session, agent, ttl)
 
 

@@ -19,6 +19,7 @@ from core.mail import sanitize_html
 from core.mail.models import EmailMessage
 from core.mail.outbox import Draft, OutgoingAttachment, enqueue
 from core.mail.queries import (
+    Cursor,
     EmailFilter,
     Reader,
     attachment_content,
@@ -26,8 +27,8 @@ from core.mail.queries import (
     contacts_of,
     get_email,
     history_json,
-    list_emails,
     may_read,
+    page_emails,
 )
 from core.models import Agent, utcnow
 from crmcomms.config import MailboxSettings
@@ -79,7 +80,18 @@ def _filter(request: web.Request, reader: Reader) -> EmailFilter:
         since=_since(request),
         limit=int_param(request, "limit", 50, maximum=500),
         reader=reader,
+        before=_cursor(request),
     )
+
+
+def _cursor(request: web.Request) -> Cursor | None:
+    raw = request.query.get("before")
+    if not raw:
+        return None
+    try:
+        return Cursor.decode(raw)
+    except ValueError as exc:
+        raise InvalidInput("before", "must be the 'next' of an earlier page") from exc
 
 
 async def _reader(request: web.Request, session: AsyncSession) -> Reader:
@@ -101,8 +113,9 @@ async def _readable_email(request: web.Request, session: AsyncSession) -> EmailM
 
 async def get_emails(request: web.Request) -> web.Response:
     async with services(request).sessions() as session:
-        rows = await list_emails(session, _filter(request, await _reader(request, session)))
-    return json_response({"emails": [row.summary() for row in rows]})
+        page = await page_emails(session, _filter(request, await _reader(request, session)))
+    after = page.next.encode() if page.next is not None else None
+    return json_response({"emails": [row.summary() for row in page.emails], "next": after})
 
 
 async def get_one_email(request: web.Request) -> web.Response:

@@ -19,8 +19,11 @@ from sqlalchemy import func, select, update
 
 from core.agents import add_agent
 from core.db import create_engine
+from core.mail import parse_headers
+from core.mail.batch import Fetched, store_batch
 from core.mail.models import EmailLocation, EmailMessage
 from core.mail.outbox import INTERRUPTED, Draft, OutgoingAttachment, enqueue
+from core.mail.store import Copy, StoreOptions
 from core.migrate import upgrade
 from core.models import utcnow
 from crmcomms.app import build_app
@@ -404,3 +407,36 @@ async def test_a_lost_attachment_file_is_extracted_again_from_the_raw_message(
     )
     assert resp.status == 200 and await resp.read() == content
     assert path.read_bytes() == content
+
+
+async def test_email_list_pages_with_a_cursor_stable_under_new_arrivals(
+    client: TestClient[Any, Any], token: str
+) -> None:
+    svc: Services = client.app[SERVICES]
+
+    async def deliver(numbers: range, date: str) -> None:
+        fetched = []
+        for n in numbers:
+            raw = (
+                f"From: k{n}@example.org\r\nTo: support@company.test\r\nSubject: Nr {n}\r\n"
+                f"Date: {date}\r\nMessage-ID: <{n}.page@example.org>\r\n\r\nHallo\r\n"
+            ).encode()
+            fetched.append(Fetched(Copy("support", "INBOX", 1, n), raw, parse_headers(raw)))
+        async with svc.sessions.begin() as session:
+            await store_batch(session, fetched, blob_store(svc.settings), StoreOptions())
+
+    # 12 share one date (ties broken by id), 8 are older
+    await deliver(range(1, 13), "Tue, 02 Jan 2024 10:00:00 +0000")
+    await deliver(range(13, 21), "Mon, 01 Jan 2024 10:00:00 +0000")
+    headers = {"Authorization": f"Bearer {token}"}
+    seen: list[str] = []
+    url: str | None = "/api/emails?limit=7"
+    while url is not None:
+        page = await (await client.get(url, headers=headers)).json()
+        seen += [e["subject"] for e in page["emails"]]
+        if len(seen) == 7:  # new mail arriving between pages shifts nothing
+            await deliver(range(21, 24), "Wed, 03 Jan 2024 10:00:00 +0000")
+        url = f"/api/emails?limit=7&before={page['next']}" if page["next"] else None
+    assert seen == [f"Nr {n}" for n in [*range(12, 0, -1), *range(20, 12, -1)]]
+    bad = await client.get("/api/emails?before=bm9wZQ", headers=headers)
+    assert bad.status == 422 and "before" in (await bad.json())["error"]
