@@ -126,32 +126,26 @@ def _copy_blobs(source: Path, target: Path) -> int:
     return count
 
 
-def _pg_args(settings: Settings) -> tuple[list[str], dict[str, str]]:
+def _pg_tool(settings: Settings, name: str, options: list[str], instead: str) -> None:
+    """Run pg_dump/pg_restore on the configured database (password via PGPASSWORD, not argv)."""
+    tool = shutil.which(name)
+    if tool is None:
+        raise BackupError(f"{name} not found (apt-get install postgresql-client); or {instead}")
     url = make_url(settings.database_url)
-    args = ["-h", url.host or "localhost", "-p", str(url.port or 5432)]
-    args += ["-U", url.username or "", "-d", url.database or ""]
-    env = {**os.environ, "PGPASSWORD": url.password or ""} if url.password else dict(os.environ)
-    return args, env
+    connect = ["-h", url.host or "localhost", "-p", str(url.port or 5432)]
+    connect += ["-U", url.username or "", "-d", url.database or ""]
+    env = {**os.environ, "PGPASSWORD": url.password} if url.password else dict(os.environ)
+    done = subprocess.run(
+        [tool, *connect, *options], env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise BackupError(f"{name} failed: {' '.join(done.stderr.split())}")
 
 
 def _pg_dump(settings: Settings, target: Path) -> None:
-    tool = shutil.which("pg_dump")
-    if tool is None:
-        raise BackupError(
-            "pg_dump not found (apt-get install postgresql-client); or back up the database "
-            "yourself: pg_dump --format=custom --file crmcomms.pgdump DBNAME"
-        )
-    args, env = _pg_args(settings)
     make_private_file(target)
-    done = subprocess.run(
-        [tool, "--format=custom", "--no-owner", "--file", str(target), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise BackupError(f"pg_dump failed: {' '.join(done.stderr.split())}")
+    instead = "back up yourself: pg_dump --format=custom --file crmcomms.pgdump DBNAME"
+    _pg_tool(settings, "pg_dump", ["--format=custom", "--no-owner", "--file", str(target)], instead)
 
 
 def read_manifest(source: Path) -> Manifest:
@@ -212,19 +206,5 @@ def _restore_sqlite(backup: Path, target: Path, force: bool) -> None:
 
 
 def _pg_restore(settings: Settings, dump: Path) -> None:
-    tool = shutil.which("pg_restore")
-    if tool is None:
-        raise BackupError(
-            "pg_restore not found (apt-get install postgresql-client); or restore yourself: "
-            f"pg_restore --clean --if-exists --no-owner -d DBNAME {dump}"
-        )
-    args, env = _pg_args(settings)
-    done = subprocess.run(
-        [tool, "--clean", "--if-exists", "--no-owner", *args, str(dump)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise BackupError(f"pg_restore failed: {' '.join(done.stderr.split())}")
+    instead = f"restore yourself: pg_restore --clean --if-exists --no-owner -d DBNAME {dump}"
+    _pg_tool(settings, "pg_restore", ["--clean", "--if-exists", "--no-owner", str(dump)], instead)

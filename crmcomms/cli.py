@@ -19,13 +19,19 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.errors import CoreError
 from crmcomms import cli_agents, cli_backup, cli_contacts
-from crmcomms.cli_common import CONFIG_HELP, CliError, config_path, settings_of
+from crmcomms.cli_common import (
+    CONFIG_HELP,
+    CliError,
+    Command,
+    Subcommands,
+    config_path,
+    settings_of,
+)
 from crmcomms.config import ConfigError, Settings, load_settings
 from crmcomms.errors import StartupError
 from crmcomms.runtime import serve, settle_heap
 
 EXAMPLE_CONFIG = Path(__file__).parent / "crmcomms.example.toml"
-Command = Callable[[argparse.Namespace, Settings], int]
 
 
 def version() -> str:
@@ -154,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _init_config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _init_config_parser(sub: Subcommands) -> None:
     init = sub.add_parser("init-config", help="write the commented example configuration to PATH")
     init.add_argument("path", metavar="PATH", help="e.g. /etc/crmcomms/crmcomms.toml")
     init.add_argument(
@@ -164,9 +170,7 @@ def _init_config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     init.set_defaults(func=cmd_init_config)
 
 
-def _db_parser(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser
-) -> None:
+def _db_parser(sub: Subcommands, config: argparse.ArgumentParser) -> None:
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = db_sub.add_parser("upgrade", parents=[config], help="apply the schema migrations")

@@ -27,11 +27,10 @@ from core.agent_admin import (
     show_agent,
 )
 from core.agents import ROLES
-from crmcomms.cli_common import CliError
+from crmcomms.cli_common import Bind, CliError, Subcommands
 from crmcomms.config import Settings
 
 Action = Callable[[AsyncSession], Awaitable[Any]]
-SettingsOf = Callable[[argparse.Namespace], Settings]
 
 
 def read_password(from_stdin: bool) -> str:
@@ -134,11 +133,7 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def add_parser(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    config: argparse.ArgumentParser,
-    bind: Callable[[Callable[[argparse.Namespace, Settings], int]], Callable[..., int]],
-) -> None:
+def add_parser(sub: Subcommands, config: argparse.ArgumentParser, bind: Bind) -> None:
     """The ``agent`` command and its actions; ``bind`` loads the settings for an action."""
     agent = sub.add_parser("agent", help="manage agents (logins, roles, extensions)")
     actions = agent.add_subparsers(dest="agent_command", required=True, metavar="ACTION")

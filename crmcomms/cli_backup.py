@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 from crmcomms.backup import BackupError, make_backup, restore_backup
-from crmcomms.cli_common import CliError
+from crmcomms.cli_common import Bind, CliError, Subcommands
 from crmcomms.config import Settings
 
 
@@ -41,11 +40,7 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def add_parsers(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    config: argparse.ArgumentParser,
-    bind: Callable[[Callable[[argparse.Namespace, Settings], int]], Callable[..., int]],
-) -> None:
+def add_parsers(sub: Subcommands, config: argparse.ArgumentParser, bind: Bind) -> None:
     """The ``backup`` and ``restore`` commands."""
     backup = sub.add_parser(
         "backup",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeAlias
 
 from crmcomms.config import DEFAULT_CONFIG, Settings, load_settings
 
@@ -14,6 +16,12 @@ CONFIG_HELP = (
     "else config/crmcomms.example.toml in a source checkout. "
     "`crmcomms init-config FILE` writes a commented example."
 )
+
+
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+Command: TypeAlias = Callable[[argparse.Namespace, Settings], int]
+Bind: TypeAlias = Callable[[Command], Callable[[argparse.Namespace], int]]
+"""Turns a command that takes the settings into one that loads them (``cli.with_settings``)."""
 
 
 class CliError(Exception):

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from core.importer import ImportOptions, ImportReport, Progress
+from crmcomms.cli_common import Bind, Subcommands
 from crmcomms.config import Settings
 
 
@@ -79,11 +79,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def add_parser(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    config: argparse.ArgumentParser,
-    bind: Callable[[Callable[[argparse.Namespace, Settings], int]], Callable[..., int]],
-) -> None:
+def add_parser(sub: Subcommands, config: argparse.ArgumentParser, bind: Bind) -> None:
     """The ``contacts`` command and its actions."""
     contacts = sub.add_parser("contacts", help="import and export contacts")
     actions = contacts.add_subparsers(dest="contacts_command", required=True, metavar="ACTION")
