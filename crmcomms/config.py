@@ -9,6 +9,7 @@ or through an environment variable ``CRMCOMMS_<SECTION>_<KEY>`` (for mailboxes
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -19,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -31,6 +33,32 @@ from pydantic import (
 from core.wrapup import DEFAULT_DISPOSITIONS
 
 DEFAULT_CONFIG = Path("config/crmcomms.example.toml")
+
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+_ADDRESS = re.compile(r"[^@\s\x00-\x1f\x7f<>,;\"]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]{2,}")
+
+
+def _host(value: str) -> str:
+    """A host name or an IP address."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not _HOSTNAME.fullmatch(value):
+            raise ValueError(f"{value!r} is no host name or IP address") from None
+    return value
+
+
+def _address(value: str) -> str:
+    if not _ADDRESS.fullmatch(value):
+        raise ValueError(f"{value!r} is no e-mail address")
+    return value
+
+
+Host = Annotated[str, AfterValidator(_host)]
+EmailAddressText = Annotated[str, AfterValidator(_address)]
 
 
 class ConfigError(Exception):
@@ -75,7 +103,7 @@ class DatabaseSettings(_Section):
 class HttpSettings(_Section):
     """Where the web server listens and how long login tokens live."""
 
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
     token_ttl_hours: Annotated[int, Field(ge=1, le=24 * 365)] = 12
     # reverse proxies whose X-Forwarded-For names the real client (addresses or networks)
@@ -123,7 +151,7 @@ class AmiSettings(_Section):
     """Asterisk Manager Interface connection and how agents are recognised."""
 
     enabled: bool = False
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 5038
     username: str = "crm"
     secret: str = ""
@@ -235,16 +263,16 @@ class MailboxSettings(_Section):
     """One mailbox mirrored over IMAP and used for sending over SMTP."""
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")]
-    address: str
+    address: EmailAddressText
     display_name: Annotated[str, Field(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")] = ""
-    imap_host: str = "127.0.0.1"
+    imap_host: Host = "127.0.0.1"
     imap_port: Annotated[int, Field(ge=1, le=65535)] = 993
     imap_tls: Literal["implicit", "starttls", "none"] = "implicit"
     username: str = ""
     password: str = ""
     password_file: Path | None = None
     folders: tuple[str, ...] = ()
-    smtp_host: str = "127.0.0.1"
+    smtp_host: Host = "127.0.0.1"  # required in a config file (load_settings)
     smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
     smtp_tls: Literal["implicit", "starttls", "none"] = "starttls"
     smtp_username: str = ""
@@ -306,7 +334,26 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    return parse_settings(raw, os.environ if env is None else env, base=path.parent)
+    settings = parse_settings(raw, os.environ if env is None else env, base=path.parent)
+    for index, box in enumerate(settings.mailboxes):
+        if "smtp_host" not in box.model_fields_set:
+            raise ConfigError(
+                f"mailboxes.{index}.smtp_host: required (the SMTP server {box.name} sends through)"
+            )
+    return relative_to(settings, path.parent)
+
+
+def relative_to(settings: Settings, base: Path) -> Settings:
+    """Relative paths (data dir, recordings, CDR file) taken from ``base``, the config's dir."""
+
+    def at(path: Path) -> Path:
+        return path if path.is_absolute() else base / path
+
+    general = settings.general.model_copy(update={"data_dir": at(settings.general.data_dir)})
+    ami = settings.ami.model_copy(update={"recordings_dir": at(settings.ami.recordings_dir)})
+    csv = str(at(Path(settings.cdr.csv))) if settings.cdr.csv else ""
+    cdr = settings.cdr.model_copy(update={"csv": csv})
+    return settings.model_copy(update={"general": general, "ami": ami, "cdr": cdr})
 
 
 def parse_settings(raw: dict[str, Any], env: Mapping[str, str], base: Path = Path()) -> Settings:
