@@ -7,7 +7,7 @@ VENV ?= .venv
 CONFIG ?= config/crmcomms.example.toml
 BIN = $(VENV)/bin
 
-.PHONY: setup run demo test lint bench screenshots clean
+.PHONY: setup e2e-tools run demo test lint bench screenshots clean
 
 setup: $(VENV)/.installed
 
@@ -15,6 +15,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# axe-core for the accessibility check of the browser tests (npm, pinned by package-lock.json)
+AXE = tests/e2e/node_modules/axe-core/axe.min.js
+e2e-tools: $(AXE)
+
+$(AXE): tests/e2e/package.json tests/e2e/package-lock.json
+	cd tests/e2e && npm ci --no-audit --no-fund
 	touch $@
 
 run: setup
@@ -29,15 +37,15 @@ lint: setup
 	$(BIN)/ruff format --check core crmcomms tests bench
 	$(BIN)/mypy core crmcomms
 
-test: lint
+test: lint e2e-tools
 	$(BIN)/pytest
 
 bench: setup
 	$(BIN)/python bench/lookup.py
 	$(BIN)/python bench/ami.py
 
-screenshots: setup
+screenshots: setup e2e-tools
 	CRMCOMMS_SCREENSHOTS=1 $(BIN)/pytest tests/e2e -q
 
 clean:
-	rm -rf $(VENV) data
+	rm -rf $(VENV) data tests/e2e/node_modules

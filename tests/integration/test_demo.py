@@ -11,6 +11,19 @@ import sys
 
 import aiohttp
 
+from tests.waits import wait_until
+
+
+async def _recording_plays(http: aiohttp.ClientSession, url: str) -> bool:
+    """A recorded call of bob's serves its recording (a WAV: the demo's tone)."""
+    async with http.get(f"{url}/api/calls?limit=50") as resp:
+        calls = (await resp.json())["calls"]
+    for call in calls:
+        if call["recording_url"]:
+            async with http.get(f"{url}{call['recording_url']}") as resp:
+                return resp.status == 200 and (await resp.read())[:4] == b"RIFF"
+    return False
+
 
 async def test_demo_pops_replayed_calls_and_stops_cleanly() -> None:
     proc = await asyncio.create_subprocess_exec(
@@ -51,6 +64,10 @@ async def test_demo_pops_replayed_calls_and_stops_cleanly() -> None:
                             break
         assert event["agent"] == "102"
         assert event["card"]["matches"][0]["organization"]["name"] == "Hansen Logistik"
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+            async with http.get(f"{url}/api/mailboxes") as resp:
+                assert (await resp.json())["mailboxes"] == []  # the page offers no e-mail
+            await wait_until(lambda: _recording_plays(http, url), 30, "a demo recording")
     except BaseException:
         proc.kill()  # never leave a demo running behind a failed test
         await proc.wait()

@@ -106,13 +106,14 @@ class Attachments {
 
 /** The signature editor: the agent's signature, kept for next time on request. */
 function signatureEditor() {
-  const text = h("textarea", { rows: 3, value: signature() });
+  const text = Object.assign(h("textarea", { rows: 3 }), { value: signature() }); // a property, not an attribute
   const saved = h("span", { "aria-live": "polite", class: "hint" });
   return h(
     "details",
     { class: "signature" },
     h("summary", { text: t("signature") }),
-    field("signature", t("signature"), text),
+    h("label", { for: "mail-signature", class: "visually-hidden", text: t("signature") }),
+    Object.assign(text, { id: "mail-signature" }),
     h("button", {
       type: "button",
       text: t("save_signature"),
@@ -138,7 +139,7 @@ export async function openComposer(container, { to = "", subject = "", inReplyTo
   const bccIn = addressInput("bcc");
   const subjectIn = h("input", { name: "subject", value: subject });
   const sig = signature();
-  const bodyIn = h("textarea", { name: "text", rows: 10, value: sig ? `\n\n-- \n${sig}` : "" });
+  const bodyIn = Object.assign(h("textarea", { name: "text", rows: 10 }), { value: sig ? `\n\n-- \n${sig}` : "" });
   const files = new Attachments(limit);
   const state = h("p", { class: "mail-state", role: "status" });
   const send = h("button", { type: "submit", text: t("send") });
