@@ -11,9 +11,10 @@ records how the contact matched: ``exact``, ``suffix``, ``several`` or ``manual`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import InvalidInput, NotFound
@@ -111,6 +112,19 @@ async def set_disposition(
     call.disposition_at = utcnow() if code is not None else None
     await session.flush()
     return call
+
+
+async def disposition_counts(
+    session: AsyncSession, since: datetime, until: datetime
+) -> dict[str, int]:
+    """How many calls started in ``[since, until)`` got each disposition (one GROUP BY)."""
+    query = (
+        select(Call.disposition, func.count())
+        .where(Call.started_at >= since, Call.started_at < until, Call.disposition.is_not(None))
+        .group_by(Call.disposition)
+        .order_by(func.count().desc(), Call.disposition)
+    )
+    return {str(code): int(count) for code, count in await session.execute(query)}
 
 
 async def links_of(session: AsyncSession, call_id: int) -> dict[int, str]:

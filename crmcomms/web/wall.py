@@ -18,6 +18,7 @@ from aiohttp import web
 
 from core.errors import InvalidInput
 from core.stats import Period, agent_figures, agent_names, queue_figures, totals
+from core.wrapup import disposition_counts
 from crmcomms.services import services
 from crmcomms.telephony.presence import Presence
 from crmcomms.telephony.service import TELEPHONY
@@ -48,6 +49,7 @@ async def get_wall(request: web.Request) -> web.Response:
         queues = await queue_figures(session, period)
         agents = await agent_figures(session, period)
         names = await agent_names(session)
+        dispositions = await disposition_counts(session, period.since, period.until)
     service = request.app.get(TELEPHONY)
     presence = service.presence.presence if service is not None else None
     return json_response(
@@ -59,6 +61,7 @@ async def get_wall(request: web.Request) -> web.Response:
             "queues": merge_queues(queues, presence),
             "agents": merge_agents(agents, names, presence),
             "as_of": presence.as_of if presence is not None else None,
+            "dispositions": dispositions,  # code -> calls of the period (core.wrapup)
             "live": presence is not None,
         }
     )

@@ -118,6 +118,9 @@ async def test_disposition_is_a_configured_code_on_the_agents_own_call(
     assert (await resp.json())["disposition"] == "sale"
     resp = await app_client.get(f"/api/calls/{call_id}", headers=auth(sue_token))
     assert (await resp.json())["disposition"] == "sale"
+    day = "since=2026-12-01T00:00:00Z&until=2026-12-02T00:00:00Z"
+    resp = await app_client.get(f"/api/wall?{day}", headers=auth(sue_token))
+    assert (await resp.json())["dispositions"] == {"sale": 1}
     resp = await app_client.put(url, json={"disposition": None}, headers=auth(sue_token))
     assert (await resp.json())["disposition"] is None
 

@@ -183,6 +183,8 @@ const STRINGS = {
     missed_repeated: "{count} missed calls",
     from_number: "from {number}",
     by_agent: "by {name}",
+    wall_outcomes: "Outcomes",
+    wall_no_outcomes: "No outcome chosen yet.",
   },
   de: {
   },
@@ -363,6 +365,8 @@ const STRINGS = {
     missed_repeated: "{count} verpasste Anrufe",
     from_number: "von {number}",
     by_agent: "von {name}",
+    wall_outcomes: "Ergebnisse",
+    wall_no_outcomes: "Noch kein Ergebnis gewählt.",
   },
 };
 

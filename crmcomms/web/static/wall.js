@@ -8,6 +8,20 @@
 
 import { fmtDuration, fmtInt, fmtNumber, t } from "./i18n.js";
 import { api, customerNumber, dayEnd, dayStart, formatNumber, h, query } from "./ui.js";
+import { dispositionLabel } from "./wrapup.js";
+
+/** The period's calls per outcome (disposition) the agents chose (GET /api/wall). */
+function outcomeTable(dispositions = {}) {
+  const rows = Object.entries(dispositions);
+  return h(
+    "section",
+    { class: "wall-outcomes", "aria-labelledby": "wall-outcomes-title" },
+    h("h2", { id: "wall-outcomes-title", text: t("wall_outcomes") }),
+    rows.length
+      ? h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col", text: t("disposition") }), h("th", { scope: "col", text: t("count") }))), h("tbody", {}, rows.map(([code, n]) => h("tr", { dataset: { disposition: code } }, h("td", { text: dispositionLabel(code) }), h("td", { text: fmtInt(n) })))))
+      : h("p", { class: "empty", text: t("wall_no_outcomes") }),
+  );
+}
 
 const LIVE = new Set(["ringing", "talking"]);
 const STRINGS = {
@@ -131,7 +145,7 @@ export class Wall {
     else this.calls.delete(event.call.id);
     if (this.day !== null || !this.liveBox?.isConnected) return;
     this.renderLive();
-    if (event.type === "call.ended") {
+    if (event.type === "call.ended" || event.type === "call.updated") {
       clearTimeout(this.refetch);
       this.refetch = setTimeout(async () => this.day === null && this.setSummary(await this.fetchSummary()), 300);
     }
@@ -172,7 +186,7 @@ export class Wall {
 
   renderFigures() {
     if (!this.summary) return;
-    this.figBox.replaceChildren(this.queueTable(), this.agentTable());
+    this.figBox.replaceChildren(this.queueTable(), this.agentTable(), outcomeTable(this.summary.dispositions));
   }
 
   /** The live wait of a queue's longest-waiting caller, counted on from the PBX's time. */
