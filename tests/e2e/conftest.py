@@ -39,6 +39,7 @@ from crmcomms.telephony.calls import CallAnswered, CallEnded, CallRinging
 from crmcomms.telephony.service import TELEPHONY
 from crmcomms.telephony.tracker import CallTracker
 from tests.integration.telephony_harness import CAPTURES, Daemon, _seed
+from tests.mail_servers import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -165,6 +166,26 @@ def cheap_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
     test seeds four agents and signs in several times. Hashing is tested elsewhere."""
     cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     monkeypatch.setattr(core.agents, "_hasher", lambda: cheap)
+
+
+def sending_mailbox(smtp_port: int, **extra: str) -> Sections:
+    """Settings with one mailbox sending through the SMTP server on ``smtp_port``; its
+    IMAP server is down (nothing listens), so filing the copy in Sent fails, which must
+    not touch the outcome."""
+    box = {
+        "name": "support",
+        "address": "support@company.test",
+        "imap_host": "127.0.0.1",
+        "imap_port": free_port(),
+        "imap_tls": "none",
+        "username": "crm",
+        "password": "secret-pw",
+        "smtp_host": "127.0.0.1",
+        "smtp_port": smtp_port,
+        "smtp_tls": "none",
+        **extra,
+    }
+    return {"mailboxes": [box]}
 
 
 @pytest.fixture

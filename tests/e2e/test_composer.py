@@ -12,9 +12,9 @@ from email.message import EmailMessage
 import pytest
 from playwright.async_api import expect
 
-from tests.e2e.conftest import Sections, SignIn, give_address
+from tests.e2e.conftest import Sections, SignIn, give_address, sending_mailbox
 from tests.integration.telephony_harness import Daemon
-from tests.mail_servers import SmtpSink, free_port, run_smtp
+from tests.mail_servers import SmtpSink, run_smtp
 from tests.waits import wait_until
 
 
@@ -26,19 +26,7 @@ def smtp() -> Iterator[SmtpSink]:
 
 @pytest.fixture
 def daemon_settings(smtp: SmtpSink) -> Sections:
-    box = {
-        "name": "support",
-        "address": "support@company.test",
-        "display_name": "Müller Bau Support",
-        "imap_port": free_port(),  # nothing listens: filing in Sent fails, sending does not
-        "imap_tls": "none",
-        "username": "crm",
-        "password": "secret-pw",
-        "smtp_host": "127.0.0.1",
-        "smtp_port": smtp.port,
-        "smtp_tls": "none",
-    }
-    return {"mailboxes": [box]}
+    return sending_mailbox(smtp.port, display_name="Müller Bau Support")
 
 
 async def test_cc_bcc_attachment_signature_and_display_name(

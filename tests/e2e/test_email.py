@@ -13,9 +13,9 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from playwright.async_api import expect
 
-from tests.e2e.conftest import Sections, SignIn, give_address
+from tests.e2e.conftest import Sections, SignIn, give_address, sending_mailbox
 from tests.integration.telephony_harness import Daemon
-from tests.mail_servers import SinkHandler, SmtpSink, free_port, run_smtp
+from tests.mail_servers import SinkHandler, SmtpSink, run_smtp
 
 
 @dataclass
@@ -43,21 +43,7 @@ def smtp() -> Iterator[SmtpSink]:
 
 @pytest.fixture
 def daemon_settings(smtp: SmtpSink) -> Sections:
-    """A mailbox sending through the sink; its IMAP server is down (nothing listens),
-    so filing the copy in Sent fails, which must not touch the outcome."""
-    box = {
-        "name": "support",
-        "address": "support@company.test",
-        "imap_host": "127.0.0.1",
-        "imap_port": free_port(),
-        "imap_tls": "none",
-        "username": "crm",
-        "password": "secret-pw",
-        "smtp_host": "127.0.0.1",
-        "smtp_port": smtp.port,
-        "smtp_tls": "none",
-    }
-    return {"mailboxes": [box]}
+    return sending_mailbox(smtp.port)
 
 
 class LogSeen(logging.Handler):
