@@ -299,9 +299,7 @@ class Event(Base):
     seq: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
-    created_at: Mapped[datetime] = mapped_column(
-        UtcDateTime, server_default=func.now(), index=True
-    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, server_default=func.now(), index=True)
     type: Mapped[str] = mapped_column(String(40))
     everyone: Mapped[bool] = mapped_column(default=False, server_default=false())
     extensions: Mapped[list[str]] = mapped_column(JSON, default=list)
