@@ -7,7 +7,7 @@ and foreign ones (UK, FR, US, AT, CH) in a temporary SQLite database (schema by
 ``core.migrate.upgrade``, rows inserted in batches in one transaction), then
 times ``core.lookup.lookup_contacts`` (the HTTP API's lookup, one session each)
 and ``core.lookup.find_contacts`` in ``DbWorker.read`` (the screen pop's) for
-three kinds of caller:
+three kinds of caller (and ``core.search.search_contacts`` for a few kinds of search):
 
 - exact: a stored number, presented as E.164;
 - suffix: a foreign number stored in its national format under region DE
@@ -42,6 +42,7 @@ from core.lookup import find_contacts, lookup_contacts
 from core.migrate import upgrade
 from core.models import Contact, EmailAddress, Organization, PhoneNumber
 from core.phones import normalise
+from core.search import search_contacts, search_key
 
 REGION = "DE"
 BATCH = 20_000
@@ -163,8 +164,9 @@ def contact_batches(n: int, rng: random.Random, built: Built) -> Iterator[dict[s
         for cid in range(start, min(start + BATCH, n + 1)):
             first, last = rng.choice(FIRST), rng.choice(LAST)
             org = rng.randint(1, n // 20 + 1) if rng.random() < 0.3 else None
+            key = search_key([f"{first} {last}", first, last, f"Firma {org} GmbH" if org else None])
             rows["contacts"].append({"id": cid, "first_name": first, "last_name": last,
-                "display_name": f"{first} {last}", "organization_id": org,
+                "display_name": f"{first} {last}", "organization_id": org, "search_key": key,
                 "created_at": now, "updated_at": now})  # fmt: skip
             rows["emails"].append({"id": cid, "contact_id": cid, "label": "",
                 "address": f"{first}.{last}.{cid}@example.de".lower()})  # fmt: skip
@@ -249,6 +251,29 @@ async def time_pop_path(worker: DbWorker, numbers: list[str], suffix_digits: int
     return latencies
 
 
+async def time_searches(factory: SessionFactory, queries: list[str]) -> list[float]:
+    """Time ``core.search.search_contacts`` (first page of 50) for each query."""
+    latencies: list[float] = []
+    for q in queries:
+        async with factory() as session:
+            started = time.perf_counter()
+            await search_contacts(session, q, REGION, limit=50)
+            latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def search_queries(rng: random.Random, stored: list[str], count: int) -> dict[str, list[str]]:
+    """Contact searches: a name (with and without umlaut), a rare company, part of a number."""
+    middle = [e164[5:12] for e164 in rng.sample(stored, count)]
+    return {
+        "name 'müller'": ["müller"] * count,
+        "name 'mueller'": ["mueller"] * count,
+        "company": [f"Firma {rng.randint(1, 40_000)} GmbH" for _ in range(count)],
+        "7 digits": middle,
+        "'0171 555'": ["0171 555"] * count,
+    }
+
+
 def report(label: str, timings: Timings) -> None:
     """Print lookups/s and p50/p99 for one kind of caller."""
     call = statistics.quantiles(timings.call, n=100)
@@ -297,6 +322,10 @@ async def run(url: str, args: argparse.Namespace) -> None:
             )
             print(f"         screen-pop path (DbWorker.read): p50 {cuts[49] * 1e3:.3f} ms "
                   f"p99 {cuts[98] * 1e3:.3f} ms")  # fmt: skip
+        for label, queries in search_queries(rng, stored, args.searches).items():
+            times = sorted(await time_searches(factory, queries))
+            print(f"  search {label:<15} p50 {statistics.median(times) * 1e3:.1f} ms "
+                  f"max {times[-1] * 1e3:.1f} ms")  # fmt: skip
     finally:
         await worker.close()
         await engine.dispose()
@@ -308,6 +337,7 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--lookups", type=int, default=2000, help="per kind")
     parser.add_argument("--suffix-digits", type=int, default=8)
+    parser.add_argument("--searches", type=int, default=10, help="contact searches per kind")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--postgres", metavar="URL", help="also run against this empty database")
     parser.add_argument("--keep", metavar="FILE", type=Path, help="build the SQLite file here")
