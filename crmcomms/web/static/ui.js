@@ -113,9 +113,10 @@ export async function dial(number) {
 
 /** A button that dials `number`, labelled with the formatted number. */
 export function dialButton(number, label) {
+  const shown = label || formatNumber(number); // label: the server's display form, when known
   return h(
     "button",
-    { type: "button", class: "dial", title: t("call", { number: formatNumber(number) }), "aria-label": t("call", { number: formatNumber(number) }), onclick: () => dial(number) },
+    { type: "button", class: "dial", title: t("call", { number: shown }), "aria-label": t("call", { number: shown }), onclick: () => dial(number) },
     h("span", { "aria-hidden": "true", text: "☎ " }),
     label ?? formatNumber(number),
   );
