@@ -129,19 +129,19 @@ async def connected(
 ) -> AsyncIterator[None]:
     """Every (base URL, agent name) logged in and listening until the block exits."""
     gate = asyncio.Semaphore(32)
+    sockets: list[aiohttp.ClientWebSocketResponse] = []
+    tasks: list[asyncio.Task[None]] = []
 
-    async def open_one(base: str, name: str) -> aiohttp.ClientWebSocketResponse:
+    async def open_one(base: str, name: str) -> None:
         async with gate:
             body = {"username": name, "password": PASSWORD}
             async with http.post(f"{base}/api/login", json=body) as resp:
                 token = (await resp.json())["token"]
-            return await http.ws_connect(f"{base}/ws?token={token}", heartbeat=None)
+            ws = await http.ws_connect(f"{base}/ws?token={token}", heartbeat=None)
+        sockets.append(ws)  # read at once: the server's heartbeat wants pongs
+        tasks.append(asyncio.create_task(agents.listen(ws, f"{name}@{base}")))
 
-    sockets = await asyncio.gather(*(open_one(base, name) for base, name in spots))
-    tasks = [
-        asyncio.create_task(agents.listen(ws, f"{name}@{base}"))
-        for ws, (base, name) in zip(sockets, spots, strict=True)
-    ]
+    await asyncio.gather(*(open_one(base, name) for base, name in spots))
     try:
         yield
     finally:
@@ -194,7 +194,10 @@ async def in_process(args: argparse.Namespace) -> None:
     base = f"http://127.0.0.1:{port}"
     agents = Agents()
     spots = [(base, f"agent{i}") for i in range(args.agents)]
-    async with aiohttp.ClientSession() as http, connected(http, spots, agents):
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
+        connected(http, spots, agents),
+    ):
         await paced(hub.publish, args.agents, args.rate, args.duration)
         await asyncio.sleep(0.5)
     report(f"in-process hub, {args.rate:g} calls/s", agents.latencies)
@@ -208,7 +211,7 @@ async def through_bus(args: argparse.Namespace, url: str, tmp: Path) -> None:
     await bus.start()
     runner = asyncio.create_task(bus.run())
     try:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             for _, base in daemons:
                 await wait_up(http, base)
             before = [rss_mb(p.pid) for p, _ in daemons]

@@ -5,9 +5,9 @@ With PostgreSQL any process may publish and every process serves websockets, so
 :class:`PgBus` is the :class:`~crmcomms.push.Publisher` producers use:
 
 - **write**: ``publish`` never awaits; a writer task inserts what was published
-  into ``events``, a batch per transaction, and announces the batch's last
-  ``seq`` with ``NOTIFY crmcomms_events`` (the number only: no 8 KB limit).
-  Writers take a transaction-level advisory lock before drawing numbers, so
+  into ``events``, a batch per statement (one round trip), and announces the
+  batch's last ``seq`` with ``NOTIFY crmcomms_events`` (the number only: no 8 KB
+  limit). Writers take a transaction-level advisory lock before drawing numbers, so
   transactions commit in ``seq`` order and a reader never sees a number before
   a smaller one that will still appear (a rolled-back batch leaves a gap, which
   is harmless: nothing will ever fill it).
@@ -64,11 +64,14 @@ PRUNE_EVERY = 60.0
 #: Events waiting for the database at most; older ones are dropped (and counted).
 MAX_PENDING = 100_000
 
+# One statement, one round trip, its own transaction. The lock is an InitPlan of a
+# one-time filter: taken before the first row is numbered, held until the commit.
 _INSERT = """
 WITH written AS (
     INSERT INTO events (type, everyone, extensions, body)
     SELECT t, e, x::json, b
     FROM unnest($1::text[], $2::bool[], $3::text[], $4::text[]) WITH ORDINALITY AS u(t, e, x, b, n)
+    WHERE (SELECT pg_advisory_xact_lock($6, $7)) IS NOT NULL
     ORDER BY n
     RETURNING seq
 )
@@ -241,9 +244,7 @@ class PgBus:
 
     async def _insert(self, conn: asyncpg.Connection, batch: Sequence[Row]) -> None:
         columns = list(zip(*batch, strict=True))
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCK_NAMESPACE, WRITE_LOCK)
-            await conn.execute(_INSERT, *columns, CHANNEL)
+        await conn.execute(_INSERT, *columns, CHANNEL, LOCK_NAMESPACE, WRITE_LOCK)
 
     async def _listen(self, conn: asyncpg.Connection) -> None:
         closed = asyncio.Event()
