@@ -41,7 +41,14 @@ from prometheus_client.registry import Collector
 
 from crmcomms.config import Settings
 from crmcomms.health import Health
-from crmcomms.pg import CONNECTION_ERRORS, LOCK_NAMESPACE, connect, drop, reconnect_backoff
+from crmcomms.pg import (
+    CONNECTION_ERRORS,
+    LOCK_NAMESPACE,
+    connect,
+    describe,
+    drop,
+    reconnect_backoff,
+)
 from crmcomms.supervisor import Worker
 
 log = logging.getLogger(__name__)
@@ -77,7 +84,7 @@ async def describe_owners(settings: Settings) -> str:
     try:
         conn = await connect(settings.database_url, "check-config")
     except CONNECTION_ERRORS as exc:
-        return f"owners: cannot ask the database: {_describe(exc)}"
+        return f"owners: cannot ask the database: {describe(exc)}"
     try:
         rows = await conn.fetch(_OWNERS, LOCK_NAMESPACE)
     finally:
@@ -162,7 +169,7 @@ class Ownership:
                 backoff.link_up(time.monotonic())
                 await self._session(conn)
             except CONNECTION_ERRORS as exc:
-                log.error("lock session lost (%s): giving up every link", _describe(exc))
+                log.error("lock session lost (%s): giving up every link", describe(exc))
             finally:
                 self._lose_all()
                 drop(conn)
@@ -285,7 +292,3 @@ class OwnershipCollector(Collector):
             taken.add_metric([name], takeovers)
         yield owned
         yield taken
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".split("\n", 1)[0]

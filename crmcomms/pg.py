@@ -67,3 +67,8 @@ def drop(conn: asyncpg.Connection | None) -> None:
     """Close ``conn`` at once, without waiting on a server that may be gone."""
     if conn is not None and not conn.is_closed():
         conn.terminate()
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: first line of the message``, for a log line."""
+    return f"{type(exc).__name__}: {exc}".split("\n", 1)[0]

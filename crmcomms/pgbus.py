@@ -43,7 +43,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from crmcomms.health import Health
-from crmcomms.pg import CONNECTION_ERRORS, LOCK_NAMESPACE, connect, drop, reconnect_backoff
+from crmcomms.pg import (
+    CONNECTION_ERRORS,
+    LOCK_NAMESPACE,
+    connect,
+    describe,
+    drop,
+    reconnect_backoff,
+)
 from crmcomms.push import Audience, PushEvent, PushHub, check_event, frame_of
 
 log = logging.getLogger(__name__)
@@ -140,6 +147,11 @@ class PgBus:
         self._report()
 
     @property
+    def hub(self) -> PushHub:
+        """The hub of this process this bus feeds."""
+        return self._hub
+
+    @property
     def pending(self) -> int:
         """Events published here and not in the table yet."""
         return len(self._pending)
@@ -213,7 +225,7 @@ class PgBus:
                 backoff.link_up(time.monotonic())
                 await session(conn)
             except CONNECTION_ERRORS as exc:
-                log.warning("event bus %s: %s; reconnecting", role, _describe(exc))
+                log.warning("event bus %s: %s; reconnecting", role, describe(exc))
             finally:
                 drop(conn)
                 self._set_up(role, False)
@@ -313,7 +325,3 @@ class BusCollector(Collector):
         yield GaugeMetricFamily(
             "crmcomms_bus_pending", "Events published here, not in the table yet", bus.pending
         )
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".split("\n", 1)[0]

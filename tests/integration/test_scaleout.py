@@ -31,11 +31,19 @@ import asyncpg
 import orjson
 import pytest
 
+from core.agents import AgentIdentity
+from core.db import create_engine
+from core.migrate import upgrade
 from crmcomms.ami.replay import AmiReplayServer
+from crmcomms.health import Health
+from crmcomms.ownership import Ownership
 from crmcomms.pg import dsn_of
+from crmcomms.pgbus import PgBus
+from crmcomms.push import Audience, PushHub
+from crmcomms.supervisor import Worker
 from tests.conftest import PostgresServer, free_port, make_settings
 from tests.integration.test_outages import OUTAGES, assert_call, seed, truth
-from tests.waits import wait_until
+from tests.waits import wait_for_event, wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -337,3 +345,99 @@ async def test_owner_cut_from_database_mid_call(tmp_path: Path, postgres: Postgr
     """The owner's database session is ended during a long call: it gives up the link at
     once, another process takes over and finishes the call, nothing lost or doubled."""
     await _failover(tmp_path, postgres, "long-call-across-outage", cut=True)
+
+
+# -- the bus and the locks in one process, each instance as a separate "process" ----------
+
+
+async def _migrated(postgres: PostgresServer) -> str:
+    url = postgres.create_database(f"bus_{uuid4().hex}")
+    engine = create_engine(url)
+    await upgrade(engine)
+    await engine.dispose()
+    return url
+
+
+@contextlib.asynccontextmanager
+async def _buses(url: str, count: int) -> AsyncIterator[list[PgBus]]:
+    buses = [PgBus(url, PushHub(), Health()) for _ in range(count)]
+    for bus in buses:
+        await bus.start()
+    tasks = [asyncio.create_task(bus.run()) for bus in buses]
+    try:
+        yield buses
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _terminate(url: str, application_suffix: str) -> int:
+    conn = await asyncpg.connect(dsn_of(url))
+    try:
+        ended: int = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name LIKE $1",
+            f"% {application_suffix}",
+        )
+    finally:
+        await conn.close()
+    return ended
+
+
+async def test_replay_across_processes_and_listener_reconnect(postgres: PostgresServer) -> None:
+    """Events published on one instance reach the other numbered alike; a client moving
+    over with ``since`` gets exactly what it missed; a listener cut off reads on from its
+    last seq (nothing lost, nothing twice)."""
+    url = await _migrated(postgres)
+    async with _buses(url, 2) as (a, b):
+        assert a.pending == 0 and a.hub.epoch == b.hub.epoch  # one numbering per database
+        for n in range(5):
+            a.publish("task.created", {"n": n}, Audience.all())
+        await wait_until(lambda: b.hub.current_seq == 5, what="delivered on b")
+        agent = AgentIdentity(1, "alice", "agent", frozenset({"101"}))
+        moved = b.hub.subscribe(agent, since=2, epoch=a.hub.epoch)
+        assert [e.seq for e in moved.backlog] == [3, 4, 5] and not moved.reload
+        live = b.hub.subscribe(agent, since=None, epoch=None)
+        assert await _terminate(url, "bus listener") == 2
+        for n in range(5, 10):
+            a.publish("call.ringing", {"n": n}, Audience.of("101"))
+        await wait_until(lambda: b.hub.current_seq == 10, what="b read on after reconnecting")
+        frames = [orjson.loads(live.queue.get_nowait()) for _ in range(live.queue.qsize())]
+        assert [(f["seq"], f["n"]) for f in frames] == [(s, s - 1) for s in range(6, 11)]
+
+
+async def test_lock_lost_gives_the_link_up_at_once(postgres: PostgresServer) -> None:
+    """Two instances, one link: one runs it; its lock session cut, it stops the worker
+    before the other takes over, and the other does within a second or so."""
+    url = await _migrated(postgres)
+    running: list[str] = []
+    stopped = asyncio.Event()
+
+    def worker(name: str) -> Worker:
+        async def run() -> None:
+            running.append(name)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                running.remove(name)
+                stopped.set()
+
+        return run
+
+    first, second = Ownership(url, Health(), poll=0.1), Ownership(url, Health(), poll=0.1)
+    tasks = [asyncio.create_task(first.guard("ami", worker("first"))())]
+    tasks.append(asyncio.create_task(first.run()))
+    await wait_until(lambda: running == ["first"], what="first owns the link")
+    tasks += [asyncio.create_task(second.guard("ami", worker("second"))())]
+    tasks.append(asyncio.create_task(second.run()))
+    await wait_until(lambda: second.owners().get("ami") is not None, what="second sees owner")
+    assert running == ["first"] and not second.owns("ami")
+    cut = time.monotonic()
+    assert await _terminate(url, "locks") == 2  # both sessions: first must stop, not race
+    await wait_for_event(stopped, what="first gave the link up")
+    await wait_until(lambda: len(running) == 1, timeout=5, what="a new owner")
+    assert time.monotonic() - cut < FAILOVER_TARGET
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
