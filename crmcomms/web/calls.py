@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,7 +11,8 @@ from core.agents import AgentIdentity
 from core.calls import CallFilter, call_has_agent, call_json, get_call, list_calls
 from core.errors import InvalidInput, NotFound
 from core.models import Call
-from crmcomms.services import services
+from crmcomms.recordings import RecordingFinder
+from crmcomms.services import SERVICES, services
 from crmcomms.telephony.dialer import DIALER
 from crmcomms.web.http import IDENTITY, int_param, json_response, optional_id, path_id, read_model
 
@@ -80,18 +80,12 @@ async def get_one_call(request: web.Request) -> web.Response:
     return json_response(call_json(await _visible_call(request), region))
 
 
-def recording_file(call: Call, recordings_dir: Path) -> Path | None:
-    """The local file of the call's recording (by file name inside recordings_dir)."""
-    if not call.recording_path:
-        return None
-    name = PurePosixPath(call.recording_path).name
-    path = recordings_dir / name
-    return path if name and path.is_file() else None
+RECORDINGS: web.AppKey[RecordingFinder] = web.AppKey("recordings", RecordingFinder)
 
 
 async def get_recording(request: web.Request) -> web.FileResponse:
     call = await _visible_call(request)
-    path = recording_file(call, services(request).settings.ami.recordings_dir)
+    path = await request.app[RECORDINGS].find(call.recording_path, call.started_at)
     if path is None:
         raise NotFound(f"no recording for call {call.id}")
     return web.FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
@@ -123,3 +117,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/calls", post_call)
     app.router.add_get("/api/calls/{call_id}", get_one_call)
     app.router.add_get("/api/calls/{call_id}/recording", get_recording)
+    app[RECORDINGS] = RecordingFinder(app[SERVICES].settings.ami.recordings_dir)
