@@ -179,7 +179,8 @@ def matching_phones(number: NormalisedNumber, suffix_digits: int) -> tuple[str, 
     if not _suffix_applies(number, suffix_digits):
         return sql, params
     key = suffix_key(number.digits, suffix_digits)
-    only_odd = " AND e164 IS NULL" if number.e164 is not None else ""
+    # not "e164 IS NULL": SQLite would walk that index (the few odd numbers) instead of the range
+    only_odd = " AND coalesce(e164, '') = ''" if number.e164 is not None else ""
     return (
         f"{sql} UNION ALL SELECT contact_id, 'suffix' AS kind FROM phone_numbers"
         f" WHERE rev_digits >= :lo AND rev_digits < :hi{only_odd}"
