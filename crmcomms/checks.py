@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -11,6 +12,7 @@ from core.db import create_engine
 from core.files import make_private_dir
 from core.migrate import current_revision, head_revision
 from crmcomms.ami.client import check_login
+from crmcomms.ami.stamps import UNKNOWN, TimestampProbe
 from crmcomms.cdr.source import open_source
 from crmcomms.config import Settings
 from crmcomms.mail.check import check_mailbox
@@ -51,12 +53,18 @@ async def check_data_dir(settings: Settings) -> str | None:
     return None
 
 
-async def check_ami(settings: Settings) -> str | None:
-    """Log in to the AMI with the configured user and list the channels."""
+async def check_ami(settings: Settings, notes: list[str] | None = None) -> str | None:
+    """Log in to the AMI with the configured user, list the channels and see whether
+    events are stamped (``notes`` gets a line when that cannot be told)."""
     if not settings.ami.enabled:
         return None
-    error = await check_login(settings.ami, actions=[{"Action": "CoreShowChannels"}])
-    return f"ami: {error}" if error else None
+    probe = TimestampProbe()
+    error = await check_login(settings.ami, actions=[{"Action": "CoreShowChannels"}], probe=probe)
+    if error or probe.problem:
+        return f"ami: {error or probe.problem}"
+    if probe.stamped is None and notes is not None:
+        notes.append(f"ami: {UNKNOWN}")
+    return None
 
 
 async def check_recordings(settings: Settings) -> str | None:
@@ -95,14 +103,19 @@ CHECKS: dict[str, Check] = {
 
 async def run_checks(settings: Settings, emit: Emit) -> list[str]:
     """Run every check; emit one line each; return the problems."""
-    problems = []
-    for name, check in CHECKS.items():
+    problems: list[str] = []
+    notes: list[str] = []
+    checks: dict[str, Check] = {**CHECKS, "ami": partial(check_ami, notes=notes)}
+    for name, check in checks.items():
         problem = await check(settings)
         if problem:
             problems.append(problem)
             emit(f"FAIL {problem}")
         elif name not in ("ami", "recordings") or settings.ami.enabled:
             emit(f"ok   {name}")
+        for note in notes:
+            emit(f"note {note}")
+        notes.clear()
     problem, info = await check_cdr(settings)
     if problem:
         problems.append(problem)

@@ -30,6 +30,7 @@ from crmcomms.ami.errors import (
 )
 from crmcomms.ami.framing import Keep, Malformed, Message
 from crmcomms.ami.link import AmiLink, OnList, open_link
+from crmcomms.ami.stamps import TimestampProbe
 from crmcomms.config import AmiSettings
 
 log = logging.getLogger(__name__)
@@ -264,9 +265,15 @@ class AmiClient:
 
 
 async def check_login(
-    settings: AmiSettings, timeout: float = 5, actions: Sequence[dict[str, str]] = ()
+    settings: AmiSettings,
+    timeout: float = 5,
+    actions: Sequence[dict[str, str]] = (),
+    probe: TimestampProbe | None = None,
+    stamp_wait: float = 1.0,
 ) -> str | None:
-    """Try one connect + Login, then each list action in ``actions`` (for ``check-config``).
+    """Try one connect + Login, then each list action in ``actions`` (for ``check-config``);
+    with a ``probe``, wait up to ``stamp_wait`` s for an event that shows whether the
+    PBX stamps its events.
 
     None if all went fine, else one human line (a refused action names the
     manager.conf ``write`` class it probably lacks).
@@ -275,8 +282,9 @@ async def check_login(
     def ignore(_: object) -> None:
         return None
 
+    on_event = probe.see if probe is not None else ignore
     try:
-        link = await open_link(settings.host, settings.port, timeout, ignore, ignore)
+        link = await open_link(settings.host, settings.port, timeout, on_event, ignore)
     except AmiError as exc:
         return str(exc)
     name = "Login"
@@ -285,6 +293,8 @@ async def check_login(
         for action in actions:
             name = action.get("Action", "action")
             await link.request(action, timeout, is_list=True)
+        if probe is not None:
+            await probe.settle(stamp_wait)
     except AmiLoginRefused as exc:
         return f"login refused: {exc}"
     except AmiActionError as exc:

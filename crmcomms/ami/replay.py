@@ -8,7 +8,9 @@ answered ``Authentication failed`` and the connection closed, as Asterisk does),
 ``CancelAtxfer``, ``Redirect``, ``Bridge`` (refused with "No such channel" for a
 channel not alive in the replay), ``QueuePause``, ``QueueStatus`` (the list in
 :attr:`AmiReplayServer.queue_items`), ``Logoff``; anything else gets
-``Invalid/unknown command``. Every
+``Invalid/unknown command``. With ``login_events`` a login is followed by
+Asterisk's ``FullyBooted`` and ``SuccessfulAuth``; ``timestamp_events=False`` sends
+every event without its ``Timestamp``, as manager.conf's ``timestampevents = no`` does. Every
 action received is kept in :attr:`AmiReplayServer.actions`.
 
 :meth:`AmiReplayServer.script` replays recorded connections instead, one per
@@ -120,8 +122,14 @@ class AmiReplayServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        login_events: bool = False,
+        timestamp_events: bool = True,
     ) -> None:
         self.actions: list[RecordedAction] = []
+        # Asterisk's FullyBooted + SuccessfulAuth after a login (a user with read=security);
+        # timestamp_events=False plays manager.conf's timestampevents=no (no Timestamp headers)
+        self.login_events = login_events
+        self.timestamp_events = timestamp_events
         self.pause_pings = False
         self.denied: set[str] = set()  # lower-case action names answered "Permission denied"
         self.connections = 0
@@ -271,7 +279,7 @@ class AmiReplayServer:
                     await self._flush(bytes(buffer))
                     buffer.clear()
                     await asyncio.sleep(delay)
-            buffer += block.raw
+            buffer += block.raw if self.timestamp_events else _unstamped(block.fields)
             self.channels.apply(block.fields)
             if len(buffer) >= FLUSH_BYTES:
                 await self._flush(bytes(buffer))
@@ -386,11 +394,20 @@ class AmiReplayServer:
             if self._scripts:
                 self._scripted[client.number] = self._scripts.pop(0)
             client.send(action, {"Response": "Success", "Message": "Authentication accepted"})
+            if self.login_events:
+                self._send_login_events(client)
         else:
             self.failed_logins += 1
             client.send(action, {"Response": "Error", "Message": "Authentication failed"})
             client.writer.close()  # Asterisk hangs up after a failed login
         self._notify()
+
+    def _send_login_events(self, client: _Client) -> None:
+        booted = {"Event": "FullyBooted", "Privilege": "system,all", "Status": "Fully Booted"}
+        auth = {"Event": "SuccessfulAuth", "Privilege": "security,all"}
+        auth |= {"Timestamp": f"{time.time():.6f}", "Service": "AMI", "AccountID": self._username}
+        client.writer.write(encode_action(booted))
+        client.writer.write(encode_action(auth) if self.timestamp_events else _unstamped(auth))
 
     def _show_channels(self, client: _Client, action: Message) -> None:
         action_id = action.get("ActionID", "")
@@ -424,6 +441,11 @@ class AmiReplayServer:
     def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+
+
+def _unstamped(fields: Message) -> bytes:
+    """A block as Asterisk writes it with timestampevents = no."""
+    return encode_action({k: v for k, v in fields.items() if k != "Timestamp"})
 
 
 def _as_blocks(source: Path | str | bytes | Sequence[CaptureBlock]) -> list[CaptureBlock]:
