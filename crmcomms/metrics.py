@@ -55,6 +55,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.pop_latency = Histogram(
+            "crmcomms_pop_latency_seconds",
+            "From the AMI block of a ringing to its call.ringing handed to the websockets",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.calls = Counter("crmcomms_calls", "Calls ended, by status", ["status"], registry=r)
         self.ws_clients = Gauge("crmcomms_websocket_clients", "Connected websockets", registry=r)
         self.push_events = Counter("crmcomms_push_events", "Events published", ["type"], registry=r)

@@ -29,7 +29,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, assert_never
 
 from core.calls import agents_of, preview_json
@@ -137,9 +138,14 @@ class CallPublisher:
         """Whether some calls are not written yet (or their ``call.ended`` not sent)."""
         return bool(self._pending or self._ended or self._writing)
 
-    async def handle(self, events: Sequence[CallEvent]) -> None:
+    async def handle(
+        self, events: Sequence[CallEvent], arrived: Mapping[int, float] | None = None
+    ) -> None:
         """Read what the events need (ids, callers, cards), publish all but
-        ``call.ended`` at once, and leave the snapshots to the writer."""
+        ``call.ended`` at once, and leave the snapshots to the writer.
+
+        ``arrived`` maps a ``call.ringing`` event (by ``id``) to when its AMI block
+        arrived (``time.perf_counter``): the pop latency is observed once it is out."""
         needs = self._needs(events)
         if needs is not None:
             prepared = await self._svc.db.read(functools.partial(prepare, needs))
@@ -156,6 +162,7 @@ class CallPublisher:
             else:
                 live.append(event)
         self._publish(self._messages(live))
+        self._observe_pops(live, arrived or {})
         self._dirty.set()
 
     async def run(self) -> None:
@@ -208,6 +215,14 @@ class CallPublisher:
         for type_, payload, audience in outgoing:
             self._svc.publisher.publish(type_, payload, audience)
             self._svc.metrics.push_events.labels(type=type_).inc()
+
+    def _observe_pops(self, events: Sequence[CallEvent], arrived: Mapping[int, float]) -> None:
+        """AMI block arrival -> its pop handed to the agents' websockets (hub or bus)."""
+        now = time.perf_counter()
+        for event in events:
+            at = arrived.get(id(event))
+            if at is not None:
+                self._svc.metrics.pop_latency.observe(now - at)
 
     def _needs(self, events: Sequence[CallEvent]) -> Needs | None:
         """What ``events`` need from the database before they can go out, if anything."""

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -33,7 +35,7 @@ from crmcomms.cdr.source import open_source
 from crmcomms.services import Services
 from crmcomms.telephony.ami_events import CoreShowChannel
 from crmcomms.telephony.backfiller import Backfiller
-from crmcomms.telephony.calls import CallEnded, CallEvent, CallSnapshot
+from crmcomms.telephony.calls import CallEnded, CallEvent, CallRinging, CallSnapshot
 from crmcomms.telephony.controls import CallControls, queue_status_action
 from crmcomms.telephony.dialer import Dialer
 from crmcomms.telephony.events import wanted
@@ -89,9 +91,10 @@ class TelephonyService:
         settings = svc.settings
         self._svc = svc
         self._queue: asyncio.Queue[Item] = asyncio.Queue()
+        self._arrivals: deque[float] = deque()  # when each queued AMI block arrived, in order
         self.tracker = CallTracker(settings.ami.agent_channel_patterns)
         self.client = AmiClient(
-            settings.ami, self._queue.put_nowait, on_connected=self._resync, keep=self._keep
+            settings.ami, self._receive, on_connected=self._resync, keep=self._keep
         )
         self.dialer = Dialer(self.client, settings.ami, settings.general.default_region)
         self.publisher = CallPublisher(svc, on_written=self._account)
@@ -190,6 +193,11 @@ class TelephonyService:
         except AmiError as exc:
             log.warning("cannot read the queues after AMI login: %s", exc)
 
+    def _receive(self, message: dict[str, str]) -> None:
+        """An AMI block handed on by the client: stamped (for the pop latency) and queued."""
+        self._arrivals.append(time.perf_counter())
+        self._queue.put_nowait(message)
+
     async def _consume(self) -> None:
         while True:
             if self._queue.empty():
@@ -213,15 +221,20 @@ class TelephonyService:
 
     async def _process(self, batch: list[Item]) -> None:
         events: list[CallEvent] = []
+        arrived: dict[int, float] = {}  # id of a call.ringing event -> its block's arrival
         for item in batch:
-            events += self._feed_one(item)
+            at = self._arrivals.popleft() if isinstance(item, dict) else None
+            produced = self._feed_one(item)
+            if at is not None:
+                arrived.update(_ringing_arrivals(produced, at))
+            events += produced
         self.presence.feed_calls(events)
         self.presence.publish()
         if not events:
             return
         self._complete_later(events)
         try:
-            await self.publisher.handle(events)
+            await self.publisher.handle(events, arrived)
         except Exception:
             # One bad batch must not stop the worker; the calls stay in the tracker and
             # are recorded with their next event.
@@ -268,6 +281,10 @@ class TelephonyService:
     def active_calls(self) -> list[CallSnapshot]:
         """The calls in progress, for the supervisor wall."""
         return self.tracker.active_calls()
+
+
+def _ringing_arrivals(events: Sequence[CallEvent], at: float) -> Mapping[int, float]:
+    return {id(event): at for event in events if isinstance(event, CallRinging)}
 
 
 def _identity(item: Item) -> str:
