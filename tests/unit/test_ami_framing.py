@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,66 @@ def test_banner_and_refused_blocks() -> None:
     ]
     assert framer.skipped == 1
     assert seen[1] == "Event: Skip\nX: 1"  # the text, with \n line ends
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 7, 64])
+def test_a_block_too_long_is_reported_once_and_skipped(chunk: int | None) -> None:
+    wire = (
+        b"Event: A\r\n\r\n"
+        b"Event: Big\r\n" + b"X: " + b"y" * 300 + b"\r\nZ: 1\r\n" + b"W: 2\r\n" * 50 + b"\r\n"
+        b"Event: B\r\n\r\n"
+    )
+    for long_line in (True, False):
+        framer = AmiFramer(max_block=100)
+        framer.banner = ""
+        data = wire if long_line else wire.replace(b"y" * 300, b"y")
+        step = chunk or len(data)
+        out = [b for at in range(0, len(data), step) for b in framer.feed(data[at : at + step])]
+
+        assert out[0] == {"Event": "A"}
+        assert isinstance(out[1], Malformed)
+        assert out[1].reason == "block longer than 100 characters, dropped"
+        assert out[1].raw.startswith("Event: Big") or out[1].raw.startswith("yyy")
+        assert out[2:] == [{"Event": "B"}], (chunk, long_line)
+
+
+def test_a_block_split_at_its_end_after_being_dropped() -> None:
+    framer = AmiFramer(max_block=10)
+    framer.banner = ""
+
+    assert len(framer.feed(b"Event: " + b"x" * 20 + b"\r\n")) == 1
+    assert framer.feed(b"Y: 1\r\n\r") == []
+    assert framer.feed(b"\nEvent: B\r\n\r\n") == [{"Event": "B"}]
+
+
+def _seconds_to_frame(size: int, line: bytes, max_block: int) -> float:
+    """Best of three: ``size`` bytes of ``line`` repeated in 512-byte reads, no block end."""
+    read = line * (512 // len(line))
+    best = float("inf")
+    for _ in range(3):
+        framer = AmiFramer(max_block=max_block)
+        framer.banner = ""
+        started = time.process_time()
+        for _ in range(size // len(read)):
+            framer.feed(read)
+        best = min(best, time.process_time() - started)
+    return best
+
+
+@pytest.mark.parametrize(
+    ("line", "max_block", "size"),
+    [
+        (b"x", 1 << 30, 4 << 20),  # one unterminated line, kept (issue 10: 8 MiB took 8.1 s)
+        (b"Key: value\r\n", 1 << 30, 1 << 20),  # one block of many lines, kept
+        (b"x", 1 << 20, 4 << 20),  # past the limit: dropped as it comes
+        (b"Key: value\r\n", 1 << 20, 1 << 20),
+    ],
+    ids=["line", "lines", "line-dropped", "lines-dropped"],
+)
+def test_framing_is_linear_in_its_input(line: bytes, max_block: int, size: int) -> None:
+    """CPU time at n and 4n (with room for a busy host): linear is 4, quadratic 16."""
+    small = _seconds_to_frame(size, line, max_block)
+    large = _seconds_to_frame(4 * size, line, max_block)
+
+    assert large < 1.0
+    assert large / small < 8, (small, large)
