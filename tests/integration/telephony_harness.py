@@ -85,7 +85,9 @@ class Listener:
         return [e for e in self.events if e["type"] == type_]
 
     def kinds(self) -> list[str]:
-        return [e["type"] for e in self.events if e["type"] != "hello"]
+        """The event types received, without the greeting and queue presence changes
+        (the queue captures' member status events give those, see test_call_controls)."""
+        return [e["type"] for e in self.events if e["type"] not in ("hello", "presence.changed")]
 
 
 @dataclass
