@@ -18,16 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.agents import AgentIdentity
 from core.calls import call_has_agent, call_json, get_call
 from core.contacts import get_contact, set_tags
-from core.errors import NotFound
 from core.history import task_json
 from core.models import CallAgent
 from core.tasks import create_task
 from core.wrapup import link_contact, set_disposition
 from crmcomms.push import Audience
 from crmcomms.services import services
-from crmcomms.web.http import IDENTITY, json_response, read_model
-
-MAX_ID = 2**63 - 1
+from crmcomms.web.http import IDENTITY, MAX_ID, json_response, path_id, read_model
 
 
 class DispositionInput(BaseModel):
@@ -57,14 +54,6 @@ class TaskInput(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     title: str = Field(min_length=1, max_length=200)
     assignees: tuple[Annotated[str, Field(min_length=1, max_length=32)], ...] = ()
-
-
-def path_id(request: web.Request, key: str) -> int:
-    """The row id in the URL (``key``); 404 when it is not one."""
-    raw = request.match_info[key]
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or int(raw) > MAX_ID:
-        raise NotFound(f"no such {key.removesuffix('_id')}")
-    return int(raw)
 
 
 async def get_wrapup(request: web.Request) -> web.Response:
