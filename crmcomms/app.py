@@ -52,7 +52,12 @@ from crmcomms.web import calls, contacts, controls, emails, session, system, tas
 from crmcomms.web.access import access_middleware
 from crmcomms.web.admin import add_admin_routes
 from crmcomms.web.connections import GuardedSite, runner_options
-from crmcomms.web.http import auth_middleware, error_middleware
+from crmcomms.web.http import (
+    auth_middleware,
+    error_middleware,
+    hide_server_version,
+    security_headers,
+)
 from crmcomms.web.session import permission_middleware
 from crmcomms.web.ws import shutdown_hook, websocket_handler
 
@@ -93,6 +98,8 @@ def build_app(
         client_max_size=50 * 2**20,
     )
     app[SERVICES] = svc
+    app.on_response_prepare.append(security_headers)
+    hide_server_version()
     for module in (session, system, contacts, calls, controls, tasks, emails, wall, wrapup):
         module.add_routes(app)
     add_admin_routes(app)

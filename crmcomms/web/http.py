@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.abc import AbstractAccessLogger
 from pydantic import BaseModel, ValidationError
 
@@ -150,6 +150,40 @@ def require_role(request: web.Request, *roles: str) -> AgentIdentity:
     if identity.role not in roles:
         raise web.HTTPForbidden(reason=f"needs role {' or '.join(roles)}")
     return identity
+
+
+PAGE_POLICY = (
+    "default-src 'self'; connect-src 'self' ws: wss:; media-src 'self'; img-src 'self' data:; "
+    "style-src 'self' 'unsafe-inline'; script-src 'self'; frame-src 'self' about:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+"""The Content-Security-Policy of every response: the agent page's own ``<meta>`` policy
+(same-origin scripts only) plus what a ``<meta>`` cannot say: never framed."""
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": PAGE_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+SERVER_NAME = "crmcomms"
+
+
+async def security_headers(_request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: security headers on every response of the app (pages,
+    API, files, errors, the websocket handshake) and a ``Server:`` without versions."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    response.headers["Server"] = SERVER_NAME
+
+
+def hide_server_version() -> None:
+    """No versions in the ``Server:`` of aiohttp's own answers either.
+
+    A request the HTTP parser refuses (400) is answered by aiohttp before any
+    application hook runs, with the default ``Python/3.x aiohttp/3.x``; aiohttp
+    offers no setting for it, so its default is replaced (idempotent).
+    """
+    web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]
 
 
 class AccessLogger(AbstractAccessLogger):
