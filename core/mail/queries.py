@@ -22,7 +22,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from core.errors import NotFound
 from core.history import HistoryItem
@@ -104,7 +104,10 @@ def _maybe_readable(reader: Reader) -> ColumnElement[bool]:
         if address
         else false()
     )
-    linked = exists().where(EmailContact.email_id == EmailMessage.id)
+    # an alias: the list may join EmailContact itself (?contact=), and the same table
+    # in both would be correlated away
+    links = aliased(EmailContact)
+    linked = exists().where(links.email_id == EmailMessage.id)
     return or_(linked, EmailMessage.agent_id == reader.agent_id, addressed)
 
 
