@@ -171,10 +171,8 @@ async def test_email_html_renders_inert(daemon: Daemon, sign_in: SignIn) -> None
     assert await frame.evaluate("document.body.dataset.pwned") is None
     assert await alice.evaluate("[window.pwned, document.title]") == [None, "crmcomms"]
 
-    await entry.get_by_role("button", name="Reply").click()
-    composer = alice.locator("form.compose")
-    await expect(composer.get_by_label("To")).to_have_value("petra@schulz.test")
-    await expect(composer.get_by_label("Subject")).to_have_value("Re: Invoice 4711")
+    # no mailbox can send here: no Reply offered that would fail (test_email.py replies)
+    await expect(entry.get_by_role("button", name="Reply")).to_be_hidden()
 
 
 async def test_unknown_caller_gets_a_prefilled_create_contact_form(
