@@ -17,7 +17,6 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from crmcomms.config import Settings
 from crmcomms.errors import StartupError
 from crmcomms.health import Health, ami_probe
 from crmcomms.mail import MAIL_PARSERS
+from crmcomms.mail.parsers import parser_pool
 from crmcomms.mail.smtp import OUTBOX_WAKEUPS, OutboxWorker
 from crmcomms.mail.sync import MailboxWorker
 from crmcomms.metrics import Metrics
@@ -143,7 +143,7 @@ def _workers(app: web.Application, svc: Services, guard: Guard) -> dict[str, Wor
 
 def _parser_pool(app: web.Application) -> ProcessPoolExecutor:
     """Processes that parse mail on every core; shut down after the workers stopped."""
-    pool = ProcessPoolExecutor(os.cpu_count() or 1, mp_context=get_context("forkserver"))
+    pool = parser_pool(os.cpu_count() or 1)
     app[MAIL_PARSERS] = pool  # the API composes outgoing mail there too
 
     async def lifetime(_app: web.Application) -> AsyncIterator[None]:
