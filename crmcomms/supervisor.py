@@ -9,7 +9,8 @@ doubling up to ``max_delay``; a run that lasted ``healthy_after`` seconds resets
 the backoff. After ``give_up_after`` crashes in a row the worker is reported as
 ``failed``: liveness (/healthz, the systemd watchdog) fails so that systemd
 restarts the whole process; it is still retried meanwhile. Cancelling the
-supervisor cancels the worker and propagates.
+supervisor cancels the worker and propagates, also when the worker fails while
+cleaning up (logged as a warning, never restarted: the daemon stops cleanly).
 """
 
 from __future__ import annotations
@@ -77,13 +78,21 @@ async def _run_once(run: Worker) -> BaseException:
     try:
         await run()
     except asyncio.CancelledError as exc:
-        task = asyncio.current_task()
-        if task is None or task.cancelling():
+        if _stopping():
             raise
         return exc
     except Exception as exc:  # any bug in a worker: logged with its traceback, restarted
+        if _stopping():  # it failed while cleaning up: stop all the same, never restart
+            log.warning("worker failed while stopping: %s", _describe(exc), exc_info=exc)
+            raise asyncio.CancelledError from exc
         return exc
     return WorkerReturned("run() returned")
+
+
+def _stopping() -> bool:
+    """Whether the supervisor itself is being cancelled."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
 
 def _describe(exc: BaseException) -> str:
