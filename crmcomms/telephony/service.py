@@ -271,7 +271,9 @@ class TelephonyService:
                 self.backfiller.request(call.started_at)
 
     def _apply_resync(self, item: Resync) -> list[CallEvent]:
-        since = self.tracker.last_time or self._since
+        # where the gap began: the last PBX time seen, else where the log ends, else (an
+        # empty log: a first start, or a crash before anything was written) the list's time
+        since = self.tracker.last_time or self._since or item.pbx_now
         events = self.tracker.resync(channels_of(item.channels), item.pbx_now)
         self.resyncs += 1
         if self.backfiller is not None and since is not None:
