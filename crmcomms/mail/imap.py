@@ -359,11 +359,13 @@ class ImapClient:
         """Say goodbye (briefly) and close, ignoring a connection that is already gone."""
         if self._pending is not None and not self._pending.done():
             self._broken = True
-        if not self._broken:
-            self._timeout = min(self._timeout, 5.0)
-            with contextlib.suppress(ImapError):
-                await self.command(b"LOGOUT")
-        self._writer.close()
+        try:
+            if not self._broken:
+                self._timeout = min(self._timeout, 5.0)
+                with contextlib.suppress(ImapError):
+                    await self.command(b"LOGOUT")
+        finally:  # also when cancelled while saying goodbye: never leave the socket open
+            self._writer.close()
         with contextlib.suppress(OSError, ssl.SSLError):
             await self._writer.wait_closed()
         if self._pending is not None:

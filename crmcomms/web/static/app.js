@@ -103,6 +103,15 @@ function start(me) {
   route();
 }
 
+// A background request that fails because the network is gone (a refresh started by an
+// event, a view reloading) is shown as a toast, not left as an uncaught error.
+window.addEventListener("unhandledrejection", (event) => {
+  if (event.reason instanceof TypeError && /fetch/i.test(event.reason.message)) {
+    event.preventDefault();
+    toast(t("error", { error: event.reason.message }), "error");
+  }
+});
+
 function onEvent(event) {
   app.pops.handle(event);
   app.presence?.handle(event);

@@ -20,7 +20,7 @@ export class CallsView {
   }
 
   reload() {
-    return this.refresh();
+    return this.refresh().catch(failed);
   }
 
   async refresh() {
@@ -50,11 +50,16 @@ export class CallsView {
   }
 
   handle(event) {
-    if (["call.ended", "call.updated", "task.created", "task.done"].includes(event.type)) this.refresh();
+    if (["call.ended", "call.updated", "task.created", "task.done"].includes(event.type)) this.refresh().catch(failed);
   }
 }
 
 let names = new Map();
+
+/** A refresh the page started by itself failed (e.g. the network is gone): say so. */
+function failed(err) {
+  toast(t("error", { error: err.message }), "error");
+}
 
 function who(call) {
   const known = names.get(call.contacts?.[0]);
