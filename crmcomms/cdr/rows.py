@@ -136,21 +136,11 @@ def row_from_mapping(values: Mapping[str, object], zone: tzinfo = UTC) -> CdrRow
     )
 
 
-_TEXT_COLUMNS = (
-    "accountcode",
-    "src",
-    "dst",
-    "dcontext",
-    "clid",
-    "channel",
-    "dstchannel",
-    "lastapp",
-    "lastdata",
-    "disposition",
-    "amaflags",
-    "userfield",
-    "uniqueid",
-    "peeraccount",
+#: The columns read as text: all but the times and the numbers.
+_TEXT_COLUMNS = tuple(
+    name
+    for name in COLUMNS
+    if name not in ("start", "answer", "end", "duration", "billsec", "linkedid", "sequence")
 )
 
 
