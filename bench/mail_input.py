@@ -38,7 +38,7 @@ from core.db import create_engine
 from core.migrate import upgrade
 from crmcomms.app import build_app
 from crmcomms.config import parse_settings
-from crmcomms.mail import MAIL_PARSERS
+from crmcomms.keys import MAIL_PARSERS
 from crmcomms.runtime import serve, settle_heap
 from crmcomms.services import SERVICES
 

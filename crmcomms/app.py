@@ -28,9 +28,9 @@ from core.migrate import current_revision, head_revision
 from crmcomms.config import Settings
 from crmcomms.errors import StartupError
 from crmcomms.health import Health, ami_probe
-from crmcomms.mail import MAIL_PARSERS
+from crmcomms.keys import DIALER, MAIL_PARSERS, OUTBOX_WAKEUPS, TELEPHONY
 from crmcomms.mail.parsers import parser_pool
-from crmcomms.mail.smtp import OUTBOX_WAKEUPS, OutboxWorker
+from crmcomms.mail.smtp import OutboxWorker
 from crmcomms.mail.sync import MailboxWorker
 from crmcomms.metrics import Metrics
 from crmcomms.push import PushHub
@@ -46,8 +46,7 @@ from crmcomms.scaleout import (
 from crmcomms.sdnotify import SystemdNotifier
 from crmcomms.services import SERVICES, Services
 from crmcomms.supervisor import Supervision, Worker, supervise
-from crmcomms.telephony.dialer import DIALER
-from crmcomms.telephony.service import TELEPHONY, TelephonyService
+from crmcomms.telephony.service import TelephonyService
 from crmcomms.web import calls, contacts, controls, emails, session, system, tasks, wall, wrapup
 from crmcomms.web.access import access_middleware
 from crmcomms.web.admin import add_admin_routes

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Executor
-
-from aiohttp import web
-
 from core.mail import ThreadPolicy
 from core.mail.blobs import BlobStore
 from core.mail.store import StoreOptions
 from crmcomms.config import MailboxSettings, Settings
 from crmcomms.mail.imap import Endpoint
-
-#: The processes that parse mail (app.py makes them when a mailbox is configured); the
-#: API composes outgoing mail there too, so that a long message never holds the GIL.
-MAIL_PARSERS: web.AppKey[Executor] = web.AppKey("mail_parsers", Executor)
 
 
 def blob_store(settings: Settings) -> BlobStore:

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import aiosmtplib
-from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -67,9 +66,6 @@ class OutboxWakeups:
     def wake(self, mailbox: str) -> None:
         """Tell the worker of ``mailbox`` that something is queued."""
         self.event(mailbox).set()
-
-
-OUTBOX_WAKEUPS: web.AppKey[OutboxWakeups] = web.AppKey("outbox_wakeups", OutboxWakeups)
 
 
 @dataclass(frozen=True, slots=True)

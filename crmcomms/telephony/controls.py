@@ -36,8 +36,6 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from aiohttp import web
-
 from core.errors import Conflict, InvalidInput
 from crmcomms.config import AmiSettings
 from crmcomms.telephony.dialer import ActionSender, send_action
@@ -246,7 +244,3 @@ class CallControls:
         """Send one action (AMI failures as HTTP errors); Asterisk's message."""
         reply = await send_action(self._ami, action, f"the {action['Action']} request")
         return reply.get("Message", "")
-
-
-CONTROLS: web.AppKey[CallControls] = web.AppKey("call_controls", CallControls)
-PRESENCE: web.AppKey[Presence] = web.AppKey("presence", Presence)

@@ -154,6 +154,3 @@ async def send_action(
         raise web.HTTPGatewayTimeout(reason=f"the PBX did not answer {request}") from exc
     except AmiActionError as exc:
         raise web.HTTPBadGateway(reason=f"the PBX refused {what}: {exc}") from exc
-
-
-DIALER: web.AppKey[Dialer] = web.AppKey("dialer", Dialer)

@@ -27,8 +27,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from aiohttp import web
-
 from crmcomms.ami.client import AmiClient
 from crmcomms.ami.errors import AmiError
 from crmcomms.cdr.source import open_source
@@ -295,6 +293,3 @@ def _identity(item: Item) -> str:
         keys = ("Event", "Channel", "Uniqueid", "Linkedid")
         return " ".join(f"{key}={item[key]}" for key in keys if key in item) or "a block"
     return type(item).__name__
-
-
-TELEPHONY: web.AppKey[TelephonyService] = web.AppKey("telephony", TelephonyService)

@@ -11,9 +11,9 @@ from core.agents import AgentIdentity
 from core.calls import CallFilter, call_has_agent, call_json, get_call, list_calls
 from core.errors import InvalidInput, NotFound
 from core.models import Call
+from crmcomms.keys import DIALER
 from crmcomms.recordings import RecordingFinder
 from crmcomms.services import SERVICES, services
-from crmcomms.telephony.dialer import DIALER
 from crmcomms.web.http import IDENTITY, int_param, json_response, optional_id, path_id, read_model
 
 STATUSES = (

@@ -16,17 +16,20 @@ their own calls. The AMI side is :mod:`crmcomms.telephony.controls`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.calls import agents_of, get_call
 from core.errors import Conflict, NotFound
+from crmcomms.keys import TELEPHONY
 from crmcomms.services import services
 from crmcomms.telephony.controls import CallControls
-from crmcomms.telephony.service import TELEPHONY, TelephonyService
 from crmcomms.web.http import IDENTITY, json_response, read_model
+
+if TYPE_CHECKING:
+    from crmcomms.telephony.service import TelephonyService
 
 
 def telephony(request: web.Request) -> TelephonyService:

@@ -32,8 +32,8 @@ from core.mail.queries import (
 )
 from core.models import Agent, utcnow
 from crmcomms.config import MailboxSettings
-from crmcomms.mail import MAIL_PARSERS, blob_store, store_options
-from crmcomms.mail.smtp import OUTBOX_WAKEUPS
+from crmcomms.keys import MAIL_PARSERS, OUTBOX_WAKEUPS
+from crmcomms.mail import blob_store, store_options
 from crmcomms.services import services
 from crmcomms.web.http import (
     IDENTITY,

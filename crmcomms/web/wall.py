@@ -12,18 +12,20 @@ service level threshold is ``wall.service_level_seconds`` unless
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from core.errors import InvalidInput
 from core.stats import Period, agent_figures, agent_names, queue_figures, totals
 from core.wrapup import disposition_counts
+from crmcomms.keys import TELEPHONY
 from crmcomms.services import services
-from crmcomms.telephony.presence import Presence
-from crmcomms.telephony.service import TELEPHONY
 from crmcomms.web.calls import _since
 from crmcomms.web.http import int_param, json_response
+
+if TYPE_CHECKING:
+    from crmcomms.telephony.presence import Presence
 
 MAX_PERIOD = timedelta(days=366)
 

@@ -33,10 +33,10 @@ from crmcomms.ami.capture import CaptureBlock, Freshener, load_capture
 from crmcomms.ami.replay import AmiReplayServer
 from crmcomms.app import build_app
 from crmcomms.config import parse_settings
+from crmcomms.keys import TELEPHONY
 from crmcomms.mail import blob_store
 from crmcomms.services import SERVICES
 from crmcomms.telephony.calls import CallAnswered, CallEnded, CallRinging
-from crmcomms.telephony.service import TELEPHONY
 from crmcomms.telephony.tracker import CallTracker
 from tests.integration.telephony_harness import CAPTURES, Daemon, _seed
 from tests.mail_servers import free_port

@@ -25,8 +25,8 @@ from crmcomms.ami.framing import AmiFramer
 from crmcomms.ami.replay import AmiReplayServer
 from crmcomms.app import build_app
 from crmcomms.config import Settings
+from crmcomms.keys import TELEPHONY
 from crmcomms.services import SERVICES
-from crmcomms.telephony.service import TELEPHONY
 from tests.conftest import make_settings
 
 CAPTURES = Path(__file__).parents[1] / "fixtures" / "ami"

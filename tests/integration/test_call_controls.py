@@ -13,7 +13,7 @@ from argon2 import PasswordHasher
 
 import core.agents
 from crmcomms.ami.capture import CaptureBlock, load_capture
-from crmcomms.telephony.service import TELEPHONY
+from crmcomms.keys import TELEPHONY
 from tests.integration.telephony_harness import CAPTURES, Daemon, running_daemon
 
 

@@ -28,9 +28,10 @@ from core.migrate import upgrade
 from core.models import utcnow
 from crmcomms.app import build_app
 from crmcomms.config import MailboxSettings, parse_settings
+from crmcomms.keys import OUTBOX_WAKEUPS
 from crmcomms.mail import blob_store
 from crmcomms.mail.check import check_mailbox
-from crmcomms.mail.smtp import OUTBOX_WAKEUPS, OutboxWorker, SendTuning
+from crmcomms.mail.smtp import OutboxWorker, SendTuning
 from crmcomms.mail.sync import MailboxWorker, SyncTuning
 from crmcomms.services import SERVICES, Services
 from tests.mail_servers import (

@@ -29,8 +29,9 @@ from core.migrate import upgrade
 from crmcomms.ami.replay import AmiReplayServer
 from crmcomms.app import build_app
 from crmcomms.config import Settings
+from crmcomms.keys import TELEPHONY
 from crmcomms.services import SERVICES
-from crmcomms.telephony.service import TELEPHONY, TelephonyService
+from crmcomms.telephony.service import TelephonyService
 from tests.conftest import make_settings
 from tests.waits import wait_until
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from crmcomms.telephony.service import TELEPHONY
+from crmcomms.keys import TELEPHONY
 from tests.conftest import PostgresServer
 from tests.integration.telephony_harness import CAPTURES, Daemon, facts, running_daemon
 

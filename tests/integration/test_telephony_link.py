@@ -10,7 +10,7 @@ import pytest
 
 from crmcomms.ami.capture import load_capture
 from crmcomms.checks import check_ami
-from crmcomms.telephony.service import TELEPHONY
+from crmcomms.keys import TELEPHONY
 from tests.conftest import make_settings
 from tests.integration.telephony_harness import CAPTURES, Daemon, running_daemon
 
