@@ -304,3 +304,17 @@ class Event(Base):
     everyone: Mapped[bool] = mapped_column(default=False, server_default=false())
     extensions: Mapped[list[str]] = mapped_column(JSON, default=list)
     body: Mapped[str] = mapped_column(Text)
+
+
+class AmiRequest(Base):
+    """A request a standby process forwards to the AMI link's owner (``crmcomms.forwarding``):
+    claimed once (``taken_by``), answered in ``answer`` (JSON). Unused on SQLite; pruned."""
+
+    __tablename__ = "ami_requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, server_default=func.now(), index=True)
+    op: Mapped[str] = mapped_column(String(40))
+    args: Mapped[str] = mapped_column(Text)
+    taken_by: Mapped[str | None] = mapped_column(String(120))
+    answer: Mapped[str | None] = mapped_column(Text)
