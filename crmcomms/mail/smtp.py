@@ -44,6 +44,7 @@ from core.mail.outbox import (
 )
 from core.models import AgentExtension, utcnow
 from crmcomms.config import MailboxSettings
+from crmcomms.logs import log_fields
 from crmcomms.mail import imap_endpoint
 from crmcomms.mail.folders import sent_folder_of
 from crmcomms.mail.imap import ImapClient, ImapError, connect
@@ -116,15 +117,16 @@ class OutboxWorker:
 
     async def run(self) -> None:
         """Requeue interrupted sends, then send and file mail as it comes."""
-        self._health("ok")
-        await self.recover()
-        while True:
-            self.wake.clear()
-            while await self.send_next():
-                pass
-            await self.file_sent_copies()
-            await self._update_gauge()
-            await self._sleep_until_due()
+        with log_fields(mailbox=self.name):  # every line of this task names the mailbox
+            self._health("ok")
+            await self.recover()
+            while True:
+                self.wake.clear()
+                while await self.send_next():
+                    pass
+                await self.file_sent_copies()
+                await self._update_gauge()
+                await self._sleep_until_due()
 
     @property
     def name(self) -> str:

@@ -60,6 +60,7 @@ from core.mail.bodies import parse_bodies, store_bodies, unparsed
 from core.mail.models import EmailLocation, FolderState
 from core.mail.store import Copy, StoredMessage, addresses_json
 from crmcomms.config import MailboxSettings
+from crmcomms.logs import log_fields
 from crmcomms.mail import blob_store, imap_endpoint, store_options
 from crmcomms.mail.batches import (
     Announcement,
@@ -133,9 +134,10 @@ class MailboxWorker:
 
     async def run(self) -> None:
         """Sync, wait for mail, repeat, reconnecting on errors; parse bodies behind; forever."""
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._mirror())
-            tasks.create_task(self._parse_bodies())
+        with log_fields(mailbox=self.name):  # every line of this mailbox's tasks names it
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._mirror())
+                tasks.create_task(self._parse_bodies())
 
     async def _mirror(self) -> None:
         while True:

@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from crmcomms.ami.client import AmiClient
 from crmcomms.ami.errors import AmiError
 from crmcomms.cdr.source import open_source
+from crmcomms.logs import log_fields
 from crmcomms.services import Services
 from crmcomms.telephony.ami_events import CoreShowChannel
 from crmcomms.telephony.backfiller import Backfiller
@@ -222,7 +223,8 @@ class TelephonyService:
         arrived: dict[int, float] = {}  # id of a call.ringing event -> its block's arrival
         for item in batch:
             at = self._arrivals.popleft() if isinstance(item, dict) else None
-            produced = self._feed_one(item)
+            with log_fields(linkedid=item.get("Linkedid") if isinstance(item, dict) else None):
+                produced = self._feed_one(item)  # its lines carry the call's linkedid
             if at is not None:
                 arrived.update(_ringing_arrivals(produced, at))
             events += produced
