@@ -9,7 +9,7 @@ from core.mail.addresses import Address
 from core.mail.headers import MailHeaders
 from core.mail.parse import Attachment, MailItem, parse_headers, parse_message
 from core.mail.sanitize import sanitize_html
-from core.mail.threading import (
+from core.mail.threads import (
     ThreadCandidate,
     ThreadDecision,
     ThreadInput,

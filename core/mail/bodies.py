@@ -30,8 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.mail import Attachment, parse_message
 from core.mail.blobs import BlobStore
+from core.mail.columns import attachment_values
 from core.mail.models import EmailAttachment, EmailMessage, EmailRaw
-from core.mail.store import attachment_values
 
 
 @dataclass(frozen=True, slots=True)

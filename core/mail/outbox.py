@@ -35,15 +35,7 @@ from core.errors import NotFound
 from core.mail import MailItem, parse_message
 from core.mail.blobs import BlobStore
 from core.mail.models import EmailMessage, EmailRaw
-from core.mail.store import (
-    StoreOptions,
-    add_attachments,
-    add_refs,
-    choose_thread,
-    dedupe_key,
-    link_contacts,
-    new_message,
-)
+from core.mail.store import Composed, StoreOptions, store_messages
 
 STATES = ("queued", "sending", "sent", "failed")
 #: The error of a message queued again at start-up (it was being sent when we stopped).
@@ -133,25 +125,14 @@ async def enqueue(
     Composing and parsing run in ``executor`` (a process pool keeps them from
     competing with the event loop for the GIL), else in a thread.
     """
-    options = options or StoreOptions()
     parent = await _parent(session, draft.in_reply_to)
     reply_to = Parent(parent.message_id, tuple(parent.references)) if parent else None
     loop = asyncio.get_running_loop()
     raw, item = await loop.run_in_executor(executor, _compose_and_parse, draft, reply_to, now)
-    assert item.message_id is not None  # compose always writes one
-    message = new_message(draft.mailbox, dedupe_key("id", item.message_id), raw, item)
-    message.direction, message.state, message.next_attempt_at = "out", "queued", now
-    message.agent_id = agent_id
-    message.thread_id = (
-        parent.thread_id if parent else await choose_thread(session, item, options.thread_policy)
-    )
-    session.add(message)
-    await session.flush()
-    session.add(EmailRaw(email_id=message.id, raw=raw))
-    add_refs(session, message.id, item)
-    add_attachments(session, message.id, item, blobs)
-    await link_contacts(session, message.id, item, options)
-    return message
+    thread = parent.thread_id if parent else None
+    composed = Composed(draft.mailbox, raw, item, now, agent_id, thread)
+    [stored] = await session.run_sync(store_messages, [composed], blobs, options or StoreOptions())
+    return await session.get_one(EmailMessage, stored.id)
 
 
 _BCC_FIELD = re.compile(rb"bcc[ \t]*:", re.IGNORECASE)
@@ -220,9 +201,14 @@ async def claim_next(session: AsyncSession, mailbox: str, now: datetime) -> Emai
     return await session.get(EmailMessage, candidate, populate_existing=True)
 
 
+async def raw_or_none(session: AsyncSession, email_id: int) -> bytes | None:
+    """The stored raw bytes of a message, if there are."""
+    return await session.scalar(select(EmailRaw.raw).where(EmailRaw.email_id == email_id))
+
+
 async def raw_of(session: AsyncSession, email_id: int) -> bytes:
     """The stored raw bytes of a message."""
-    raw = await session.scalar(select(EmailRaw.raw).where(EmailRaw.email_id == email_id))
+    raw = await raw_or_none(session, email_id)
     if raw is None:
         raise NotFound(f"raw message of e-mail {email_id} not found")
     return raw

@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import aiosmtplib
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.mail.models import EmailMessage, EmailRaw
+from core.mail.models import EmailMessage
 from core.mail.outbox import (
     claim_next,
     mark_appended,
@@ -38,11 +37,13 @@ from core.mail.outbox import (
     outbox_counts,
     pending_appends,
     raw_of,
+    raw_or_none,
     recover_interrupted,
     retry_later,
     split_bcc,
 )
-from core.models import AgentExtension, utcnow
+from core.mail.queries import MailReaders, readers_extensions
+from core.models import utcnow
 from crmcomms.config import MailboxSettings
 from crmcomms.logs import log_fields
 from crmcomms.mail import imap_endpoint
@@ -157,7 +158,7 @@ class OutboxWorker:
             message = await claim_next(session, self.name, utcnow())
             if message is None:
                 return False
-            raw = await session.scalar(select(EmailRaw.raw).where(EmailRaw.email_id == message.id))
+            raw = await raw_or_none(session, message.id)
         if raw is None:
             result = SendResult("failed", "the stored message is missing")
         else:
@@ -212,10 +213,8 @@ class OutboxWorker:
     async def _audience(self, session: AsyncSession, agent_id: int | None) -> Audience:
         if agent_id is None:
             return Audience()
-        rows = await session.scalars(
-            select(AgentExtension.extension).where(AgentExtension.agent_id == agent_id)
-        )
-        return Audience(extensions=frozenset(rows))
+        readers = MailReaders(agent_ids=frozenset({agent_id}))
+        return Audience(extensions=await session.run_sync(readers_extensions, readers))
 
     def _announce(self, message: EmailMessage, result: SendResult, audience: Audience) -> None:
         if result.outcome == "retry":

@@ -49,32 +49,29 @@ from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.dbthread import DbWorker
 from core.mail import MailHeaders, MailItem
-from core.mail.batch import Fetched
 from core.mail.bodies import parse_bodies, store_bodies, unparsed
-from core.mail.models import EmailLocation, FolderState
-from core.mail.store import Copy, StoredMessage, addresses_json
+from core.mail.columns import addresses_json
+from core.mail.mirror import (
+    Announcement,
+    FolderBatch,
+    start_uid,
+    store_folder_batch,
+    widen_cache,
+)
+from core.mail.store import Copy, Fetched, StoredMessage
 from crmcomms.config import MailboxSettings
 from crmcomms.logs import log_fields
 from crmcomms.mail import blob_store, imap_endpoint, store_options
-from crmcomms.mail.batches import (
-    Announcement,
-    FolderBatch,
-    batches,
-    chunks,
-    read_headers,
-    widen_cache,
-    write_batch,
-)
+from crmcomms.mail.fetching import batches, chunks, read_headers
 from crmcomms.mail.folders import mirrored_folders
 from crmcomms.mail.imap import ImapAuthError, ImapClient, ImapCommandError, ImapError, connect
 from crmcomms.mail.progress import Progress
 from crmcomms.mail.watch import FolderWatch, WatchSettings
+from crmcomms.push import Audience
 from crmcomms.services import Services
 
 log = logging.getLogger(__name__)
@@ -293,22 +290,7 @@ class MailboxWorker:
     async def _start_uid(self, folder: str, uidvalidity: int) -> int:
         """The last committed UID; 0 for a new folder or after a UIDVALIDITY change."""
         async with self.svc.sessions.begin() as session:
-            state = await session.get(FolderState, (self.name, folder))
-            if state is None:
-                session.add(FolderState(mailbox=self.name, folder=folder, uidvalidity=uidvalidity))
-                return 0
-            if state.uidvalidity != uidvalidity:
-                log.info("mailbox %s: %s has a new UIDVALIDITY, resyncing", self.name, folder)
-                await self._forget_locations(session, folder)
-                state.uidvalidity, state.last_uid = uidvalidity, 0
-            return state.last_uid
-
-    async def _forget_locations(self, session: AsyncSession, folder: str) -> None:
-        await session.execute(
-            delete(EmailLocation).where(
-                EmailLocation.mailbox == self.name, EmailLocation.folder == folder
-            )
-        )
+            return await start_uid(session, self.name, folder, uidvalidity)
 
     async def _read_headers(self, raws: list[bytes]) -> list[MailHeaders]:
         loop = asyncio.get_running_loop()
@@ -354,12 +336,16 @@ class MailboxWorker:
 
     async def _store_batch(self, db: DbWorker, batch: FolderBatch) -> None:
         """Store a batch and advance the folder's last UID, atomically; then announce."""
-        write = functools.partial(write_batch, batch=batch, blobs=self.blobs, options=self.options)
+        write = functools.partial(
+            store_folder_batch, batch=batch, blobs=self.blobs, options=self.options
+        )
         announced: list[Announcement] = await db.run(write)
         self.svc.metrics.mail_messages.labels(self.name).inc(len(batch.fetched))
         for new in announced:
-            payload = self._payload(new.stored, new.headers)
-            self.svc.publisher.publish(new.kind, payload, new.audience)
+            payload = self._payload(new.stored, new.item)
+            everyone = new.readers.everyone
+            audience = Audience.all() if everyone else Audience(extensions=new.extensions)
+            self.svc.publisher.publish(new.kind, payload, audience)
 
     def _payload(self, result: StoredMessage, item: MailItem | MailHeaders) -> dict[str, Any]:
         return {

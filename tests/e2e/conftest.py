@@ -27,8 +27,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 import core.agents
 from core.mail import parse_message
-from core.mail.batch import Fetched, store_batch
-from core.mail.store import Copy, StoreOptions
+from core.mail.store import Copy, Fetched, StoreOptions, store_messages
 from crmcomms.ami.capture import CaptureBlock, Freshener, load_capture
 from crmcomms.ami.replay import AmiReplayServer
 from crmcomms.app import build_app
@@ -38,6 +37,7 @@ from crmcomms.mail import blob_store
 from crmcomms.services import SERVICES
 from crmcomms.telephony.calls import CallAnswered, CallEnded, CallRinging
 from crmcomms.telephony.tracker import CallTracker
+from tests.ami_edge import feed
 from tests.integration.telephony_harness import CAPTURES, Daemon, _seed
 from tests.mail_servers import free_port
 
@@ -89,7 +89,7 @@ def load_fresh(scenario: str, patterns: Sequence[str]) -> Capture:
     tracker = CallTracker(patterns)
     answered = ended = changed = None
     for index, block in enumerate(blocks):
-        for event in tracker.feed_message(block.fields):
+        for event in feed(tracker, [block.fields]):
             if isinstance(event, CallAnswered) and answered is None:
                 answered = index
             if isinstance(event, CallEnded) and ended is None:
@@ -275,6 +275,8 @@ async def store_received(daemon: Daemon, raw: bytes, contacts: list[int]) -> int
     options = StoreOptions(own_addresses=frozenset({"support@company.test"}))
     async with svc.sessions.begin() as session:
         fetched = Fetched(copy, raw, parse_message(raw))
-        [stored] = await store_batch(session, [fetched], blob_store(svc.settings), options)
+        [stored] = await session.run_sync(
+            store_messages, [fetched], blob_store(svc.settings), options
+        )
     assert stored.created and list(stored.contact_ids) == contacts
     return stored.id

@@ -20,10 +20,9 @@ from sqlalchemy import func, select, update
 from core.agents import add_agent
 from core.db import create_engine
 from core.mail import parse_headers
-from core.mail.batch import Fetched, store_batch
 from core.mail.models import EmailLocation, EmailMessage
 from core.mail.outbox import INTERRUPTED, Draft, OutgoingAttachment, enqueue
-from core.mail.store import Copy, StoreOptions
+from core.mail.store import Copy, Fetched, StoreOptions, store_messages
 from core.migrate import upgrade
 from core.models import utcnow
 from crmcomms.app import build_app
@@ -424,7 +423,8 @@ async def test_email_list_pages_with_a_cursor_stable_under_new_arrivals(
             ).encode()
             fetched.append(Fetched(Copy("support", "INBOX", 1, n), raw, parse_headers(raw)))
         async with svc.sessions.begin() as session:
-            await store_batch(session, fetched, blob_store(svc.settings), StoreOptions())
+            blobs = blob_store(svc.settings)
+            await session.run_sync(store_messages, fetched, blobs, StoreOptions())
 
     # 12 share one date (ties broken by id), 8 are older
     await deliver(range(1, 13), "Tue, 02 Jan 2024 10:00:00 +0000")

@@ -15,11 +15,11 @@ from sqlalchemy.orm import Session
 from core.agents import AgentIdentity
 from core.history import DEFAULT_SOURCES, contact_history
 from core.mail import parse_headers
-from core.mail.batch import Fetched, store_batch
+from core.mail.columns import message_values
 from core.mail.models import EmailAttachment, EmailLocation, EmailMessage, EmailRaw, FolderState
 from core.mail.queries import EmailFilter, email_history, list_emails
 from core.mail.rows import insert_rows
-from core.mail.store import Copy, StoreOptions, message_values
+from core.mail.store import Copy, Fetched, StoreOptions, store_messages
 from core.migrate import upgrade
 from core.models import Contact, EmailAddress
 from crmcomms.app import build_services
@@ -316,7 +316,7 @@ async def test_message_stored_with_headers_only_lists_and_is_parsed_after_a_rest
     async with svc.sessions.begin() as session:  # phase 1 committed, then the daemon died
         copy = Copy("support", "INBOX", 1, 1)
         fetched = [Fetched(copy, raw, parse_headers(raw))]
-        await store_batch(session, fetched, blob_store(svc.settings), StoreOptions())
+        await session.run_sync(store_messages, fetched, blob_store(svc.settings), StoreOptions())
     async with svc.sessions() as session:
         (listed,) = await list_emails(session, EmailFilter())
     summary = listed.summary()
