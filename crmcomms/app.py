@@ -28,7 +28,7 @@ from core.migrate import current_revision, head_revision
 from crmcomms.config import Settings
 from crmcomms.errors import StartupError
 from crmcomms.health import Health, ami_probe
-from crmcomms.keys import DIALER, MAIL_PARSERS, OUTBOX_WAKEUPS, TELEPHONY
+from crmcomms.keys import MAIL_PARSERS, OUTBOX_WAKEUPS, TELEPHONY
 from crmcomms.mail.parsers import parser_pool
 from crmcomms.mail.smtp import OutboxWorker
 from crmcomms.mail.sync import MailboxWorker
@@ -41,6 +41,7 @@ from crmcomms.scaleout import (
     catch_up,
     outbox_wakeups,
     scale_out,
+    serve_telephony,
     standby_aware,
 )
 from crmcomms.sdnotify import SystemdNotifier
@@ -126,7 +127,7 @@ def _workers(app: web.Application, svc: Services, guard: Guard) -> dict[str, Wor
     if svc.settings.ami.enabled:
         telephony = TelephonyService(svc)
         app[TELEPHONY] = telephony
-        app[DIALER] = telephony.dialer
+        serve_telephony(app, telephony)  # the desk and dialer, forwarded to the owner
         svc.health.add_probe("ami", standby_aware("ami", ami_probe(telephony.client), app))
         workers["telephony"] = guard("ami", telephony.run)
     wakeups = app[OUTBOX_WAKEUPS]

@@ -14,11 +14,14 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from crmcomms.mail.smtp import OutboxWakeups
+    from crmcomms.telephony.desk import CallDesk
     from crmcomms.telephony.dialer import Dialer
     from crmcomms.telephony.service import TelephonyService
 
 #: The telephony worker (absent when ``[ami] enabled = false``).
 TELEPHONY: web.AppKey[TelephonyService] = web.AppKey("telephony")
+#: Call controls and live presence, run where the AMI link is (absent without AMI).
+CALL_DESK: web.AppKey[CallDesk] = web.AppKey("call_desk")
 #: Click-to-dial (absent when AMI is not enabled).
 DIALER: web.AppKey[Dialer] = web.AppKey("dialer")
 #: Wakes the outbox sender when the API queues a message.

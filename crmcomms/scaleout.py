@@ -3,7 +3,9 @@
 On SQLite nothing changes: one process, the in-memory hub, every worker runs.
 On PostgreSQL every process publishes through :class:`~crmcomms.pgbus.PgBus` and
 runs each link (AMI, each mailbox, each outbox) only while it owns it
-(:class:`~crmcomms.ownership.Ownership`). Start-up order: the bus joins the
+(:class:`~crmcomms.ownership.Ownership`); what the web asks of the AMI link
+(click-to-dial, call controls, live presence) is forwarded to its owner
+(:class:`~crmcomms.forwarding.Forwarder`). Start-up order: the bus joins the
 database's numbering before the port opens; at shutdown the workers stop first,
 then the locks are released (another process takes over), then the bus writes
 what the workers published last.
@@ -15,10 +17,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from crmcomms.forwarding import Forwarder
 from crmcomms.health import Component, Health, Probe
+from crmcomms.keys import CALL_DESK, DIALER
 from crmcomms.mail.smtp import OutboxWakeups
 from crmcomms.ownership import Ownership, OwnershipCollector
 from crmcomms.pg import is_postgres
@@ -26,6 +31,11 @@ from crmcomms.pgbus import BusCollector, PgBus
 from crmcomms.push import PushHub
 from crmcomms.services import SERVICES, Services
 from crmcomms.supervisor import Supervision, Worker, supervise
+from crmcomms.telephony.desk import CallDesk, ForwardedActions
+from crmcomms.telephony.dialer import Dialer
+
+if TYPE_CHECKING:
+    from crmcomms.telephony.service import TelephonyService
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +44,7 @@ FINAL_WRITE = 5.0
 
 OWNERSHIP: web.AppKey[Ownership] = web.AppKey("ownership", Ownership)
 BUS: web.AppKey[PgBus] = web.AppKey("bus", PgBus)
+FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder", Forwarder)
 
 Guard = Callable[[str, Worker], Worker]
 
@@ -53,9 +64,24 @@ def scale_out(app: web.Application) -> Guard:
     ownership = app[OWNERSHIP] = Ownership(svc.settings.database_url, svc.health)
     svc.metrics.registry.register(BusCollector(bus))
     svc.metrics.registry.register(OwnershipCollector(ownership))
+    app[FORWARDER] = Forwarder(svc.settings.database_url, lambda: ownership.owns("ami"))
     app.cleanup_ctx.append(_bus_lifetime)
     app.cleanup_ctx.append(_ownership_lifetime)
+    app.cleanup_ctx.append(_forwarder_lifetime)
     return ownership.guard
+
+
+def serve_telephony(app: web.Application, telephony: TelephonyService) -> None:
+    """The web's way to the AMI link (:data:`CALL_DESK`, :data:`DIALER`): in place on
+    SQLite, through the link's owner with several processes."""
+    forwarder = app.get(FORWARDER)
+    desk = app[CALL_DESK] = CallDesk(telephony, forwarder)
+    if forwarder is None:
+        app[DIALER] = telephony.dialer
+        return
+    settings = app[SERVICES].settings
+    region = settings.general.default_region
+    app[DIALER] = Dialer(ForwardedActions(desk), settings.ami, region)
 
 
 class BusWakeups(OutboxWakeups):
@@ -123,6 +149,14 @@ async def _final_write(bus: PgBus) -> None:
                 await bus.written_more()
     if bus.pending:
         log.warning("event bus: %d event(s) not written at shutdown", bus.pending)
+
+
+async def _forwarder_lifetime(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[FORWARDER].run(), name="forwarding")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _ownership_lifetime(app: web.Application) -> AsyncIterator[None]:

@@ -428,10 +428,12 @@ class AmiReplayServer:
         out = bytearray()
         for block in recorded.before:
             out += block.raw
+            self.channels.apply(block.fields)  # call controls find the recorded channels
         for block in recorded.listing:
             out += encode_action({**block.fields, "ActionID": action_id})
         for block in recorded.after:
             out += block.raw
+            self.channels.apply(block.fields)
         client.writer.write(bytes(out))
         self.scripts_played += 1
         if recorded.drop:

@@ -1,8 +1,9 @@
 """Call controls from the agent page over AMI: hang up, transfer, hold, queue pause.
 
 Every control acts on the *agent's own channel* of a live call (the tracker
-knows the call's channels); who may act is decided before, by
-:func:`crmcomms.web.controls.own_live_call` with :func:`core.calls.agents_of`.
+knows the call's channels); who may act is decided before, by :func:`own_agents`
+with :func:`core.calls.agents_of`, on the process that holds the AMI link
+(:mod:`crmcomms.telephony.desk` forwards a request made elsewhere).
 The actions are Asterisk's documented AMI actions, built by the pure functions
 below (tests compare them field by field with the documentation):
 
@@ -36,8 +37,12 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from aiohttp import web
+
+from core.calls import agents_of
 from core.errors import Conflict, InvalidInput
 from crmcomms.config import AmiSettings
+from crmcomms.telephony.calls import CallSnapshot
 from crmcomms.telephony.dialer import ActionSender, send_action
 from crmcomms.telephony.presence import Presence
 
@@ -57,6 +62,20 @@ class Leg:
     name: str
     agent: str | None
     bridge: str | None
+
+
+def own_agents(
+    active: Sequence[CallSnapshot], linkedid: str, extensions: frozenset[str]
+) -> frozenset[str]:
+    """The caller's ``extensions`` among the agents of the live call ``linkedid``:
+    409 if it is not in progress, 403 if it is not the caller's call."""
+    live = next((call for call in active if call.linkedid == linkedid), None)
+    if live is None:
+        raise Conflict("the call is not in progress")
+    mine = agents_of(live) & extensions
+    if not mine:
+        raise web.HTTPForbidden(reason="not your call")
+    return mine
 
 
 # ---------------------------------------------------------------- the actions

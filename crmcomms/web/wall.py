@@ -3,7 +3,8 @@
 The period's figures per queue and per agent come from SQL over the whole
 call log (:mod:`core.stats`, no row limit); the live ones (callers waiting
 now and since when, members, agents' state and pauses) from the AMI
-(:class:`crmcomms.telephony.presence.Presence`), ``as_of`` the PBX's time of
+(:class:`crmcomms.telephony.presence.Presence` of the process holding the link,
+through :class:`crmcomms.telephony.desk.CallDesk`), ``as_of`` the PBX's time of
 the last event they reflect. Agents are named by their agent's name. The
 service level threshold is ``wall.service_level_seconds`` unless
 ``?threshold=`` says otherwise.
@@ -19,13 +20,13 @@ from aiohttp import web
 from core.errors import InvalidInput
 from core.stats import Period, agent_figures, agent_names, queue_figures, totals
 from core.wrapup import disposition_counts
-from crmcomms.keys import TELEPHONY
+from crmcomms.keys import CALL_DESK
 from crmcomms.services import services
 from crmcomms.web.calls import _since
 from crmcomms.web.http import int_param, json_response
 
 if TYPE_CHECKING:
-    from crmcomms.telephony.presence import Presence
+    from crmcomms.telephony.desk import LivePresence as Presence
 
 MAX_PERIOD = timedelta(days=366)
 
@@ -52,8 +53,9 @@ async def get_wall(request: web.Request) -> web.Response:
         agents = await agent_figures(session, period)
         names = await agent_names(session)
         dispositions = await disposition_counts(session, period.since, period.until)
-    service = request.app.get(TELEPHONY)
-    presence = service.presence.presence if service is not None else None
+    desk = request.app.get(CALL_DESK)  # the live state, from the AMI link's owner
+    known = set(names) | {row["extension"] for row in agents}
+    presence = await desk.wall(sorted(known)) if desk is not None else None
     return json_response(
         {
             "since": period.since,

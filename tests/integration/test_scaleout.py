@@ -41,6 +41,8 @@ from crmcomms.pg import dsn_of
 from crmcomms.pgbus import PgBus
 from crmcomms.push import Audience, PushHub
 from crmcomms.supervisor import Worker
+from crmcomms.telephony.controls import hangup_action
+from crmcomms.telephony.dialer import Dialer
 from tests.conftest import PostgresServer, free_port, make_settings
 from tests.integration.test_outages import OUTAGES, assert_call, seed, truth
 from tests.waits import wait_for_event, wait_until
@@ -345,6 +347,96 @@ async def test_owner_cut_from_database_mid_call(tmp_path: Path, postgres: Postgr
     """The owner's database session is ended during a long call: it gives up the link at
     once, another process takes over and finishes the call, nothing lost or doubled."""
     await _failover(tmp_path, postgres, "long-call-across-outage", cut=True)
+
+
+async def _as(http: aiohttp.ClientSession, url: str, user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {await _token(http, url, user)}"}
+
+
+async def _post(
+    http: aiohttp.ClientSession, url: str, user: str, json: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
+    base = url.split("/api/")[0]
+    async with http.post(url, json=json or {}, headers=await _as(http, base, user)) as resp:
+        body: dict[str, Any] = await resp.json()
+        return resp.status, body
+
+
+async def test_dial_and_controls_on_standbys_run_on_the_owner(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    """Click-to-dial and a hang-up asked of standby processes reach the PBX through the
+    AMI owner's link exactly as built (once each); another agent's hang-up is refused
+    by the owner's check (403); live presence and the wall answer on a standby."""
+    url = postgres.create_database(f"forward_{uuid4().hex}")
+    folder = OUTAGES / "long-call-across-outage"
+    (tmp_path / "Master-custom.csv").write_bytes((folder / "cdr-custom.csv").read_bytes())
+    settings = make_settings(tmp_path, database={"url": url})
+    await seed(settings)
+    ami_port = free_port()
+    async with (
+        aiohttp.ClientSession() as http,
+        cluster(tmp_path, url, ami_port) as daemons,
+        AmiReplayServer("crm", "crmsecret", port=ami_port) as pbx,
+    ):
+        pbx.script([folder / "conn1.ami"], drop_between=False)  # the call stays up
+        await pbx.wait_played(1, within=30)
+        owner = await _owner(http, daemons)
+        first, second = [d for d in daemons if d is not owner]
+        call = await _live_call(http, first.url, "1796180345.12")
+
+        status, dialled = await _post(
+            http, f"{first.url}/api/calls", "alice", {"to": "030 1234567"}
+        )
+        assert status == 202, dialled
+        expected = Dialer(_NoLink(), settings.ami, settings.general.default_region)
+        originate = expected.originate_action("101", "030 1234567")
+        assert _received(pbx, "Originate") == [originate]
+        assert dialled["message"] == "Originate successfully queued"
+
+        status, refused = await _post(http, f"{second.url}/api/calls/{call}/hangup", "bob")
+        assert (status, refused["error"]) == (403, "not your call")
+        status, hung = await _post(http, f"{second.url}/api/calls/{call}/hangup", "alice")
+        assert (status, hung.get("message")) == (202, "Channel Hungup"), hung
+        assert _received(pbx, "Hangup") == [hangup_action("PJSIP/101-0000000d")]
+
+        headers = await _as(http, first.url, "alice")
+        async with http.get(f"{first.url}/api/presence", headers=headers) as resp:
+            assert resp.status == 200 and [
+                a["extension"] for a in (await resp.json())["agents"]
+            ] == ["101"]
+        async with http.get(
+            f"{second.url}/api/wall", headers=await _as(http, second.url, "sue")
+        ) as resp:
+            assert resp.status == 200 and (await resp.json())["live"] is True
+
+
+class _NoLink:
+    async def send_action(self, action: dict[str, str], timeout: float = 10) -> dict[str, str]:
+        raise AssertionError("only builds actions")
+
+
+def _received(pbx: AmiReplayServer, name: str) -> list[dict[str, str]]:
+    """The actions ``name`` the PBX received, without their ActionID (the link's own)."""
+    return [
+        {k: v for k, v in a.fields.items() if k != "ActionID"}
+        for a in pbx.actions
+        if a.fields.get("Action") == name
+    ]
+
+
+async def _live_call(http: aiohttp.ClientSession, url: str, linkedid: str) -> int:
+    """The id of the call ``linkedid`` once logged as talking."""
+    found: list[int] = []
+
+    async def talking() -> bool:
+        call = (await _calls(http, url)).get(linkedid)
+        if call is not None and call["status"] == "talking":
+            found.append(call["id"])
+        return bool(found)
+
+    await wait_until(talking, timeout=15, what="the call logged as talking")
+    return found[0]
 
 
 # -- the bus and the locks in one process, each instance as a separate "process" ----------
