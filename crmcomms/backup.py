@@ -12,23 +12,33 @@ A backup is a directory:
   written; an extra one is harmless).
 
 A restore needs the daemon stopped: it refuses while the configured HTTP port
-answers. Call recordings live on the PBX (``ami.recordings_dir``) and are not
-part of a backup.
+answers. It replaces an existing database only when forced, keeping the old one
+aside (SQLite: the renamed file; PostgreSQL: a ``pg_dump`` in the data dir). On
+PostgreSQL the dump is loaded in one transaction that first empties the schema,
+so a failed restore changes nothing and a restore over a newer schema (after a
+failed upgrade) leaves none of its tables behind; owners and grants are not
+restored: everything belongs to the configured user.
+
+Call recordings live on the PBX (``ami.recordings_dir``) and are not part of a
+backup.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import sqlite3
 import subprocess
+import tempfile
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import IO
 
 from sqlalchemy.engine import make_url
 
@@ -126,26 +136,36 @@ def _copy_blobs(source: Path, target: Path) -> int:
     return count
 
 
-def _pg_tool(settings: Settings, name: str, options: list[str], instead: str) -> None:
-    """Run pg_dump/pg_restore on the configured database (password via PGPASSWORD, not argv)."""
+def _pg_command(settings: Settings, name: str, instead: str) -> tuple[list[str], dict[str, str]]:
+    """A PostgreSQL client tool's command line for the configured database, and its
+    environment (the password goes in PGPASSWORD, not in argv)."""
     tool = shutil.which(name)
     if tool is None:
         raise BackupError(f"{name} not found (apt-get install postgresql-client); or {instead}")
     url = make_url(settings.database_url)
-    connect = ["-h", url.host or "localhost", "-p", str(url.port or 5432)]
-    connect += ["-U", url.username or "", "-d", url.database or ""]
+    command = [tool, "-h", url.host or "localhost", "-p", str(url.port or 5432)]
+    if url.username:
+        command += ["-U", url.username]
+    command += ["-d", url.database or ""]
     env = {**os.environ, "PGPASSWORD": url.password} if url.password else dict(os.environ)
+    return command, env
+
+
+def _pg_run(settings: Settings, name: str, options: list[str], instead: str) -> str:
+    """Run pg_dump/psql on the configured database; its output."""
+    command, env = _pg_command(settings, name, instead)
     done = subprocess.run(
-        [tool, *connect, *options], env=env, capture_output=True, text=True, check=False
+        [*command, *options], env=env, capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
         raise BackupError(f"{name} failed: {' '.join(done.stderr.split())}")
+    return done.stdout
 
 
 def _pg_dump(settings: Settings, target: Path) -> None:
     make_private_file(target)
     instead = "back up yourself: pg_dump --format=custom --file crmcomms.pgdump DBNAME"
-    _pg_tool(settings, "pg_dump", ["--format=custom", "--no-owner", "--file", str(target)], instead)
+    _pg_run(settings, "pg_dump", ["--format=custom", "--no-owner", "--file", str(target)], instead)
 
 
 def read_manifest(source: Path) -> Manifest:
@@ -183,7 +203,7 @@ def restore_backup(settings: Settings, source: Path, force: bool) -> Manifest:
     if manifest.database == "sqlite":
         _restore_sqlite(source / SQLITE_FILE, _sqlite_path(settings), force)
     else:
-        _pg_restore(settings, source / PG_DUMP)
+        _pg_restore(settings, source / PG_DUMP, force)
     _copy_blobs(source / "blobs", settings.general.data_dir / "blobs")
     return manifest
 
@@ -205,6 +225,87 @@ def _restore_sqlite(backup: Path, target: Path, force: bool) -> None:
         dst.execute("PRAGMA journal_mode=WAL")
 
 
-def _pg_restore(settings: Settings, dump: Path) -> None:
+def _pg_restore(settings: Settings, dump: Path, force: bool) -> None:
+    """Replace the configured database's tables by the dump's, in one transaction."""
+    if _pg_has_tables(settings):
+        if not force:
+            raise BackupError(
+                f"the database {make_url(settings.database_url).database} has tables: --force "
+                "replaces them (a pg_dump of them is kept in the data dir)"
+            )
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        make_private_dir(settings.general.data_dir)
+        _pg_dump(settings, settings.general.data_dir / f"database.before-restore-{stamp}.pgdump")
+    _pg_load(settings, dump)
+
+
+def _pg_has_tables(settings: Settings) -> bool:
+    query = "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+    instead = "restore yourself: pg_restore --clean --if-exists --no-owner -d DBNAME DUMP"
+    return int(_pg_run(settings, "psql", ["-X", "-tA", "-c", query], instead)) > 0
+
+
+def _pg_load(settings: Settings, dump: Path) -> None:
+    """pg_restore's script streamed into one psql transaction that first empties the
+    schema: all or nothing, and no table of a newer schema left behind."""
     instead = f"restore yourself: pg_restore --clean --if-exists --no-owner -d DBNAME {dump}"
-    _pg_tool(settings, "pg_restore", ["--clean", "--if-exists", "--no-owner", str(dump)], instead)
+    script, _ = _pg_command(settings, "pg_restore", instead)
+    psql, env = _pg_command(settings, "psql", instead)
+    script = [script[0], "--no-owner", "--no-privileges", "--no-comments", "--file=-", str(dump)]
+    load = [*psql, "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-c", _PG_EMPTY, "-f", "-"]
+    with tempfile.TemporaryFile() as read_errors, tempfile.TemporaryFile() as load_errors:
+        reader = subprocess.Popen(script, stdout=subprocess.PIPE, stderr=read_errors)
+        loader = subprocess.Popen(
+            load, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=load_errors, env=env
+        )
+        assert reader.stdout is not None and loader.stdin is not None
+        with contextlib.suppress(BrokenPipeError):  # psql stopped at an error: see below
+            shutil.copyfileobj(reader.stdout, loader.stdin)
+        reader.stdout.close()
+        read_failed = reader.wait() != 0
+        if read_failed:
+            loader.kill()  # before psql sees the end of its input and commits: rolled back
+            loader.wait()
+        with contextlib.suppress(BrokenPipeError):
+            loader.stdin.close()
+        if read_failed:
+            raise BackupError(f"pg_restore failed, the database is unchanged: {_text(read_errors)}")
+        if loader.wait() != 0:
+            raise BackupError(f"restore failed, the database is unchanged: {_text(load_errors)}")
+
+
+def _text(output: IO[bytes]) -> str:
+    output.seek(0)
+    return " ".join(output.read().decode(errors="replace").split())
+
+
+#: Drops what the public schema holds, extension members apart, so that a restore
+#: (after a failed upgrade, say) leaves no table or function the backup does not have.
+_PG_EMPTY = """
+DO $$
+DECLARE
+  r record;
+BEGIN
+  FOR r IN
+    SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+             WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kind,
+           c.oid::regclass::text AS name
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                      AND d.objid = c.oid AND d.deptype = 'e')
+    ORDER BY c.relkind = 'S'
+  LOOP
+    EXECUTE format('DROP %s IF EXISTS %s CASCADE', r.kind, r.name);
+  END LOOP;
+  FOR r IN
+    SELECT p.oid::regprocedure::text AS name
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname = 'public'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                      AND d.objid = p.oid AND d.deptype = 'e')
+  LOOP
+    EXECUTE format('DROP ROUTINE IF EXISTS %s CASCADE', r.name);
+  END LOOP;
+END $$;
+"""

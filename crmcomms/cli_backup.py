@@ -54,6 +54,8 @@ def add_parsers(sub: Subcommands, config: argparse.ArgumentParser, bind: Bind) -
     )
     restore.add_argument("path", metavar="PATH", help="a directory made by `crmcomms backup`")
     restore.add_argument(
-        "--force", action="store_true", help="replace an existing database (kept aside)"
+        "--force",
+        action="store_true",
+        help="replace an existing database (SQLite: the file, PostgreSQL: a pg_dump kept aside)",
     )
     restore.set_defaults(func=bind(cmd_restore))
