@@ -1,11 +1,19 @@
-"""Wall summary benchmark: GET /api/wall's SQL at 200,000 calls.
+"""Wall summary benchmark: GET /api/wall's figures at 200,000 calls, a day to a quarter.
 
     python bench/wall.py [--calls 200000] [--runs 50] [--postgres URL]
 
-Logs the calls of bench/calls_list.py (90 days, 20 agents, 70 % inbound queue calls)
-through the writer, then times :func:`core.stats.queue_figures` plus
-:func:`core.stats.agent_figures` (what the wall's endpoint runs) for one day and for
-the whole 90 days (every call in the log, no row limit), each in its own session.
+Logs the calls of bench/seed.py (90 days, 20 agents, 70 % inbound queue calls)
+through the writer, then, for one day, a week, a week of local days (+01:00: part
+of a UTC day at either end), 30 days and all 90 days, times:
+
+- ``direct``: :func:`core.stats.queue_figures` plus :func:`core.stats.agent_figures`
+  (every call of the period read, grouped);
+- ``first``: :func:`core.rollups.wall_figures` with nothing kept (computes each
+  closed day's figures and keeps them);
+- ``kept``: the same again (closed days added up from the kept figures: the wall's
+  steady state), p50 / p95 over ``--runs``.
+
+and checks that both give the same figures.
 """
 
 from __future__ import annotations
@@ -15,19 +23,50 @@ import asyncio
 import random
 import statistics
 import tempfile
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from calls_list import START, build, timed
-from sqlalchemy.ext.asyncio import AsyncSession
+from seed import START, build, timed
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from core.db import create_engine
+from core.models import WallAgentDay, WallDay, WallQueueDay
+from core.rollups import wall_figures
 from core.stats import Period, agent_figures, queue_figures
 
+NOW = datetime(2026, 12, 31, tzinfo=UTC)  # every day of the log is closed
+LOCAL = timezone(timedelta(hours=1))
 
-async def summary(session: AsyncSession, period: Period) -> tuple[Any, Any]:
+
+async def direct(session: AsyncSession, period: Period) -> tuple[Any, Any]:
     return await queue_figures(session, period), await agent_figures(session, period)
+
+
+async def forget(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        for model in (WallDay, WallQueueDay, WallAgentDay):
+            await conn.execute(delete(model))
+
+
+def periods() -> dict[str, Period]:
+    day = START + timedelta(days=45)
+    local = datetime.combine(day.date(), datetime.min.time(), tzinfo=LOCAL)
+    return {
+        "one day": Period(day, day + timedelta(days=1)),
+        "7 days": Period(day, day + timedelta(days=7)),
+        "7 local days": Period(local, local + timedelta(days=7)),
+        "30 days": Period(day - timedelta(days=15), day + timedelta(days=15)),
+        "90 days (all)": Period(START, START + timedelta(days=91)),
+    }
+
+
+def ms(latencies: list[float]) -> str:
+    if len(latencies) < 2:
+        return f"{latencies[0] * 1e3:8.1f} ms"
+    p95 = statistics.quantiles(latencies, n=20)[18]
+    return f"{statistics.median(latencies) * 1e3:8.1f} / {p95 * 1e3:.1f} ms"
 
 
 async def run(url: str, n: int, runs: int) -> None:
@@ -35,20 +74,17 @@ async def run(url: str, n: int, runs: int) -> None:
     try:
         seconds = await build(engine, n, random.Random(7))
         print(f"{engine.dialect.name}: {n} calls logged in {seconds:.1f} s")
-        day = START + timedelta(days=45)
-        periods = {
-            "one day": Period(day, day + timedelta(days=1)),
-            "90 days (all)": Period(START, START + timedelta(days=91)),
-        }
-        for label, period in periods.items():
-            probe = lambda s, p=period: summary(s, p)  # noqa: E731
-            await timed(engine, probe, 3)  # warm-up
-            latencies, (queues, agents) = await timed(engine, probe, runs)
-            q = statistics.quantiles(latencies, n=20)
-            offered = sum(row["offered"] for row in queues)
+        for label, period in periods().items():
+            slow, expected = await timed(engine, lambda s, p=period: direct(s, p), 3)
+            await forget(engine)
+            rolled = lambda s, p=period: wall_figures(s, p, NOW)  # noqa: E731
+            first, got = await timed(engine, rolled, 1)
+            kept, again = await timed(engine, rolled, runs)
+            assert got == expected == again, f"{label}: roll-up differs from the direct figures"
+            offered = sum(row["offered"] for row in expected[0])
             print(
-                f"  {label:<14} p50 {statistics.median(latencies) * 1e3:7.1f} ms"
-                f"  p95 {q[18] * 1e3:7.1f} ms  ({offered} inbound calls, {len(agents)} agents)"
+                f"  {label:<14} direct {ms(slow)}  first {ms(first)}  kept p50/p95 {ms(kept)}"
+                f"  ({offered} inbound calls)"
             )
     finally:
         await engine.dispose()
@@ -59,11 +95,13 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--postgres", help="an empty PostgreSQL database (asyncpg URL)")
+    parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(
-            run(f"sqlite+aiosqlite:///{Path(tmp) / 'calls.sqlite3'}", args.calls, args.runs)
-        )
+    if not args.no_sqlite:
+        with tempfile.TemporaryDirectory() as tmp:
+            asyncio.run(
+                run(f"sqlite+aiosqlite:///{Path(tmp) / 'calls.sqlite3'}", args.calls, args.runs)
+            )
     if args.postgres:
         asyncio.run(run(args.postgres, args.calls, args.runs))
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -73,6 +74,15 @@ class Contact(Base):
     """A person the company talks to."""
 
     __tablename__ = "contacts"
+    # PostgreSQL: serves the search's LIKE '%…%' (core.search; migration 0008)
+    __table_args__ = (
+        Index(
+            "ix_contacts_search_key_trgm",
+            "search_key",
+            postgresql_using="gin",
+            postgresql_ops={"search_key": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     first_name: Mapped[str] = mapped_column(String(100), default="")
@@ -103,6 +113,12 @@ class PhoneNumber(Base):
     __table_args__ = (
         Index("ix_phone_numbers_e164", "e164"),
         Index("ix_phone_numbers_rev_digits", "rev_digits"),
+        Index(
+            "ix_phone_numbers_rev_digits_trgm",
+            "rev_digits",
+            postgresql_using="gin",
+            postgresql_ops={"rev_digits": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -121,6 +137,14 @@ class EmailAddress(Base):
     """A contact's e-mail address, stored lower-cased for matching."""
 
     __tablename__ = "email_addresses"
+    __table_args__ = (
+        Index(
+            "ix_email_addresses_address_trgm",
+            "address",
+            postgresql_using="gin",
+            postgresql_ops={"address": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     contact_id: Mapped[int] = mapped_column(
@@ -318,3 +342,61 @@ class AmiRequest(Base):
     args: Mapped[str] = mapped_column(Text)
     taken_by: Mapped[str | None] = mapped_column(String(120))
     answer: Mapped[str | None] = mapped_column(Text)
+
+
+class WallDayVersion(Base):
+    """How often the calls of a closed UTC day changed: bumped by database triggers on
+    ``calls`` and ``call_agents`` (migration 0008), read by :mod:`core.rollups`."""
+
+    __tablename__ = "wall_day_versions"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class WallDay(Base):
+    """A closed day whose wall figures are kept (for a service level ``threshold``), as of
+    ``version`` of its calls (:class:`WallDayVersion`); stale when that has moved on."""
+
+    __tablename__ = "wall_days"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    threshold: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class WallQueueDay(Base):
+    """One queue's (or DID's) additive figures of a closed day (``core.stats.queue_parts``)."""
+
+    __tablename__ = "wall_queue_days"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    threshold: Mapped[int] = mapped_column(Integer, primary_key=True)
+    line: Mapped[str] = mapped_column(String(80), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(80))
+    offered: Mapped[int] = mapped_column(Integer)
+    answered: Mapped[int] = mapped_column(Integer)
+    abandoned: Mapped[int] = mapped_column(Integer)
+    missed: Mapped[int] = mapped_column(Integer)
+    answered_within: Mapped[int] = mapped_column(Integer)
+    wait_unknown: Mapped[int] = mapped_column(Integer)
+    talk_count: Mapped[int] = mapped_column(Integer)
+    talk_seconds: Mapped[int] = mapped_column(BigInteger)
+    wait_count: Mapped[int] = mapped_column(Integer)
+    wait_sum: Mapped[float | None] = mapped_column(Float)
+    longest_wait: Mapped[float | None] = mapped_column(Float)
+
+
+class WallAgentDay(Base):
+    """One agent extension's additive figures of a closed day (``core.stats.agent_parts``)."""
+
+    __tablename__ = "wall_agent_days"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    threshold: Mapped[int] = mapped_column(Integer, primary_key=True)
+    extension: Mapped[str] = mapped_column(String(32), primary_key=True)
+    answered: Mapped[int] = mapped_column(Integer)
+    missed: Mapped[int] = mapped_column(Integer)
+    placed: Mapped[int] = mapped_column(Integer)
+    talk_count: Mapped[int] = mapped_column(Integer)
+    talk_seconds: Mapped[int] = mapped_column(BigInteger)

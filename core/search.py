@@ -10,8 +10,14 @@ A query that looks like a phone number matches any run of digits of a stored
 number: "0171 555" finds +49 171 5551234 (the national trunk prefix or the
 international prefix is dropped first). Numbers are stored with their digits
 reversed (``phone_numbers.rev_digits``), and a substring of the reversed digits is
-the reversed substring, so no other column is needed. Both searches scan (a
-``LIKE '%…%'`` has no index); at a million contacts that is a search, not a pop.
+the reversed substring, so no other column is needed.
+
+On PostgreSQL ``pg_trgm`` GIN indexes on ``contacts.search_key``,
+``phone_numbers.rev_digits`` and ``email_addresses.address`` (migration 0008)
+serve the ``LIKE '%…%'``: a query of three or more characters reads the rows
+holding its trigrams, not the table. SQLite has no such index, and scans: about
+a second at a million contacts (docs/BENCHMARKS.md), fine for the embedded
+default's size; a large installation runs on PostgreSQL.
 """
 
 from __future__ import annotations

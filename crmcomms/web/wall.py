@@ -1,7 +1,8 @@
 """The supervisor wall's summary: ``GET /api/wall?since=&until=`` (supervisors, admins).
 
 The period's figures per queue and per agent come from SQL over the whole
-call log (:mod:`core.stats`, no row limit); the live ones (callers waiting
+call log (:mod:`core.stats`, no row limit; closed days added up from their kept
+figures, :mod:`core.rollups`); the live ones (callers waiting
 now and since when, members, agents' state and pauses) from the AMI
 (:class:`crmcomms.telephony.presence.Presence` of the process holding the link,
 through :class:`crmcomms.telephony.desk.CallDesk`), ``as_of`` the PBX's time of
@@ -18,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from core.errors import InvalidInput
-from core.stats import Period, agent_figures, agent_names, queue_figures, totals
+from core.rollups import wall_figures
+from core.stats import Period, agent_names, totals
 from core.wrapup import disposition_counts
 from crmcomms.keys import CALL_DESK
 from crmcomms.services import services
@@ -49,8 +51,7 @@ def period_of(request: web.Request) -> Period:
 async def get_wall(request: web.Request) -> web.Response:
     period = period_of(request)
     async with services(request).sessions() as session:
-        queues = await queue_figures(session, period)
-        agents = await agent_figures(session, period)
+        queues, agents = await wall_figures(session, period, datetime.now(UTC))
         names = await agent_names(session)
         dispositions = await disposition_counts(session, period.since, period.until)
     desk = request.app.get(CALL_DESK)  # the live state, from the AMI link's owner

@@ -31,10 +31,21 @@ async def _assert_migrated(url: str) -> None:
             diff = await conn.run_sync(
                 lambda c: compare_metadata(MigrationContext.configure(c), Base.metadata)
             )
+        diff = [d for d in diff if not _for_another_dialect(d, engine.dialect.name)]
         assert set(Base.metadata.tables) <= tables
         assert diff == [], f"models and migrations differ: {diff}"
     finally:
         await engine.dispose()
+
+
+def _for_another_dialect(change: Any, dialect: str) -> bool:
+    """An index the models create on another database only (``Index.ddl_if``), which
+    alembic's comparison does not know of (the pg_trgm indexes on SQLite)."""
+    if change[0] != "add_index":
+        return False
+    table = Base.metadata.tables[change[1].table.name]
+    ddl_if = next(ix._ddl_if for ix in table.indexes if ix.name == change[1].name)
+    return ddl_if is not None and ddl_if.dialect not in (None, dialect)
 
 
 async def test_sqlite(tmp_path: Path) -> None:
