@@ -5,9 +5,10 @@ interleaved stream as ``bench/ami.py --mode throughput`` (the captures of
 ``tests/fixtures/ami`` with fresh ids, 64 KiB chunks) and replays it through:
 
 - ``framing``: :class:`~crmcomms.ami.framing.AmiFramer` alone, every block parsed;
-- ``+ filter``: the framer with the service's pre-parse filter (``wanted``);
-- ``+ tracker``: that, then every event through ``CallTracker.feed_message``
-  (translation and the tracker), as the telephony consumer does.
+- ``+ filter``: the framer with the AMI edge's pre-parse filter (``wanted``);
+- ``+ tracker``: that, then every event through the edge's translation
+  (:class:`~crmcomms.ami.translate.AmiTranslator`) into ``CallTracker.feed``,
+  as the daemon's link and telephony consumer do.
 
 Each figure is AMI events of the stream per second of CPU (best and median of
 the rounds). The translate and tracker stages are also timed alone, on blocks
@@ -24,15 +25,15 @@ from collections.abc import Callable
 from ami_load import Interleaved, Renderer, interleaved, load_templates, mix
 
 from crmcomms.ami.framing import AmiFramer, Malformed, Message
-from crmcomms.telephony.ami_events import AmiEvent
-from crmcomms.telephony.events import translate, wanted
+from crmcomms.ami.translate import AmiTranslator, translate, wanted
+from crmcomms.pbx_events import AmiEvent
 from crmcomms.telephony.tracker import CallTracker
 
 PATTERNS = ("PJSIP/{ext}-", "SIP/{ext}-")
 
 
 class Keep:
-    """The service's pre-parse filter (``TelephonyService._keep``), with its counter."""
+    """The edge's pre-parse filter (``AmiTranslator.keep``), with its counter."""
 
     def __init__(self) -> None:
         self.skipped = 0
@@ -58,14 +59,21 @@ def events_of(blocks: list[Message | Malformed]) -> list[Message | Malformed]:
 
 
 def full_path(stream: Interleaved) -> int:
-    framer = AmiFramer(Keep())
+    """Framing, the pre-filter and the translation of the AMI edge, then the tracker."""
     tracker = CallTracker(PATTERNS)
-    feed = tracker.feed_message
+    feed = tracker.feed
     produced = 0
+
+    def track(event: AmiEvent) -> None:
+        nonlocal produced
+        produced += len(feed(event))
+
+    edge = AmiTranslator(track)
+    framer = AmiFramer(edge.keep)
     for chunk in stream.chunks:
         for block in framer.feed(chunk):
             if type(block) is dict and "Event" in block:
-                produced += len(feed(block))
+                edge(block)
     return produced
 
 

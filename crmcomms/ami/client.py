@@ -48,6 +48,7 @@ class AmiClient:
     ``malformed_blocks`` unparsable blocks skipped; ``connect_attempts``
     every connection attempt; ``reconnects`` successful logins after the first one;
     ``since`` when the link last went up or down (wall clock, for /readyz).
+    ``on_connected`` is awaited with the client after each login (to send actions).
     """
 
     def __init__(
@@ -55,7 +56,7 @@ class AmiClient:
         settings: AmiSettings,
         on_message: Callable[[dict[str, str]], None],
         *,
-        on_connected: Callable[[], Awaitable[None]] | None = None,
+        on_connected: Callable[[AmiClient], Awaitable[None]] | None = None,
         random: Callable[[], float] = _random.random,
         keep: Keep | None = None,
     ) -> None:
@@ -168,7 +169,7 @@ class AmiClient:
         if self._on_connected is None:
             return
         try:
-            await self._on_connected()
+            await self._on_connected(self)
         except AmiError as exc:
             log.warning("AMI on_connected hook failed: %s", exc)
         except Exception:

@@ -42,7 +42,7 @@ from core.errors import InvalidInput
 from core.phones import format_for_dialling, normalise
 from crmcomms.ami.errors import AmiActionError, AmiNotConnected, AmiTimeout
 from crmcomms.config import AmiSettings
-from crmcomms.telephony.events import DIAL_NUMBER_VARIABLE
+from crmcomms.pbx_events import DIAL_NUMBER_VARIABLE
 
 CUSTOMER_NUMBER_VARIABLE = "CRM_CUSTOMER_NUMBER"
 OUTBOUND_CLI_VARIABLE = "CRM_OUTBOUND_CLI"

@@ -9,15 +9,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from crmcomms.ami.client import AmiClient
+from crmcomms.ami.translate import AmiTranslator
 from crmcomms.telephony.backfiller import Backfiller
 from crmcomms.telephony.tracker import CallTracker
 
 
 class _Telephony(Protocol):
     client: AmiClient
+    edge: AmiTranslator
     tracker: CallTracker
     backfiller: Backfiller | None
-    skipped: int
     resyncs: int
 
     @property
@@ -32,18 +33,19 @@ class TelephonyCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         client, tracker = self._telephony.client, self._telephony.tracker
+        dropped = self._telephony.edge.stats
         yield GaugeMetricFamily(
             "crmcomms_ami_connected", "1 while logged in to the AMI", value=int(client.connected)
         )
         yield CounterMetricFamily(
             "crmcomms_ami_events",
             "AMI event blocks received (including those skipped unparsed)",
-            value=client.messages_received + self._telephony.skipped,
+            value=client.messages_received + dropped.filtered,
         )
         yield CounterMetricFamily(
             "crmcomms_ami_malformed",
             "AMI blocks or events skipped as malformed",
-            value=client.malformed_blocks + tracker.stats.malformed,
+            value=client.malformed_blocks + dropped.malformed,
         )
         yield CounterMetricFamily(
             "crmcomms_ami_reconnects", "AMI logins after the first", value=client.reconnects

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from crmcomms.telephony.ami_events import (
+from crmcomms.pbx_events import (
     AmiEvent,
     QueueCallerAbandon,
     QueueCallerJoin,

@@ -1,7 +1,7 @@
 """Feeds :class:`~crmcomms.telephony.presence.Presence` from the AMI stream and pushes
 what changed (``presence.changed``) to the agents concerned and the supervisors.
 
-The telephony consumer hands every AMI message and every call event here, in
+The telephony consumer hands every typed AMI event and every call event here, in
 stream order; after a (re)login the ``QueueStatus`` answer joins the stream at
 its place (:class:`QueueSnapshot`) and replaces the queue state. After each
 batch :meth:`PresenceFeed.publish` sends, at most once per batch:
@@ -13,42 +13,42 @@ batch :meth:`PresenceFeed.publish` sends, at most once per batch:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from crmcomms.pbx_events import (
+    AmiEvent,
+    QueueCallerAbandon,
+    QueueCallerJoin,
+    QueueCallerLeave,
+    QueueEntry,
+    QueueMember,
+    QueueParams,
+)
 from crmcomms.push import Audience, Publisher
-from crmcomms.telephony.ami_events import AmiEvent
 from crmcomms.telephony.calls import CallEvent
-from crmcomms.telephony.events import MalformedEvent, Message, translate
 from crmcomms.telephony.presence import Presence
 
-log = logging.getLogger(__name__)
 EVENT = "presence.changed"
+#: The events of the stream presence reads (the others would only move its ``as_of``).
+QUEUE_EVENTS = (
+    QueueMember,
+    QueueCallerJoin,
+    QueueCallerLeave,
+    QueueCallerAbandon,
+    QueueEntry,
+    QueueParams,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class QueueSnapshot:
-    """The items of a ``QueueStatus`` answer; ``pbx_now`` the PBX's time then, if known."""
+    """The items of a ``QueueStatus`` answer, typed; ``pbx_now`` the PBX's time then, if known."""
 
-    items: Sequence[dict[str, str]]
+    items: Sequence[AmiEvent]
     pbx_now: datetime | None
-
-
-def typed(items: Sequence[Message], answer: str = "QueueStatus") -> list[AmiEvent]:
-    """The items of a list answer as typed events; malformed ones are logged and skipped."""
-    out = []
-    for item in items:
-        try:
-            event = translate(item)
-        except MalformedEvent as exc:
-            log.warning("skipping an item of a %s answer: %s", answer, exc)
-            continue
-        if event is not None:
-            out.append(event)
-    return out
 
 
 class PresenceFeed:
@@ -61,19 +61,13 @@ class PresenceFeed:
         self._queues: list[dict[str, Any]] = []
         self._published = presence.version
 
-    def feed_message(self, msg: Message) -> None:
-        """One AMI event of the stream: only queue events matter here."""
-        if not msg.get("Event", "").startswith("Queue"):
-            return
-        try:
-            event = translate(msg)
-        except MalformedEvent:
-            return  # counted by the tracker
-        if event is not None:
+    def feed_event(self, event: AmiEvent) -> None:
+        """One event of the stream: only queue events matter here."""
+        if isinstance(event, QUEUE_EVENTS):
             self.presence.feed(event)
 
     def feed_snapshot(self, snapshot: QueueSnapshot) -> None:
-        self.presence.load_status(typed(snapshot.items), snapshot.pbx_now)
+        self.presence.load_status(snapshot.items, snapshot.pbx_now)
 
     def feed_calls(self, events: Sequence[CallEvent]) -> None:
         for event in events:

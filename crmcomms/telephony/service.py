@@ -1,7 +1,8 @@
-"""Telephony worker: AMI link -> one ordered queue -> call tracker -> database -> push.
+"""Telephony worker: AMI edge -> one ordered queue -> call tracker -> database -> push.
 
-The AMI client hands every event block to a plain function that puts it on a
-queue; one consumer task drains the queue in order, feeds the sans-I/O tracker
+The AMI edge (:class:`~crmcomms.ami.translate.AmiTranslator`) hands every typed
+event to a plain function that puts it on the :class:`AmiInbox`; one consumer
+task drains the queue in order, feeds the sans-I/O tracker
 and hands the resulting events to the publisher, which reads what they need
 (call ids, callers, cards), publishes them at once and leaves the call log to
 its writer task (``call.ended`` goes out once written, see
@@ -29,19 +30,19 @@ from datetime import UTC, datetime, timedelta
 
 from crmcomms.ami.client import AmiClient
 from crmcomms.ami.errors import AmiError
+from crmcomms.ami.translate import AmiTranslator, translate_items
 from crmcomms.cdr.source import open_source
 from crmcomms.logs import log_fields
+from crmcomms.pbx_events import AmiEvent, ChannelSnapshot, CoreShowChannel
 from crmcomms.services import Services
-from crmcomms.telephony.ami_events import CoreShowChannel
 from crmcomms.telephony.backfiller import Backfiller
 from crmcomms.telephony.calls import CallEnded, CallEvent, CallRinging, CallSnapshot
 from crmcomms.telephony.controls import CallControls, queue_status_action
 from crmcomms.telephony.dialer import Dialer
-from crmcomms.telephony.events import wanted
 from crmcomms.telephony.logged import last_activity, open_calls
 from crmcomms.telephony.metrics import TelephonyCollector
 from crmcomms.telephony.presence import Presence
-from crmcomms.telephony.presence_feed import PresenceFeed, QueueSnapshot, typed
+from crmcomms.telephony.presence_feed import PresenceFeed, QueueSnapshot
 from crmcomms.telephony.publisher import CallPublisher
 from crmcomms.telephony.tracker import CallTracker
 
@@ -56,7 +57,7 @@ SHUTDOWN_FLUSH = 10.0
 class Resync:
     """The channels Asterisk listed after a (re)login; ``pbx_now`` its time then, if known."""
 
-    channels: Sequence[dict[str, str]]
+    channels: Sequence[CoreShowChannel]
     pbx_now: datetime | None
 
 
@@ -67,7 +68,10 @@ class Backfill:
     calls: Sequence[tuple[CallSnapshot, CallSnapshot | None]]
 
 
-Item = dict[str, str] | Resync | Backfill | QueueSnapshot
+Snapshot = Resync | Backfill | QueueSnapshot
+"""What joins the stream besides the AMI events."""
+Item = AmiEvent | Snapshot
+SNAPSHOTS = (Resync, Backfill, QueueSnapshot)
 
 
 def pbx_time(response: dict[str, str]) -> datetime | None:
@@ -79,8 +83,61 @@ def pbx_time(response: dict[str, str]) -> datetime | None:
 
 
 def channels_of(items: Sequence[dict[str, str]]) -> list[CoreShowChannel]:
-    """The CoreShowChannel items of a CoreShowChannels answer; bad items are logged."""
-    return [e for e in typed(items, "CoreShowChannels") if isinstance(e, CoreShowChannel)]
+    """The CoreShowChannel items of a CoreShowChannels answer, typed; bad items are logged."""
+    typed = translate_items(items, "CoreShowChannels")
+    return [event for event in typed if isinstance(event, CoreShowChannel)]
+
+
+class AmiInbox:
+    """The one ordered queue between the AMI edge and the consumer: typed events as the
+    link reads them (stamped with their arrival, for the pop latency), the channel and
+    queue lists at their place in the stream, CDR backfills."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Item] = asyncio.Queue()
+        self.arrivals: deque[float] = deque()  # when each queued event arrived, in order
+        self.dropped = 0  # blocks the edge dropped (consumed at once)
+        self.progress = asyncio.Event()
+
+    def put_event(self, event: AmiEvent) -> None:
+        """A typed event from the AMI edge (a plain function: order is the wire's)."""
+        self.arrivals.append(time.perf_counter())
+        self.queue.put_nowait(event)
+
+    def put(self, item: Snapshot) -> None:
+        """A list or a backfill, at its place in the stream."""
+        self.queue.put_nowait(item)
+
+    def drop(self) -> None:
+        """The edge dropped a block: it counts as consumed."""
+        self.dropped += 1
+        self.progress.set()
+
+    async def relist(self, client: AmiClient) -> None:
+        """After a login: the PBX's time, then its channels and queues, each queued at
+        its place in the stream (the client's ``on_connected``)."""
+        pbx_now: datetime | None = None
+        try:
+            pbx_now = pbx_time(await client.send_action({"Action": "Ping"}))
+            if pbx_now is None:
+                log.warning(
+                    "the PBX's Ping answer has no Timestamp: calls adopted now get no start time"
+                )
+            await client.send_list_action(
+                {"Action": "CoreShowChannels"},
+                on_list=lambda items: self.put(Resync(channels_of(items), pbx_now)),
+            )
+        except AmiError as exc:
+            log.warning("cannot list channels after AMI login: %s", exc)
+        try:
+            await client.send_list_action(
+                queue_status_action(),
+                on_list=lambda items: self.put(
+                    QueueSnapshot(translate_items(items, "QueueStatus"), pbx_now)
+                ),
+            )
+        except AmiError as exc:
+            log.warning("cannot read the queues after AMI login: %s", exc)
 
 
 class TelephonyService:
@@ -89,12 +146,11 @@ class TelephonyService:
     def __init__(self, svc: Services) -> None:
         settings = svc.settings
         self._svc = svc
-        self._queue: asyncio.Queue[Item] = asyncio.Queue()
-        self._arrivals: deque[float] = deque()  # when each queued AMI block arrived, in order
+        self._inbox = inbox = AmiInbox()
+        self._queue, self._arrivals = inbox.queue, inbox.arrivals
         self.tracker = CallTracker(settings.ami.agent_channel_patterns)
-        self.client = AmiClient(
-            settings.ami, self._receive, on_connected=self._resync, keep=self._keep
-        )
+        self.edge = edge = AmiTranslator(inbox.put_event, inbox.drop)
+        self.client = AmiClient(settings.ami, edge, on_connected=inbox.relist, keep=edge.keep)
         self.dialer = Dialer(self.client, settings.ami, settings.general.default_region)
         self.publisher = CallPublisher(svc, on_written=self._account)
         self.presence = PresenceFeed(Presence(settings.ami.agent_channel_patterns), svc.publisher)
@@ -107,17 +163,16 @@ class TelephonyService:
         self._since: datetime | None = None  # where a backfill after start-up begins
         svc.metrics.registry.register(TelephonyCollector(self))
         self.idle = asyncio.Event()
-        self.progress = asyncio.Event()
-        self.consumed = 0
-        self.skipped = 0
-        self._unrecorded = 0  # blocks handled whose calls may not be written yet
+        self.progress = inbox.progress
+        self._recorded = 0  # events handled whose calls are written
+        self._unrecorded = 0  # events handled whose calls may not be written yet
 
     def _backfiller(self, svc: Services) -> Backfiller | None:
         source = open_source(svc.settings.cdr)
         if source is None:
             return None
         margin = timedelta(seconds=svc.settings.cdr.margin_seconds)
-        deliver = lambda calls: self._queue.put_nowait(Backfill(calls))  # noqa: E731
+        deliver = lambda calls: self._inbox.put(Backfill(calls))  # noqa: E731
         return Backfiller(source, svc.db, deliver, self.tracker.agent_of, margin=margin)
 
     async def run(self) -> None:
@@ -148,14 +203,11 @@ class TelephonyService:
                 "%d call(s) left open by the last run wait for the PBX's channel list", len(opened)
             )
 
-    def _keep(self, block: str) -> bool:
-        """Parse only blocks the tracker can use; the rest count as consumed at once."""
-        if wanted(block):
-            return True
-        self.skipped += 1
-        self.consumed += 1
-        self.progress.set()
-        return False
+    @property
+    def consumed(self) -> int:
+        """AMI blocks done with: dropped at the edge, or handled and their calls written
+        (who waits for it may read the database)."""
+        return self._inbox.dropped + self._recorded
 
     @property
     def queue_depth(self) -> int:
@@ -169,34 +221,6 @@ class TelephonyService:
             return "connected"
         return f"down: {self.client.last_error or 'connecting'}"
 
-    async def _resync(self) -> None:
-        """After a login: the PBX's time, then its channel list, queued at its place."""
-        pbx_now: datetime | None = None
-        try:
-            pbx_now = pbx_time(await self.client.send_action({"Action": "Ping"}))
-            if pbx_now is None:
-                log.warning(
-                    "the PBX's Ping answer has no Timestamp: calls adopted now get no start time"
-                )
-            await self.client.send_list_action(
-                {"Action": "CoreShowChannels"},
-                on_list=lambda items: self._queue.put_nowait(Resync(items, pbx_now)),
-            )
-        except AmiError as exc:
-            log.warning("cannot list channels after AMI login: %s", exc)
-        try:
-            await self.client.send_list_action(
-                queue_status_action(),
-                on_list=lambda items: self._queue.put_nowait(QueueSnapshot(items, pbx_now)),
-            )
-        except AmiError as exc:
-            log.warning("cannot read the queues after AMI login: %s", exc)
-
-    def _receive(self, message: dict[str, str]) -> None:
-        """An AMI block handed on by the client: stamped (for the pop latency) and queued."""
-        self._arrivals.append(time.perf_counter())
-        self._queue.put_nowait(message)
-
     async def _consume(self) -> None:
         while True:
             if self._queue.empty():
@@ -207,14 +231,14 @@ class TelephonyService:
             while len(batch) < BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             await self._process(batch)
-            self._unrecorded += sum(1 for item in batch if isinstance(item, dict))
+            self._unrecorded += sum(1 for item in batch if not isinstance(item, SNAPSHOTS))
             self._account()
 
     def _account(self) -> None:
         """Count the blocks handled as consumed once their calls are written
         (who waits for "consumed" may read the database)."""
         if not self.publisher.pending:
-            self.consumed += self._unrecorded
+            self._recorded += self._unrecorded
             self._unrecorded = 0
         self.progress.set()
 
@@ -222,8 +246,8 @@ class TelephonyService:
         events: list[CallEvent] = []
         arrived: dict[int, float] = {}  # id of a call.ringing event -> its block's arrival
         for item in batch:
-            at = self._arrivals.popleft() if isinstance(item, dict) else None
-            with log_fields(linkedid=item.get("Linkedid") if isinstance(item, dict) else None):
+            at = None if isinstance(item, SNAPSHOTS) else self._arrivals.popleft()
+            with log_fields(linkedid=_linkedid(item)):
                 produced = self._feed_one(item)  # its lines carry the call's linkedid
             if at is not None:
                 arrived.update(_ringing_arrivals(produced, at))
@@ -257,8 +281,8 @@ class TelephonyService:
         if isinstance(item, QueueSnapshot):
             self.presence.feed_snapshot(item)
             return []
-        self.presence.feed_message(item)
-        return self.tracker.feed_message(item)
+        self.presence.feed_event(item)
+        return self.tracker.feed(item)
 
     def _complete_later(self, events: Sequence[CallEvent]) -> None:
         """A call that ended live with times the link missed: its CDR (written at
@@ -274,7 +298,7 @@ class TelephonyService:
         # where the gap began: the last PBX time seen, else where the log ends, else (an
         # empty log: a first start, or a crash before anything was written) the list's time
         since = self.tracker.last_time or self._since or item.pbx_now
-        events = self.tracker.resync(channels_of(item.channels), item.pbx_now)
+        events = self.tracker.resync(item.channels, item.pbx_now)
         self.resyncs += 1
         if self.backfiller is not None and since is not None:
             self.backfiller.request(since)
@@ -289,9 +313,25 @@ def _ringing_arrivals(events: Sequence[CallEvent], at: float) -> Mapping[int, fl
     return {id(event): at for event in events if isinstance(event, CallRinging)}
 
 
+def _channel_of(item: Item) -> ChannelSnapshot | None:
+    """The channel an event is about (a dial's caller, else its destination)."""
+    for name in ("channel", "caller", "dest"):
+        channel = getattr(item, name, None)
+        if isinstance(channel, ChannelSnapshot):
+            return channel
+    return None
+
+
+def _linkedid(item: Item) -> str | None:
+    """The call an item is about, if it is an event about a channel."""
+    channel = _channel_of(item)
+    return None if channel is None else channel.linkedid
+
+
 def _identity(item: Item) -> str:
-    """What names an item in a log line: the event and its channel ids."""
-    if isinstance(item, dict):
-        keys = ("Event", "Channel", "Uniqueid", "Linkedid")
-        return " ".join(f"{key}={item[key]}" for key in keys if key in item) or "a block"
-    return type(item).__name__
+    """What names an item in a log line: the event and its channel's ids."""
+    channel = _channel_of(item)
+    if channel is None:
+        return type(item).__name__
+    ids = f"Channel={channel.name} Uniqueid={channel.uniqueid} Linkedid={channel.linkedid}"
+    return f"Event={type(item).__name__} {ids}"

@@ -1,4 +1,7 @@
-"""The call tracker: AMI events in, call events out. Sans-I/O, no clock.
+"""The call tracker: typed PBX events in, call events out. Sans-I/O, no clock.
+
+It takes the values of :mod:`crmcomms.pbx_events` (the AMI edge,
+:mod:`crmcomms.ami.translate`, builds them) and knows nothing of the wire.
 
 Channels are keyed by ``Uniqueid``, calls by ``Linkedid`` (the Uniqueid of the
 call's first channel, shared by every leg). Asterisk rewrites a channel's
@@ -28,13 +31,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from crmcomms.ami.framing import Malformed
-from crmcomms.telephony.agents import agent_matcher
-from crmcomms.telephony.ami_events import (
+from crmcomms.pbx_events import (
+    DIAL_NUMBER_VARIABLE,
+    RECORDING_VARIABLE,
     AgentCalled,
     AgentConnect,
     AgentRingNoAnswer,
@@ -56,6 +58,7 @@ from crmcomms.telephony.ami_events import (
     QueueCallerJoin,
     VarSet,
 )
+from crmcomms.telephony.agents import agent_matcher
 from crmcomms.telephony.call_state import Bridges, LiveCall, LiveChannel, RecentIds, restored
 from crmcomms.telephony.calls import (
     CallAnswered,
@@ -67,21 +70,11 @@ from crmcomms.telephony.calls import (
     CallTransferred,
     Transfer,
 )
-from crmcomms.telephony.events import DIAL_NUMBER_VARIABLE, MalformedEvent, Message, translate
 from crmcomms.telephony.reconcile import merge
 
 _RINGING = 5  # ChannelState: the far end is alerting
 _UP = 6
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@dataclass(slots=True)
-class TrackerStats:
-    """Counters of :meth:`CallTracker.feed_message`."""
-
-    events: int = 0  # messages fed
-    unknown: int = 0  # no use to the tracker (other events, responses, other VarSets)
-    malformed: int = 0  # unparseable blocks and events lacking a needed header
 
 
 class CallTracker:
@@ -114,7 +107,6 @@ class CallTracker:
         self._unseen: dict[str, CallSnapshot] = {}
         self._remember = remember
         self._out: list[CallEvent] = []
-        self.stats = TrackerStats()
         self._handlers: dict[type[Any], Callable[[Any], None]] = {
             Newchannel: self._on_newchannel,
             Newstate: self._on_newstate,
@@ -147,23 +139,6 @@ class CallTracker:
         self._out = []
         handler(event)
         return self._out
-
-    def feed_message(self, msg: Message | Malformed) -> list[CallEvent]:
-        """Translate and feed one AMI message; bad or unused ones are only counted."""
-        stats = self.stats
-        stats.events += 1
-        if isinstance(msg, Malformed):
-            stats.malformed += 1
-            return []
-        try:
-            event = translate(msg)
-        except MalformedEvent:
-            stats.malformed += 1
-            return []
-        if event is None:
-            stats.unknown += 1
-            return []
-        return self.feed(event)
 
     def active_calls(self) -> list[CallSnapshot]:
         """Every call in progress, as known now."""
@@ -573,7 +548,7 @@ class CallTracker:
         if ch is None or value is None:
             return
         call = ch.call
-        if event.variable == "MIXMONITOR_FILENAME":
+        if event.variable == RECORDING_VARIABLE:
             call.recording = value
         elif event.variable == DIAL_NUMBER_VARIABLE:
             if not call.callee_known:

@@ -49,7 +49,8 @@ class Connections:
         self.count = 0
         self._changed = asyncio.Event()
 
-    async def __call__(self) -> None:
+    async def __call__(self, client: AmiClient) -> None:
+        assert client.connected  # the client that logged in, to send actions on
         self.count += 1
         self._changed.set()
 

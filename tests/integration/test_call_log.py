@@ -19,6 +19,7 @@ from core.models import Call, CallAgent, CallContact
 from crmcomms.ami.framing import AmiFramer
 from crmcomms.telephony.calls import CallEnded, CallSnapshot, Transfer
 from crmcomms.telephony.tracker import CallTracker
+from tests.ami_edge import feed
 from tests.conftest import PostgresServer
 
 CAPTURES = Path(__file__).parents[1] / "fixtures" / "ami"
@@ -29,7 +30,7 @@ def _ended_calls() -> list[CallSnapshot]:
     calls = []
     for capture in sorted(CAPTURES.glob("*.ami")):
         for block in AmiFramer().feed(capture.read_bytes()):
-            calls += [e.call for e in tracker.feed_message(block) if isinstance(e, CallEnded)]
+            calls += [e.call for e in feed(tracker, [block]) if isinstance(e, CallEnded)]
     return calls
 
 

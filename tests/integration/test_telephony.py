@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from crmcomms.keys import TELEPHONY
+from crmcomms.pbx_events import DialEnd
 from tests.conftest import PostgresServer
 from tests.integration.telephony_harness import CAPTURES, Daemon, facts, running_daemon
 
@@ -189,14 +190,14 @@ async def test_an_item_that_breaks_the_tracker_is_skipped(
     the worker goes on and the call is still logged from the other events."""
     async with running_daemon(tmp_path) as daemon:
         telephony = daemon.client.app[TELEPHONY]
-        feed = telephony.tracker.feed_message
+        feed = telephony.tracker.feed
 
         def breaking(message: Any) -> Any:
-            if isinstance(message, dict) and message.get("Event") == "DialEnd":
+            if isinstance(message, DialEnd):
                 raise RuntimeError("a tracker bug")
             return feed(message)
 
-        telephony.tracker.feed_message = breaking  # type: ignore[method-assign]
+        telephony.tracker.feed = breaking  # type: ignore[method-assign]
         await daemon.replay("inbound-direct-answered")
         await daemon.settle()
         call = await _one_call(daemon)

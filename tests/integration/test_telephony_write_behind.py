@@ -7,6 +7,7 @@ from pathlib import Path
 from crmcomms.ami.capture import load_capture
 from crmcomms.telephony.calls import CallAnswered
 from crmcomms.telephony.tracker import CallTracker
+from tests.ami_edge import feed
 from tests.integration.telephony_harness import CAPTURES, running_daemon
 
 SCENARIO = "inbound-direct-answered"
@@ -19,7 +20,7 @@ async def test_answered_call_shows_talking_in_the_log_soon(tmp_path: Path) -> No
         answered = next(
             index
             for index, block in enumerate(blocks)
-            if any(isinstance(e, CallAnswered) for e in tracker.feed_message(block.fields))
+            if any(isinstance(e, CallAnswered) for e in feed(tracker, [block.fields]))
         )
         async with daemon.listening("sue") as listeners:
             await daemon.pbx.replay(blocks[:answered])

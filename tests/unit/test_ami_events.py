@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from crmcomms.ami.framing import AmiFramer
-from crmcomms.telephony.ami_events import (
+from crmcomms.ami.translate import MalformedEvent, translate, wanted
+from crmcomms.pbx_events import (
     AgentCalled,
     AttendedTransfer,
     BlindTransfer,
@@ -23,7 +24,6 @@ from crmcomms.telephony.ami_events import (
     QueueCallerJoin,
     VarSet,
 )
-from crmcomms.telephony.events import MalformedEvent, translate, wanted
 
 CAPTURES = Path(__file__).parent.parent / "fixtures" / "ami"
 

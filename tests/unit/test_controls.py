@@ -24,9 +24,9 @@ import pytest
 
 from crmcomms.ami.capture import load_capture
 from crmcomms.ami.framing import encode_action
+from crmcomms.ami.translate import translate, wanted
+from crmcomms.pbx_events import QueueEntry, QueueMember
 from crmcomms.telephony import controls
-from crmcomms.telephony.ami_events import QueueEntry, QueueMember
-from crmcomms.telephony.events import translate, wanted
 from crmcomms.telephony.presence import Presence, interface_matcher
 from crmcomms.telephony.tracker import CallTracker
 from tests.integration.telephony_harness import CAPTURES
@@ -160,7 +160,7 @@ def test_presence_follows_a_real_queue_call() -> None:
         event = translate(block.fields)
         if event is not None:
             presence.feed(event)
-        for call_event in tracker.feed_message(block.fields):
+        for call_event in tracker.feed(event) if event is not None else []:
             presence.feed_call(call_event)
         seen.add(presence.agent_state("102"))
         for queue in presence.queues_json():

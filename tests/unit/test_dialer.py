@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from crmcomms.ami.framing import encode_action
+from crmcomms.ami.translate import translate, wanted
 from crmcomms.config import AmiSettings, ConfigError, parse_settings
 from crmcomms.telephony.calls import CallRinging
 from crmcomms.telephony.dialer import Dialer, header_safe
-from crmcomms.telephony.events import translate, wanted
 from crmcomms.telephony.tracker import CallTracker
 from tests.unit import tracker_sequences as hand
 from tests.unit.test_tracker import check_pop_contract, ended, feed_all, kinds, messages

@@ -13,6 +13,8 @@ from collections import Counter
 import pytest
 
 from crmcomms.ami.framing import AmiFramer
+from crmcomms.ami.translate import AmiTranslator
+from crmcomms.pbx_events import AmiEvent
 from crmcomms.telephony.calls import CallEnded, CallEvent, CallTransferred
 from crmcomms.telephony.tracker import CallTracker
 from tests.peer_captures import ami_bytes, expected, mismatches
@@ -27,9 +29,16 @@ def peer_names() -> list[str]:
 def replay(name: str) -> list[CallEvent]:
     tracker = CallTracker()
     events: list[CallEvent] = []
-    for block in AmiFramer().feed(ami_bytes(name)):
-        events += tracker.feed_message(block)
-    assert tracker.stats.malformed == 0
+    blocks = AmiFramer().feed(ami_bytes(name))
+    assert all(isinstance(block, dict) for block in blocks)
+    typed: list[AmiEvent] = []
+    edge = AmiTranslator(typed.append)
+    for block in blocks:
+        if isinstance(block, dict) and "Event" in block:
+            edge(block)
+    assert edge.stats.malformed == 0
+    for event in typed:
+        events += tracker.feed(event)
     assert tracker.active_calls() == []
     return events
 

@@ -12,11 +12,12 @@ import pytest
 
 from crmcomms.ami.capture import CaptureBlock, load_capture
 from crmcomms.ami.replay import RecordedConnection
-from crmcomms.telephony.ami_events import CoreShowChannel
+from crmcomms.ami.translate import translate
+from crmcomms.pbx_events import CoreShowChannel
 from crmcomms.telephony.calls import CallEnded, CallEvent, CallRinging, CallSnapshot
-from crmcomms.telephony.events import translate
 from crmcomms.telephony.reconcile import merge
 from crmcomms.telephony.tracker import CallTracker
+from tests import ami_edge
 
 OUTAGES = Path(__file__).parents[1] / "fixtures" / "outages"
 
@@ -36,7 +37,7 @@ def channels(blocks: list[CaptureBlock]) -> list[CoreShowChannel]:
 
 
 def feed(tracker: CallTracker, blocks: list[CaptureBlock]) -> list[CallEvent]:
-    return [event for block in blocks for event in tracker.feed_message(block.fields)]
+    return ami_edge.feed(tracker, [block.fields for block in blocks])
 
 
 def connection(scenario: str, n: int) -> RecordedConnection:

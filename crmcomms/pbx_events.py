@@ -1,7 +1,10 @@
-"""The typed AMI events the call tracker understands: frozen values, one per event.
+"""What the PBX reports, as typed values: the AMI events crmcomms uses, one frozen
+dataclass per event, and the channel variables it tracks.
 
-Only :func:`crmcomms.telephony.events.translate` builds them, from AMI messages
-(it alone knows AMI's header spellings). Caller-id style values are ``None``
+The vocabulary between the AMI edge and the logic: only
+:func:`crmcomms.ami.translate.translate` builds these values, from AMI messages (it
+alone knows AMI's header spellings); the call tracker and the queue presence take
+them and import nothing from :mod:`crmcomms.ami`. Caller-id style values are ``None``
 when Asterisk sends ``''`` or ``<unknown>``, never ``''``. ``timestamp`` is the
 event's ``Timestamp`` header as an aware UTC datetime, ``None`` for events
 without one (FullyBooted, the CoreShowChannel list items).
@@ -11,6 +14,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+RECORDING_VARIABLE = "MIXMONITOR_FILENAME"
+"""Set by MixMonitor on the recorded channel: the full path of the recording."""
+DID_VARIABLE = "INBOUND_DID"
+"""Set by the dialplan on an inbound call: the number dialled (also inherited, ``_``/``__``)."""
+DIAL_NUMBER_VARIABLE = "CRM_DIAL_NUMBER"
+"""Set on the agent's channel by crmcomms' click-to-dial Originate: the number it dials."""
+TRACKED_VARIABLES: frozenset[str] = frozenset(
+    {
+        RECORDING_VARIABLE,
+        DID_VARIABLE,
+        f"_{DID_VARIABLE}",
+        f"__{DID_VARIABLE}",
+        DIAL_NUMBER_VARIABLE,
+    }
+)
+"""VarSet variables that reach the tracker (as the PBX names them); every other VarSet
+is dropped at the edge, before it is parsed."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,12 @@
-"""The one translation from AMI messages to typed events, and the pre-parse filter.
+"""The AMI edge's translation: AMI messages in, typed events out, and the pre-parse filter.
 
 :func:`translate` is the only code that knows AMI header spellings
 (``CallerIDNum``, ``Linkedid``, ``DestUniqueid``...). It returns one of the
-frozen dataclasses of :mod:`crmcomms.telephony.ami_events` (re-exported here),
-``None`` for events the tracker does not use (checked on the ``Event`` key
-before anything is built: most of the stream is VarSet, CEL and
-DeviceStateChange), or raises :class:`MalformedEvent` when a header the event
-needs is missing. Caller-id style values ``''`` and ``<unknown>`` become
-``None``, never ``''``.
+frozen dataclasses of :mod:`crmcomms.pbx_events`, ``None`` for events no one
+uses (checked on the ``Event`` key before anything is built: most of the stream
+is VarSet, CEL and DeviceStateChange), or raises :class:`MalformedEvent` when a
+header the event needs is missing. Caller-id style values ``''`` and
+``<unknown>`` become ``None``, never ``''``.
 
 Times come from the ``Timestamp: <unix>.<usec>`` header (manager.conf
 ``timestampevents = yes``) as aware UTC datetimes; events without it
@@ -15,16 +14,25 @@ Times come from the ``Timestamp: <unix>.<usec>`` header (manager.conf
 
 :func:`wanted` looks at a block's raw text before the framer parses it and says
 False only for blocks ``translate`` would give ``None`` for. It runs for every
-block of the stream, so it does as little as it can.
+block of the stream, so it does as little as it can. Both are driven by one
+table: the event names of :data:`_BUILDERS` and the variables of
+:data:`~crmcomms.pbx_events.TRACKED_VARIABLES`.
+
+:class:`AmiTranslator` is the edge itself: the client's ``on_message``, it hands
+each typed event on and counts what it drops.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 
-from crmcomms.telephony.ami_events import (
+from crmcomms.ami.framing import Message
+from crmcomms.pbx_events import (
+    TRACKED_VARIABLES,
     AgentCalled,
     AgentComplete,
     AgentConnect,
@@ -55,14 +63,7 @@ from crmcomms.telephony.ami_events import (
     VarSet,
 )
 
-Message = Mapping[str, str]
-
-DIAL_NUMBER_VARIABLE = "CRM_DIAL_NUMBER"
-"""Set on the agent's channel by crmcomms' click-to-dial Originate: the number it dials."""
-TRACKED_VARIABLES: frozenset[str] = frozenset(
-    {"MIXMONITOR_FILENAME", "INBOUND_DID", "__INBOUND_DID", "_INBOUND_DID", DIAL_NUMBER_VARIABLE}
-)
-"""VarSet variables that reach the tracker; every other VarSet is dropped."""
+log = logging.getLogger(__name__)
 
 
 class MalformedEvent(ValueError):
@@ -75,7 +76,7 @@ class MalformedEvent(ValueError):
 
 
 def translate(msg: Message) -> AmiEvent | None:
-    """The typed event for one AMI message, None if the tracker has no use for it."""
+    """The typed event for one AMI message, None if no one has a use for it."""
     name = msg.get("Event")
     if name is None:
         return None
@@ -83,25 +84,86 @@ def translate(msg: Message) -> AmiEvent | None:
     return None if build is None else build(msg, name)
 
 
+def translate_items(items: Iterable[Message], answer: str) -> list[AmiEvent]:
+    """The items of a list action's answer (``answer``: its name, for the log) as typed
+    events; malformed ones are logged and skipped."""
+    out = []
+    for item in items:
+        try:
+            event = translate(item)
+        except MalformedEvent as exc:
+            log.warning("skipping an item of a %s answer: %s", answer, exc)
+            continue
+        if event is not None:
+            out.append(event)
+    return out
+
+
 def wanted(block: str) -> bool:
     """Whether a raw block (``\n`` line ends) can matter to the tracker, before parsing.
 
     Blocks that are not events, or that answer one of our actions (``ActionID``,
-    e.g. the CoreShowChannels list), always pass; events the tracker ignores and
-    VarSets not naming a tracked variable anywhere are refused. Cheap: a set
-    lookup of the first line, and substring tests for the others.
+    e.g. the CoreShowChannels list), always pass; events no one uses and VarSets
+    not naming a tracked variable anywhere are refused. Cheap: a set lookup of
+    the first line, and substring tests for the others.
     """
     first = block.partition("\n")[0]
     if first == "Event: VarSet":  # half of all blocks
-        return (
-            "INBOUND_DID" in block  # also finds _INBOUND_DID and __INBOUND_DID
-            or "MIXMONITOR_FILENAME" in block
-            or DIAL_NUMBER_VARIABLE in block
-            or "\nActionID:" in block
-        )
+        for name in _VARIABLE_NAMES:
+            if name in block:
+                return True
+        return "\nActionID:" in block
     if first in _WANTED_FIRST_LINES or "\nActionID:" in block or not first.startswith("Event: "):
         return True
     return first[7:].strip() in _BUILDERS  # "Event:  Hangup " and the like
+
+
+@dataclass(slots=True)
+class TranslationStats:
+    """Counters of :class:`AmiTranslator`."""
+
+    filtered: int = 0  # blocks refused unparsed by the pre-filter
+    unknown: int = 0  # parsed, and of no use (other events, other VarSets)
+    malformed: int = 0  # events lacking a needed header
+
+
+def _nothing() -> None:
+    return None
+
+
+class AmiTranslator:
+    """The typed edge: the framer's pre-filter (:meth:`keep`) and the client's
+    ``on_message``; each typed event is handed to ``deliver``, in wire order. What
+    it drops (filtered, unused, malformed) is counted, and ``dropped`` told."""
+
+    def __init__(
+        self, deliver: Callable[[AmiEvent], None], dropped: Callable[[], None] = _nothing
+    ) -> None:
+        self._deliver = deliver
+        self._dropped = dropped
+        self.stats = TranslationStats()
+
+    def keep(self, block: str) -> bool:
+        """:func:`wanted`, counting what it refuses."""
+        if wanted(block):
+            return True
+        self.stats.filtered += 1
+        self._dropped()
+        return False
+
+    def __call__(self, msg: Message) -> None:
+        try:
+            event = translate(msg)
+        except MalformedEvent as exc:
+            self.stats.malformed += 1
+            log.debug("AMI: skipped an event: %s", exc)
+            self._dropped()
+            return
+        if event is None:
+            self.stats.unknown += 1
+            self._dropped()
+            return
+        self._deliver(event)
 
 
 # ---------------------------------------------------------------- helpers
@@ -416,3 +478,6 @@ _BUILDERS: dict[str, Callable[[Message, str], AmiEvent | None]] = {
     "QueueEntry": _queue_entry,
 }
 _WANTED_FIRST_LINES = frozenset(f"Event: {name}" for name in _BUILDERS if name != "VarSet")
+#: What a VarSet block must contain to be parsed: each tracked variable without the
+#: inheritance prefix (``INBOUND_DID`` also finds ``_INBOUND_DID`` and ``__INBOUND_DID``).
+_VARIABLE_NAMES = tuple(sorted({name.lstrip("_") for name in TRACKED_VARIABLES}))
