@@ -15,7 +15,8 @@ so it follows here, from the stored raw bytes, off the event loop:
 
 The state lives in the database: a crash between the phases loses nothing,
 the next drain parses whatever is still marked. Until then a message has no
-text, HTML or attachments, and ``summary()`` says ``body_parsed: false``.
+text, HTML or attachments, and its JSON says ``body_parsed: false``
+(:mod:`core.mail.email_json`).
 """
 
 from __future__ import annotations

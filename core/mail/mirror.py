@@ -14,14 +14,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, delete
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from core.mail.blobs import BlobStore
+from core.mail.email_json import emails_json
 from core.mail.headers import MailHeaders
-from core.mail.models import EmailLocation, FolderState
+from core.mail.models import EmailLocation, EmailMessage, FolderState
 from core.mail.parse import MailItem
 from core.mail.queries import MailReaders, mail_readers, readers_extensions
 from core.mail.store import Copy, Fetched, StoredMessage, StoreOptions, store_messages
@@ -54,10 +56,10 @@ class FolderBatch:
 
 @dataclass(frozen=True, slots=True)
 class Announcement:
-    """A new message to publish, and to whom: ``readers``, reached at ``extensions``."""
+    """A new message to publish (:func:`core.mail.email_json.email_json`), and to whom:
+    ``readers``, reached at ``extensions``."""
 
-    stored: StoredMessage
-    item: MailItem | MailHeaders
+    email: dict[str, Any]
     readers: MailReaders
     extensions: frozenset[str]
     #: ``email.received``; ``email.sent`` for mail the mailbox sent from another client
@@ -71,11 +73,12 @@ def store_folder_batch(
     """Store ``batch`` and advance its folder's last UID (the caller's transaction)."""
     with Session(bind=conn) as session:
         results = store_messages(session, batch.fetched, blobs, options, unlocated=True)
-        announced = [
-            _announcement(session, result, fetched.item, options)
+        created = [
+            (result, fetched.item)
             for result, fetched in zip(results, batch.fetched, strict=True)
             if batch.announce and result.created
         ]
+        announced = _announcements(session, created, options)
         last = batch.last
         state = session.get(FolderState, (last.mailbox, last.folder))
         assert state is not None  # created when the round began
@@ -84,16 +87,38 @@ def store_folder_batch(
     return announced
 
 
+def _announcements(
+    session: Session,
+    created: Sequence[tuple[StoredMessage, MailItem | MailHeaders]],
+    options: StoreOptions,
+) -> list[Announcement]:
+    """What to tell whom of the new messages (the readers of
+    :func:`core.mail.queries.mail_readers`); the messages read back in one query."""
+    if not created:
+        return []
+    ids = [stored.id for stored, _ in created]
+    rows = session.scalars(select(EmailMessage).where(EmailMessage.id.in_(ids)))
+    messages = {message.id: message for message in rows}
+    emails = emails_json(session, [messages[id_] for id_ in ids])
+    return [
+        _announcement(session, email, stored, item, options)
+        for email, (stored, item) in zip(emails, created, strict=True)
+    ]
+
+
 def _announcement(
-    session: Session, stored: StoredMessage, item: MailItem | MailHeaders, options: StoreOptions
+    session: Session,
+    email: dict[str, Any],
+    stored: StoredMessage,
+    item: MailItem | MailHeaders,
+    options: StoreOptions,
 ) -> Announcement:
-    """Who is told: the readers of :func:`core.mail.queries.mail_readers`."""
     people = [a.address for a in (*item.to, *item.cc)]
     readers = mail_readers(session, bool(stored.contact_ids), people)
     extensions = frozenset() if readers.everyone else readers_extensions(session, readers)
     own = any(a.address in options.own_addresses for a in item.from_)
     kind = "email.sent" if own else "email.received"
-    return Announcement(stored, item, readers, extensions, kind)
+    return Announcement(email, readers, extensions, kind)
 
 
 async def start_uid(session: AsyncSession, mailbox: str, folder: str, uidvalidity: int) -> int:

@@ -86,30 +86,6 @@ class EmailMessage(Base):
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
-    def summary(self) -> dict[str, Any]:
-        """The message as list views show it (no bodies)."""
-        return {
-            "id": self.id,
-            "mailbox": self.mailbox,
-            "message_id": self.message_id,
-            "thread_id": self.thread_id,
-            "subject": self.subject,
-            "from": self.from_,
-            "to": self.to,
-            "cc": self.cc,
-            "date": _iso(self.date),
-            "sort_at": _iso(self.sort_at),
-            "direction": self.direction,
-            "state": self.state,
-            "error": self.error,
-            "parse_error": self.parse_error,
-            "body_parsed": self.body_parsed,
-        }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
-
 
 class EmailRaw(Base):
     """The raw RFC 5322 bytes of a message, exactly as fetched or sent."""

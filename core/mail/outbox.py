@@ -214,9 +214,12 @@ async def raw_of(session: AsyncSession, email_id: int) -> bytes:
     return raw
 
 
-async def mark_sent(session: AsyncSession, email_id: int, now: datetime) -> None:
-    """The server accepted the message; it still has to be appended to Sent."""
-    await _set(session, email_id, state="sent", sent_at=now, error=None, sent_folder_pending=True)
+async def mark_sent(
+    session: AsyncSession, email_id: int, now: datetime, note: str | None = None
+) -> None:
+    """The server accepted the message; it still has to be appended to Sent. ``note``:
+    the recipients it refused, if it accepted only some."""
+    await _set(session, email_id, state="sent", sent_at=now, error=note, sent_folder_pending=True)
 
 
 async def mark_failed(session: AsyncSession, email_id: int, reason: str) -> None:

@@ -7,7 +7,6 @@ import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -28,8 +27,8 @@ from core.errors import NotFound
 from core.history import HistoryItem
 from core.mail import parse_message
 from core.mail.blobs import BlobStore
+from core.mail.email_json import emails_json
 from core.mail.models import EmailAttachment, EmailContact, EmailMessage, EmailRaw
-from core.mail.preview import preview
 from core.models import Agent, AgentExtension
 
 
@@ -250,12 +249,8 @@ _HISTORY = (
 
 def email_history(session: Session, contact_ids: Sequence[int], limit: int) -> list[HistoryItem]:
     """History source (``core.history.HistorySource``): the contacts' e-mails."""
-    rows = session.scalars(_HISTORY, {"ids": list(contact_ids), "limit": limit})
-    return [HistoryItem("email", m.sort_at, history_json(m)) for m in rows]
-
-
-def history_json(message: EmailMessage) -> dict[str, Any]:
-    """An e-mail in a timeline: the summary plus a short preview of the text."""
-    data = message.summary()
-    data["preview"] = preview(message.text)
-    return data
+    rows = list(session.scalars(_HISTORY, {"ids": list(contact_ids), "limit": limit}))
+    return [
+        HistoryItem("email", m.sort_at, data)
+        for m, data in zip(rows, emails_json(session, rows), strict=True)
+    ]

@@ -23,10 +23,12 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import aiosmtplib
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.mail.email_json import stored_email_json
 from core.mail.models import EmailMessage
 from core.mail.outbox import (
     claim_next,
@@ -144,13 +146,17 @@ class OutboxWorker:
         it happened to them twice in a row (:func:`core.mail.outbox.recover_interrupted`)."""
         async with self.svc.sessions.begin() as session:
             recovery = await recover_interrupted(session, self.name)
-            audiences = [await self._audience(session, m.agent_id) for m in recovery.failed]
+            await session.flush()
+            failed = [
+                (await self._audience(session, m.agent_id), await _email(session, m.id))
+                for m in recovery.failed
+            ]
         if recovery.requeued:
             log.warning(
                 "outbox %s: %d interrupted sends queued again", self.name, len(recovery.requeued)
             )
-        for message, audience in zip(recovery.failed, audiences, strict=True):
-            self._announce(message, SendResult("failed", message.error or ""), audience)
+        for audience, email in failed:
+            self._announce(email, SendResult("failed", email["error"] or ""), audience)
 
     async def send_next(self) -> bool:
         """Send the next due message, if any; False when none is due."""
@@ -183,7 +189,9 @@ class OutboxWorker:
                 use_tls=box.smtp_tls == "implicit",
                 start_tls=box.smtp_tls == "starttls",
                 username=box.smtp_username or None,
-                password=(box.smtp_password or None) if box.smtp_username else None,
+                password=(box.smtp_password or None)
+                if box.smtp_username
+                else None,
                 timeout=self.tuning.timeout,
             )
         except (aiosmtplib.SMTPException, OSError) as exc:
@@ -198,13 +206,14 @@ class OutboxWorker:
         now = utcnow()
         async with self.svc.sessions.begin() as session:
             if result.outcome == "sent":
-                await mark_sent(session, message.id, now)
+                await mark_sent(session, message.id, now, result.reason or None)
             elif result.outcome == "retry" and message.attempts < self.tuning.max_attempts:
                 await retry_later(session, message.id, result.reason, now + self._backoff(message))
             else:
                 await mark_failed(session, message.id, result.reason)
             audience = await self._audience(session, message.agent_id)
-        self._announce(message, result, audience)
+            email = await _email(session, message.id)
+        self._announce(email, result, audience)
 
     def _backoff(self, message: EmailMessage) -> timedelta:
         delay = self.tuning.retry_initial * 2 ** max(message.attempts - 1, 0)
@@ -216,17 +225,17 @@ class OutboxWorker:
         readers = MailReaders(agent_ids=frozenset({agent_id}))
         return Audience(extensions=await session.run_sync(readers_extensions, readers))
 
-    def _announce(self, message: EmailMessage, result: SendResult, audience: Audience) -> None:
+    def _announce(self, email: dict[str, Any], result: SendResult, audience: Audience) -> None:
+        """Publish ``email.sent`` or ``email.failed`` (a deferred message: the health only)."""
         if result.outcome == "retry":
-            log.info("outbox %s: e-mail %d deferred: %s", self.name, message.id, result.reason)
+            log.info("outbox %s: e-mail %d deferred: %s", self.name, email["id"], result.reason)
             self._health("deferring", result.reason)
             return
         self._health("ok")
         kind = "email.sent" if result.outcome == "sent" else "email.failed"
         if kind == "email.failed":
-            log.warning("outbox %s: e-mail %d failed: %s", self.name, message.id, result.reason)
-        email = {**message.summary(), "state": result.outcome, "error": result.reason or None}
-        self.svc.publisher.publish(kind, {"mailbox": self.name, "email": email}, audience)
+            log.warning("outbox %s: e-mail %d failed: %s", self.name, email["id"], result.reason)
+        self.svc.publisher.publish(kind, {"email": email}, audience)
 
     async def file_sent_copies(self) -> None:
         """APPEND sent messages to the Sent folder; failures are retried next round."""
@@ -266,6 +275,10 @@ class OutboxWorker:
                 await self.wake.wait()
         except TimeoutError:
             pass  # a retry is due or the poll interval passed
+
+
+async def _email(session: AsyncSession, email_id: int) -> dict[str, Any]:
+    return await session.run_sync(stored_email_json, email_id)
 
 
 def _seconds_until(when: datetime) -> float:

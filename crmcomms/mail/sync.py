@@ -47,14 +47,12 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.dbthread import DbWorker
-from core.mail import MailHeaders, MailItem
+from core.mail import MailHeaders
 from core.mail.bodies import parse_bodies, store_bodies, unparsed
-from core.mail.columns import addresses_json
 from core.mail.mirror import (
     Announcement,
     FolderBatch,
@@ -62,7 +60,7 @@ from core.mail.mirror import (
     store_folder_batch,
     widen_cache,
 )
-from core.mail.store import Copy, Fetched, StoredMessage
+from core.mail.store import Copy, Fetched
 from crmcomms.config import MailboxSettings
 from crmcomms.logs import log_fields
 from crmcomms.mail import blob_store, imap_endpoint, store_options
@@ -143,11 +141,13 @@ class MailboxWorker:
             try:
                 await self._session()
             except ImapAuthError as exc:
+                self.svc.metrics.mail_sync_errors.labels(self.name).inc()
                 self._login_refused(exc)
                 await asyncio.sleep(self.tuning.auth_retry)
                 continue
             except (ImapError, SQLAlchemyError) as exc:
                 log.warning("mailbox %s: %s; retrying in %.0f s", self.name, exc, self._delay)
+                self.svc.metrics.mail_sync_errors.labels(self.name).inc()
                 self._health("down", str(exc))
                 self._bodies_due.set()  # what was stored before the error
             await asyncio.sleep(self._delay)
@@ -342,21 +342,6 @@ class MailboxWorker:
         announced: list[Announcement] = await db.run(write)
         self.svc.metrics.mail_messages.labels(self.name).inc(len(batch.fetched))
         for new in announced:
-            payload = self._payload(new.stored, new.item)
             everyone = new.readers.everyone
             audience = Audience.all() if everyone else Audience(extensions=new.extensions)
-            self.svc.publisher.publish(new.kind, payload, audience)
-
-    def _payload(self, result: StoredMessage, item: MailItem | MailHeaders) -> dict[str, Any]:
-        return {
-            "mailbox": self.name,
-            "email": {
-                "id": result.id,
-                "thread_id": result.thread_id,
-                "subject": item.subject or "",
-                "from": addresses_json(item.from_),
-                "to": addresses_json(item.to),
-                "date": item.date.isoformat().replace("+00:00", "Z") if item.date else None,
-            },
-            "contacts": list(result.contact_ids),
-        }
+            self.svc.publisher.publish(new.kind, {"email": new.email}, audience)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import InvalidInput, NotFound
-from core.mail import sanitize_html
+from core.mail.email_json import email_detail_json, emails_json
 from core.mail.models import EmailMessage
 from core.mail.outbox import Draft, OutgoingAttachment, enqueue
 from core.mail.queries import (
@@ -26,7 +26,6 @@ from core.mail.queries import (
     attachments_of,
     contacts_of,
     get_email,
-    history_json,
     may_read,
     page_emails,
 )
@@ -114,8 +113,9 @@ async def _readable_email(request: web.Request, session: AsyncSession) -> EmailM
 async def get_emails(request: web.Request) -> web.Response:
     async with services(request).sessions() as session:
         page = await page_emails(session, _filter(request, await _reader(request, session)))
-    after = page.next.encode() if page.next is not None else None
-    return json_response({"emails": [row.summary() for row in page.emails], "next": after})
+        after = page.next.encode() if page.next is not None else None
+        emails = await session.run_sync(emails_json, page.emails)
+    return json_response({"emails": emails, "next": after})
 
 
 async def get_one_email(request: web.Request) -> web.Response:
@@ -124,18 +124,7 @@ async def get_one_email(request: web.Request) -> web.Response:
         email_id = message.id
         attachments = await attachments_of(session, email_id)
         contacts = await contacts_of(session, email_id)
-    return json_response(
-        {
-            **message.summary(),
-            "in_reply_to": message.in_reply_to,
-            "references": message.references,
-            "reply_to": message.reply_to,
-            "text": message.text,
-            "html": sanitize_html(message.html) if message.html else None,
-            "attachments": [part.to_json() for part in attachments],
-            "contacts": contacts,
-        }
-    )
+    return json_response(email_detail_json(message, contacts, attachments))
 
 
 async def get_attachment(request: web.Request) -> web.Response:
@@ -272,10 +261,11 @@ async def post_email(request: web.Request) -> web.Response:
             options=store_options(box),
             executor=request.app.get(MAIL_PARSERS),
         )
+        queued = await session.run_sync(emails_json, [message])
     wakeups = request.app.get(OUTBOX_WAKEUPS)
     if wakeups is not None:
         wakeups.wake(box.name)
-    return json_response(history_json(message), status=202)
+    return json_response(queued[0], status=202)
 
 
 async def get_mailboxes(request: web.Request) -> web.Response:

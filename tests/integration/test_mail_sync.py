@@ -16,6 +16,7 @@ from core.agents import AgentIdentity
 from core.history import DEFAULT_SOURCES, contact_history
 from core.mail import parse_headers
 from core.mail.columns import message_values
+from core.mail.email_json import email_json, emails_json
 from core.mail.models import EmailAttachment, EmailLocation, EmailMessage, EmailRaw, FolderState
 from core.mail.queries import EmailFilter, email_history, list_emails
 from core.mail.rows import insert_rows
@@ -117,7 +118,14 @@ async def test_idle_pushes_email_received_within_two_seconds(
     event = orjson.loads(frame)
     assert event["type"] == "email.received"
     assert event["email"]["subject"] == "Dringend: Lieferung"
-    assert event["mailbox"] == "support"
+    assert event["email"]["mailbox"] == "support"
+    async with svc.sessions() as session:  # one shape: the push is what the API lists
+        listed = (await session.run_sync(emails_json, await list_emails(session, EmailFilter())))[0]
+    unchanged = {"body_parsed", "preview"}  # the body may have been parsed since the push
+    assert event["email"].keys() == listed.keys()
+    assert {k: v for k, v in event["email"].items() if k not in unchanged} == {
+        k: v for k, v in listed.items() if k not in unchanged
+    }
 
 
 async def test_uidvalidity_change_resyncs_without_duplicates(
@@ -319,7 +327,7 @@ async def test_message_stored_with_headers_only_lists_and_is_parsed_after_a_rest
         await session.run_sync(store_messages, fetched, blob_store(svc.settings), StoreOptions())
     async with svc.sessions() as session:
         (listed,) = await list_emails(session, EmailFilter())
-    summary = listed.summary()
+    summary = email_json(listed, [])
     assert (summary["subject"], summary["from"][0]["address"]) == (
         "Rechnung 1",
         "kunde@example.org",
@@ -422,5 +430,5 @@ async def test_rows_written_past_sqlalchemy_are_stored_as_sqlalchemy_stores_them
         c: v for c, v in zip(columns, theirs, strict=True) if c not in skip
     }
     assert [len(str(row[columns.index("created_at")])) for row in (ours, theirs)] == [26, 26]
-    ours_read, theirs_read = (row.summary() | {"id": 0} for row in loaded)
+    ours_read, theirs_read = (email_json(row, []) | {"id": 0} for row in loaded)
     assert ours_read == theirs_read and loaded[0].date == item.date

@@ -243,7 +243,7 @@ export class ContactView {
   compose({ to = "", subject = "", inReplyTo = null } = {}) {
     const onQueued = (queued, state) => {
       this.track(queued.id, state);
-      this.prepend({ kind: "email", at: queued.sort_at || new Date().toISOString(), ...queued });
+      this.prepend({ kind: "email", at: queued.sort_at, ...queued });
     };
     return openComposer(this.composer, { to, subject, inReplyTo, onQueued }).catch((err) => toast(t("error", { error: err.message }), "error"));
   }
@@ -261,18 +261,14 @@ export class ContactView {
     if (event.type === "task.created" && event.task.contact_id === this.id) this.prepend({ kind: "task", at: event.task.created_at, ...event.task });
     const mail = event.email;
     if (!mail || !event.type.startsWith("email.")) return;
-    if (event.type === "email.received" || (event.type === "email.sent" && event.contacts)) {
-      // email.sent with contacts: mail sent from another client, found in a Sent folder
-      const direction = event.type === "email.sent" ? "out" : "in";
-      if ((event.contacts || []).includes(this.id)) this.prepend({ kind: "email", at: mail.date || new Date().toISOString(), direction, ...mail });
-      return;
-    }
-    const state = event.type === "email.sent" ? "sent" : "failed";
+    // the e-mail as the history lists it (core.mail.email_json): shown as it comes
+    if (mail.contacts.includes(this.id)) this.prepend({ kind: "email", at: mail.sort_at, ...mail });
+    if (!mail.state) return; // not the outbox's: no state to show
     for (const el of this.outbox.get(mail.id) || []) {
-      el.dataset.state = state;
-      el.textContent = t(`email_${state}`);
+      el.dataset.state = mail.state;
+      el.textContent = t(`email_${mail.state}`);
       if (mail.error) el.title = mail.error;
-      if (state === "failed" && el.tagName === "P") el.textContent += ` · ${mail.error || ""}`;
+      if (mail.state === "failed" && el.tagName === "P") el.textContent += ` · ${mail.error || ""}`;
     }
   }
 
