@@ -26,6 +26,12 @@ below (tests compare them field by field with the documentation):
   extension ``agent`` of the same context (silence, so the phone stays up);
   **resume** joins both again with the ``Bridge`` action. The dialplan lines
   are in the README.
+  Which calls are held comes from the PBX: each channel list Asterisk gives
+  (``CoreShowChannels``, at every login: after a restart, a reconnect, a
+  failover to another daemon) names the channels in ``ami.hold_context``, the
+  peer at ``s`` and the agent at ``agent``; between two lists a hold or resume
+  Asterisk accepted. Before the first list it is not known (``None``), never
+  assumed; the agent page shows it from the agent's presence (``held``).
 - **Queue pause**: ``QueuePause`` of each interface the agent is a member as,
   with ``Reason``; the pause shows once Asterisk's ``QueueMemberPause`` event
   says so (nothing is assumed before).
@@ -42,6 +48,7 @@ from aiohttp import web
 from core.calls import agents_of
 from core.errors import Conflict, InvalidInput
 from crmcomms.config import AmiSettings
+from crmcomms.pbx_events import CoreShowChannel
 from crmcomms.telephony.calls import CallSnapshot
 from crmcomms.telephony.dialer import ActionSender, send_action
 from crmcomms.telephony.presence import Presence
@@ -161,7 +168,8 @@ class CallControls:
         self._settings = settings
         self._legs = legs
         self._presence = presence
-        self._held: dict[str, tuple[str, str]] = {}  # linkedid -> (agent channel, peer)
+        # linkedid -> (agent channel, peer); None until the PBX's first channel list
+        self._held: dict[str, tuple[str, str]] | None = None
 
     def legs(self, linkedid: str) -> list[Leg]:
         """The live channels of a call."""
@@ -194,8 +202,9 @@ class CallControls:
 
     async def hangup(self, linkedid: str, extensions: frozenset[str]) -> str:
         leg = self.own_leg(linkedid, extensions)
-        self._held.pop(linkedid, None)
-        return await self.send(hangup_action(leg.name))
+        message = await self.send(hangup_action(leg.name))
+        self._set_held(linkedid, None)
+        return message
 
     async def blind_transfer(
         self, linkedid: str, extensions: frozenset[str], to: str, queue: bool
@@ -220,28 +229,60 @@ class CallControls:
         return await self.send(cancel_atxfer_action(leg.name))
 
     async def hold(self, linkedid: str, extensions: frozenset[str]) -> str:
-        if linkedid in self._held:
+        if self.held(linkedid):
             raise Conflict("the call is on hold already")
         leg = self.own_leg(linkedid, extensions)
         peer = self.peer(linkedid, leg)
         message = await self.send(hold_action(peer, leg.name, self._settings.hold_context))
-        self._held[linkedid] = (leg.name, peer)
+        self._set_held(linkedid, (leg.name, peer))
         return message
 
     async def resume(self, linkedid: str, extensions: frozenset[str]) -> str:
-        held = self._held.get(linkedid)
-        live = {leg.name for leg in self.legs(linkedid)}
-        if held is None or not set(held) <= live:
-            self._held.pop(linkedid, None)
+        if self._held is None:
+            raise Conflict("whether the call is on hold is not known yet (no channel list)")
+        if not self.held(linkedid):
             raise Conflict("the call is not on hold")
         self.own_leg(linkedid, extensions)
-        message = await self.send(resume_action(*held))
-        del self._held[linkedid]
+        message = await self.send(resume_action(*self._held[linkedid]))
+        self._set_held(linkedid, None)
         return message
 
-    def held(self, linkedid: str) -> bool:
-        """Whether crmcomms put the call on hold (and has not resumed it)."""
-        return linkedid in self._held
+    def held(self, linkedid: str) -> bool | None:
+        """Whether the call is on hold (both held channels still up); None if not known."""
+        if self._held is None:
+            return None
+        held = self._held.get(linkedid)
+        if held is not None and not set(held) <= {leg.name for leg in self.legs(linkedid)}:
+            self._set_held(linkedid, None)  # a held channel hung up
+            return False
+        return held is not None
+
+    def load_channels(self, channels: Sequence[CoreShowChannel]) -> None:
+        """The PBX's channel list: the calls whose channels are in the hold context."""
+        context = self._settings.hold_context
+        parked = [c.channel for c in channels if c.channel.context == context]
+        peers = {c.linkedid: c.name for c in parked if c.exten == "s"}
+        agents = {c.linkedid: c.name for c in parked if c.exten == "agent"}
+        self._held = {lid: (agents[lid], peer) for lid, peer in peers.items() if lid in agents}
+        self._publish()
+
+    def _set_held(self, linkedid: str, held: tuple[str, str] | None) -> None:
+        if self._held is None:
+            return  # not known: one action does not tell about the other calls
+        if held is None:
+            self._held.pop(linkedid, None)
+        else:
+            self._held[linkedid] = held
+        self._publish()
+
+    def _publish(self) -> None:
+        """The held calls by agent extension, for the agents' presence."""
+        by_extension: dict[str, set[str]] = {}
+        for linkedid, (agent_channel, _) in (self._held or {}).items():
+            for leg in self.legs(linkedid):
+                if leg.name == agent_channel and leg.agent:
+                    by_extension.setdefault(leg.agent, set()).add(linkedid)
+        self._presence.set_held(by_extension)
 
     async def pause(
         self, extensions: frozenset[str], paused: bool, queue: str | None, reason: str

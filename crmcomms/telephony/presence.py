@@ -117,6 +117,8 @@ class Presence:
         self._waiting: dict[str, dict[str, datetime | None]] = {}  # queue -> uniqueid -> since
         self._ringing: dict[str, set[str]] = {}  # extension -> linkedids ringing it
         self._talking: dict[str, set[str]] = {}  # extension -> linkedids it is connected on
+        # extension -> linkedids it holds (crmcomms.telephony.controls); None: not known yet
+        self._held: dict[str, set[str]] | None = None
         self._queues: set[str] = set()
         self.as_of: datetime | None = None  # the PBX time of the last event with one
         self.version = 0  # bumped on every change
@@ -177,7 +179,7 @@ class Presence:
             case CallTransferred(transfer=transfer):
                 self._discard(self._talking, transfer.from_ext, lid)
             case CallEnded():
-                for calls in (self._ringing, self._talking):
+                for calls in (self._ringing, self._talking, self._held or {}):
                     for agent in [a for a, ids in calls.items() if lid in ids]:
                         self._discard(calls, agent, lid)
         self.version += 1
@@ -240,7 +242,19 @@ class Presence:
             "extension": extension,
             "state": self.agent_state(extension),
             "queues": [m.to_json() for m in self.members_of(extension)],
+            "held": self.held_by(extension),
         }
+
+    def held_by(self, extension: str) -> list[str] | None:
+        """The Linkedids of the calls ``extension`` holds; None before the PBX said."""
+        return None if self._held is None else sorted(self._held.get(extension, ()))
+
+    def set_held(self, held: dict[str, set[str]]) -> None:
+        """Which calls each extension holds, as the PBX's channels say (controls)."""
+        known = {ext: set(ids) for ext, ids in held.items() if ids}
+        if known != self._held:
+            self._held = known
+            self.version += 1
 
     def extensions(self) -> set[str]:
         """Every agent extension seen in a queue or on a call."""

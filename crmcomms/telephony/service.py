@@ -3,10 +3,10 @@
 The AMI edge (:class:`~crmcomms.ami.translate.AmiTranslator`) hands every typed
 event to a plain function that puts it on the :class:`AmiInbox`; one consumer
 task drains the queue in order, feeds the sans-I/O tracker
-and hands the resulting events to the publisher, which reads what they need
-(call ids, callers, cards), publishes them at once and leaves the call log to
-its writer task (``call.ended`` goes out once written, see
-:mod:`crmcomms.telephony.publisher`).
+and hands the resulting events to the pop enricher, which reads what they need
+(call ids, callers, cards) and publishes them at once; the call-log writer writes
+their rows behind (``call.ended`` goes out once written, see
+:mod:`crmcomms.telephony.call_log`).
 
 Reconciliation. At start-up the calls a previous run left ringing or talking
 go back into the tracker. After every (re)login the daemon asks the PBX its
@@ -26,24 +26,23 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
+from core.calls import CallRow
+from core.dbthread import DbWorker
 from crmcomms.ami.client import AmiClient
 from crmcomms.ami.errors import AmiError
 from crmcomms.ami.translate import AmiTranslator, translate_items
-from crmcomms.cdr.source import open_source
 from crmcomms.logs import log_fields
 from crmcomms.pbx_events import AmiEvent, ChannelSnapshot, CoreShowChannel
-from crmcomms.services import Services
 from crmcomms.telephony.backfiller import Backfiller
+from crmcomms.telephony.call_log import CallLogWriter
 from crmcomms.telephony.calls import CallEnded, CallEvent, CallRinging, CallSnapshot
 from crmcomms.telephony.controls import CallControls, queue_status_action
 from crmcomms.telephony.dialer import Dialer
 from crmcomms.telephony.logged import last_activity, open_calls
-from crmcomms.telephony.metrics import TelephonyCollector
-from crmcomms.telephony.presence import Presence
 from crmcomms.telephony.presence_feed import PresenceFeed, QueueSnapshot
-from crmcomms.telephony.publisher import CallPublisher
+from crmcomms.telephony.pops import PopEnricher
 from crmcomms.telephony.tracker import CallTracker
 
 log = logging.getLogger(__name__)
@@ -108,6 +107,10 @@ class AmiInbox:
         """A list or a backfill, at its place in the stream."""
         self.queue.put_nowait(item)
 
+    def put_backfill(self, calls: Sequence[tuple[CallSnapshot, CallSnapshot | None]]) -> None:
+        """Calls read from the CDR (the backfiller's ``deliver``)."""
+        self.put(Backfill(calls))
+
     def drop(self) -> None:
         """The edge dropped a block: it counts as consumed."""
         self.dropped += 1
@@ -141,39 +144,43 @@ class AmiInbox:
 
 
 class TelephonyService:
-    """Owns the AMI client, the tracker and the consumer; ``run()`` until cancelled."""
+    """The telephony worker: the AMI link, the consumer feeding the tracker, the call-log
+    writer and the CDR backfill; ``run()`` until cancelled.
 
-    def __init__(self, svc: Services) -> None:
-        settings = svc.settings
-        self._svc = svc
-        self._inbox = inbox = AmiInbox()
+    Built by the composition root (:mod:`crmcomms.app`), which hands it its parts:
+    the client wired to ``inbox`` through the AMI edge (``edge``), the pop enricher
+    (``pops``) and the call-log writer (``call_log``) it feeds, the presence feed,
+    and the call controls and dialer the web reaches through it.
+    """
+
+    def __init__(
+        self,
+        inbox: AmiInbox,
+        client: AmiClient,
+        edge: AmiTranslator,
+        tracker: CallTracker,
+        *,
+        pops: PopEnricher,
+        call_log: CallLogWriter,
+        presence: PresenceFeed,
+        db: DbWorker,
+        controls: CallControls,
+        dialer: Dialer,
+        backfiller: Backfiller | None = None,
+    ) -> None:
+        self._inbox = inbox
         self._queue, self._arrivals = inbox.queue, inbox.arrivals
-        self.tracker = CallTracker(settings.ami.agent_channel_patterns)
-        self.edge = edge = AmiTranslator(inbox.put_event, inbox.drop)
-        self.client = AmiClient(settings.ami, edge, on_connected=inbox.relist, keep=edge.keep)
-        self.dialer = Dialer(self.client, settings.ami, settings.general.default_region)
-        self.publisher = CallPublisher(svc, on_written=self._account)
-        self.presence = PresenceFeed(Presence(settings.ami.agent_channel_patterns), svc.publisher)
-        self.controls = CallControls(
-            self.client, settings.ami, self.tracker.channels_of, self.presence.presence
-        )
-        self.backfiller = self._backfiller(svc)
+        self.client, self.edge, self.tracker = client, edge, tracker
+        self.pops, self.call_log, self.presence = pops, call_log, presence
+        self.controls, self.dialer, self.backfiller = controls, dialer, backfiller
+        self._db = db
         self.resyncs = 0
         self.failed_items = 0  # items skipped because handling them raised
         self._since: datetime | None = None  # where a backfill after start-up begins
-        svc.metrics.registry.register(TelephonyCollector(self))
         self.idle = asyncio.Event()
         self.progress = inbox.progress
         self._recorded = 0  # events handled whose calls are written
         self._unrecorded = 0  # events handled whose calls may not be written yet
-
-    def _backfiller(self, svc: Services) -> Backfiller | None:
-        source = open_source(svc.settings.cdr)
-        if source is None:
-            return None
-        margin = timedelta(seconds=svc.settings.cdr.margin_seconds)
-        deliver = lambda calls: self._inbox.put(Backfill(calls))  # noqa: E731
-        return Backfiller(source, svc.db, deliver, self.tracker.agent_of, margin=margin)
 
     async def run(self) -> None:
         """Take over the calls left open, then run the AMI link, the consumer,
@@ -183,18 +190,18 @@ class TelephonyService:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.client.run(), name="ami-link")
                 group.create_task(self._consume(), name="ami-consumer")
-                group.create_task(self.publisher.run(), name="call-writer")
+                group.create_task(self.call_log.run(self._written), name="call-writer")
                 if self.backfiller is not None:
                     group.create_task(self.backfiller.run(), name="cdr-backfill")
         finally:
             async with asyncio.timeout(SHUTDOWN_FLUSH):
-                await self.publisher.flush()  # what the writer had not written yet
+                await self.call_log.flush(self._written)  # what it had not written yet
 
     async def _restore(self) -> None:
         """The calls a previous run logged as ringing or talking wait for the first
         channel list; a backfill after it starts where the log ends."""
-        opened = await self._svc.db.read(open_calls)
-        last = await self._svc.db.read(last_activity)
+        opened = await self._db.read(open_calls)
+        last = await self._db.read(last_activity)
         self.tracker.restore(opened)
         starts = [call.started_at for call in opened] + ([last] if last is not None else [])
         self._since = min(starts, default=None)
@@ -234,10 +241,15 @@ class TelephonyService:
             self._unrecorded += sum(1 for item in batch if not isinstance(item, SNAPSHOTS))
             self._account()
 
+    def _written(self, ended: Sequence[CallRow]) -> None:
+        """The writer wrote: what the enricher kept of the ended calls goes."""
+        self.pops.forget(ended)
+        self._account()
+
     def _account(self) -> None:
         """Count the blocks handled as consumed once their calls are written
         (who waits for "consumed" may read the database)."""
-        if not self.publisher.pending:
+        if not self.call_log.pending:
             self._recorded += self._unrecorded
             self._unrecorded = 0
         self.progress.set()
@@ -258,7 +270,7 @@ class TelephonyService:
             return
         self._complete_later(events)
         try:
-            await self.publisher.handle(events, arrived)
+            await self.pops.handle(events, arrived)
         except Exception:
             # One bad batch must not stop the worker; the calls stay in the tracker and
             # are recorded with their next event.
@@ -275,7 +287,9 @@ class TelephonyService:
 
     def _feed(self, item: Item) -> list[CallEvent]:
         if isinstance(item, Resync):
-            return self._apply_resync(item)
+            events = self._apply_resync(item)
+            self.controls.load_channels(item.channels)  # which calls are held, per the PBX
+            return events
         if isinstance(item, Backfill):
             return self.tracker.backfill(item.calls)
         if isinstance(item, QueueSnapshot):

@@ -87,7 +87,10 @@ async def test_controls_act_only_on_the_agents_own_channel(daemon: Daemon) -> No
     status, body = await post(daemon, f"/api/calls/{call}/hold", "bob")
     assert (status, body["message"]) == (202, "Redirect successful")
     assert (await post(daemon, f"/api/calls/{call}/hold", "bob"))[0] == 409  # already held
+    held = lambda body: [agent["held"] for agent in body["agents"]]  # noqa: E731
+    assert held(await daemon.api("/api/presence", "bob")) == [[lid]]  # the page's truth
     assert (await post(daemon, f"/api/calls/{call}/resume", "bob"))[0] == 202
+    assert held(await daemon.api("/api/presence", "bob")) == [[]]
     assert sent(daemon, "Redirect") == [
         {
             "Action": "Redirect",

@@ -25,7 +25,8 @@ import pytest
 from crmcomms.ami.capture import load_capture
 from crmcomms.ami.framing import encode_action
 from crmcomms.ami.translate import translate, wanted
-from crmcomms.pbx_events import QueueEntry, QueueMember
+from crmcomms.config import AmiSettings
+from crmcomms.pbx_events import ChannelSnapshot, CoreShowChannel, QueueEntry, QueueMember
 from crmcomms.telephony import controls
 from crmcomms.telephony.presence import Presence, interface_matcher
 from crmcomms.telephony.tracker import CallTracker
@@ -202,3 +203,40 @@ def test_transfer_targets_are_checked(target: str) -> None:
     with pytest.raises(InvalidInput):
         ctl.transfer_target(target, queue=False)
     assert ctl.transfer_target("support", queue=True) == ("crm-queues", "support")
+
+
+def _listed(name: str, linkedid: str, context: str, exten: str) -> CoreShowChannel:
+    """One item of a CoreShowChannels answer."""
+    snap = ChannelSnapshot(name, name, linkedid, 6, None, None, None, None, context, exten)
+    return CoreShowChannel(None, "1", snap, None, "MusicOnHold", None)
+
+
+def test_held_calls_come_from_the_pbxs_channel_list() -> None:
+    """After a restart or a failover the channel list says which calls are held (the
+    peer in the hold context at ``s``, the agent's channel at ``agent``); before it,
+    nobody knows."""
+    legs = {
+        "1.1": [("PJSIP/carrier-01", None, None), ("PJSIP/102-02", "102", None)],
+        "1.2": [("PJSIP/carrier-03", None, "b1"), ("PJSIP/103-04", "103", "b1")],
+    }
+    presence = Presence()
+    desk = controls.CallControls(
+        None,  # type: ignore[arg-type]  # sends nothing here
+        AmiSettings(hold_context="crm-hold"),
+        lambda lid: legs.get(lid, []),
+        presence,
+    )
+    assert desk.held("1.1") is None and presence.agent_json("102")["held"] is None
+    desk.load_channels(
+        [
+            _listed("PJSIP/carrier-01", "1.1", "crm-hold", "s"),
+            _listed("PJSIP/102-02", "1.1", "crm-hold", "agent"),
+            _listed("PJSIP/carrier-03", "1.2", "from-trunk", "4930999"),
+            _listed("PJSIP/103-04", "1.2", "from-internal", "103"),
+        ]
+    )
+    assert (desk.held("1.1"), desk.held("1.2")) == (True, False)
+    assert presence.agent_json("102")["held"] == ["1.1"]
+    assert presence.agent_json("103")["held"] == []
+    legs["1.1"].pop()  # the agent's phone hung up while holding
+    assert desk.held("1.1") is False and presence.agent_json("102")["held"] == []

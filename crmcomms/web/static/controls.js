@@ -80,12 +80,32 @@ async function send(path, body) {
   }
 }
 
+// Linkedids of the calls the agent holds, as the server's presence says (from the PBX's
+// channels); null while not known (then a hold button shows what this page did).
+let heldCalls = null;
+
+function showHeld(bar, held) {
+  const hold = bar.querySelector("button.hold");
+  hold.setAttribute("aria-pressed", String(held));
+  hold.textContent = tr(held ? "resume" : "hold");
+  bar.querySelector(".control-state").textContent = held ? tr("on_hold") : "";
+}
+
+function showHeldCalls(agents) {
+  const lists = agents.map((a) => a.held);
+  heldCalls = lists.length && lists.every(Array.isArray) ? new Set(lists.flat()) : null;
+  if (heldCalls === null) return;
+  for (const hold of document.querySelectorAll(".controls button.hold[data-linkedid]")) {
+    showHeld(hold.closest(".controls"), heldCalls.has(hold.dataset.linkedid));
+  }
+}
+
 /** The control bar of a call the agent is connected on. */
 export function callControls(call) {
   const base = `/api/calls/${call.id}`;
   const status = h("p", { class: "control-state", role: "status" });
   const hangup = h("button", { type: "button", class: "hangup danger", text: tr("hang_up") });
-  const hold = h("button", { type: "button", class: "hold", "aria-pressed": "false", text: tr("hold") });
+  const hold = h("button", { type: "button", class: "hold", "aria-pressed": "false", text: tr("hold"), dataset: { linkedid: call.linkedid } });
   const id = `xfer-${String(call.linkedid).replace(/\W/g, "_")}`;
   const target = h("input", { id, class: "xfer-to", name: "to", inputmode: "tel", autocomplete: "off", size: 8 });
   const queue = h("input", { type: "checkbox", class: "xfer-queue", id: `${id}-q` });
@@ -101,10 +121,7 @@ export function callControls(call) {
   hangup.addEventListener("click", () => send(`${base}/hangup`));
   hold.addEventListener("click", async () => {
     const held = hold.getAttribute("aria-pressed") === "true";
-    if (!(await send(`${base}/${held ? "resume" : "hold"}`))) return;
-    hold.setAttribute("aria-pressed", String(!held));
-    hold.textContent = tr(held ? "hold" : "resume");
-    status.textContent = held ? "" : tr("on_hold");
+    if (await send(`${base}/${held ? "resume" : "hold"}`)) showHeld(bar, !held);
   });
   blind.addEventListener("click", () => target.value && send(`${base}/transfer`, { to: target.value.trim(), kind: "blind", queue: queue.checked }));
   consult.addEventListener("click", async () => {
@@ -113,7 +130,7 @@ export function callControls(call) {
   complete.addEventListener("click", async () => (await send(`${base}/transfer/complete`)) && consulting(false));
   cancel.addEventListener("click", async () => (await send(`${base}/transfer/cancel`)) && consulting(false));
   queue.addEventListener("change", () => (consult.disabled = queue.checked));
-  return h(
+  const bar = h(
     "div",
     { class: "controls", role: "group", "aria-label": tr("hang_up") },
     hangup,
@@ -127,6 +144,8 @@ export function callControls(call) {
     cancel,
     status,
   );
+  if (heldCalls?.has(call.linkedid)) showHeld(bar, true);
+  return bar;
 }
 
 /** The agent's presence in the header: state, queues, pause with a reason. */
@@ -161,6 +180,7 @@ export class PresenceBar {
     const reason = h("input", { id: reasonId, class: "pause-reason", maxlength: 80, size: 10, placeholder: tr("pause_reason") });
     const toggle = h("button", { type: "button", class: "pause", text: tr(paused ? "unpause" : "pause"), disabled: !queues.length });
     toggle.addEventListener("click", () => send("/api/presence", { paused: !paused, reason: reason.value }));
+    showHeldCalls(this.agents);
     const names = queues.map((q) => (q.paused ? `${q.queue} ⏸` : q.queue)).join(", ");
     this.root.replaceChildren(
       h("span", { class: "presence-state", dataset: { state }, text: paused ? tr("paused", { reason: queues[0].paused_reason || "—" }) : tr(`state_${state}`) }),
