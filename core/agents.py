@@ -264,10 +264,22 @@ def hash_token(token: str) -> str:
 
 async def identify(session: AsyncSession, token: str, now: datetime | None = None) -> AgentIdentity:
     """The agent a token belongs to; AuthError if unknown, expired or disabled."""
-    row = await session.get(ApiToken, hash_token(token))
+    return await identify_hashed(session, hash_token(token), now)
+
+
+async def identify_hashed(
+    session: AsyncSession, token_hash: str, now: datetime | None = None
+) -> AgentIdentity:
+    """:func:`identify` for a token known by its stored form (a websocket ticket)."""
+    row = await session.get(ApiToken, token_hash)
     if row is None or row.expires_at <= (now or utcnow()):
         raise AuthError("invalid or expired token")
-    agent = await session.get(Agent, row.agent_id)
+    return await identify_agent(session, row.agent_id)
+
+
+async def identify_agent(session: AsyncSession, agent_id: int) -> AgentIdentity:
+    """The identity of an agent who may log in (a signed media URL); AuthError otherwise."""
+    agent = await session.get(Agent, agent_id)
     if agent is None or is_disabled(agent):
         raise AuthError("invalid or expired token")
     return identity_of(agent)

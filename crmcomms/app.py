@@ -59,6 +59,7 @@ from crmcomms.web.http import (
     security_headers,
 )
 from crmcomms.web.session import permission_middleware
+from crmcomms.web.signing import WS_TICKETS
 from crmcomms.web.ws import shutdown_hook, websocket_handler
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ def build_app(
         _optional_identity(svc),
         session_end=app[session.TOKEN_WATCH].until_invalid,
         catch_up=catch_up(svc),
+        tickets=app[WS_TICKETS],
     )
     app.router.add_get("/ws", ws)
     app.on_shutdown.append(shutdown_hook(svc.hub))
@@ -223,7 +225,7 @@ async def serve(
     runner = web.AppRunner(app, access_log=None, handle_signals=False, **runner_options(http))
     await runner.setup()
     try:
-        site = GuardedSite(runner, http.host, http.port, http.max_connections)
+        site = GuardedSite.of(runner, http)
         await site.start()
         url = f"http://{svc.settings.http.host}:{_bound_port(runner)}"
         log.info("listening on %s", url)

@@ -4,7 +4,11 @@ Every key is documented in ``config/crmcomms.example.toml``. Unknown keys and ba
 values raise :class:`ConfigError` whose message names the dotted key path.
 Secrets may be given inline, through a ``*_file`` key (the file's content, stripped)
 or through an environment variable ``CRMCOMMS_<SECTION>_<KEY>`` (for mailboxes
-``CRMCOMMS_MAILBOX_<NAME>_PASSWORD``); the environment wins over the file.
+``CRMCOMMS_MAILBOX_<NAME>_PASSWORD``); the environment wins over the file. They are
+held as :class:`~pydantic.SecretStr` (the AMI secret, mailbox passwords, the database
+and CDR URLs, which may hold a password, the URL signing key): a repr, a log line or
+``check-config`` shows ``**********``; the code that uses one calls
+``.get_secret_value()`` at the last moment.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pydantic import (
     ConfigDict,
     Field,
     IPvAnyNetwork,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -88,14 +93,16 @@ class GeneralSettings(_Section):
 
 
 class DatabaseSettings(_Section):
-    """SQLAlchemy async URL; empty means SQLite in the data dir."""
+    """SQLAlchemy async URL (a secret: it may hold the password); empty means SQLite in
+    the data dir."""
 
-    url: str = ""
+    url: SecretStr = SecretStr("")
 
     @field_validator("url")
     @classmethod
-    def _async_driver(cls, value: str) -> str:
-        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+    def _async_driver(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if url and not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
 
@@ -115,8 +122,15 @@ class HttpSettings(_Section):
     # slow clients: the head of a request within this time, at most this many connections
     header_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 20.0
     max_connections: Annotated[int, Field(ge=16, le=1_000_000)] = 4096
+    # at most this many connections from one client address (trusted proxies exempt)
+    max_connections_per_address: Annotated[int, Field(ge=1, le=1_000_000)] = 256
+    # a request body must arrive within this time (a client trickling one is cut off)
+    body_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
     # an open websocket re-checks its login token this often (a logout elsewhere)
     session_recheck_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    # the key signing media URLs and websocket tickets ("": a key file in the data dir)
+    signing_key: SecretStr = SecretStr("")
+    signing_key_file: Path | None = None
 
 
 class LookupSettings(_Section):
@@ -154,7 +168,7 @@ class AmiSettings(_Section):
     host: Host = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 5038
     username: str = "crm"
-    secret: str = ""
+    secret: SecretStr = SecretStr("")
     secret_file: Path | None = None
     agent_channel_patterns: tuple[str, ...] = ("PJSIP/{ext}-", "SIP/{ext}-")
     extension_pattern: str = "[0-9]{1,15}"
@@ -223,7 +237,7 @@ class CdrSettings(_Section):
     """
 
     csv: str = ""
-    url: str = ""
+    url: SecretStr = SecretStr("")  # it may hold the password
     url_file: Path | None = None
     table: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")] = "cdr"
     timezone: str = "UTC"
@@ -231,8 +245,9 @@ class CdrSettings(_Section):
 
     @field_validator("url")
     @classmethod
-    def _sql_url(cls, value: str) -> str:
-        if value and not value.startswith(_CDR_SCHEMES):
+    def _sql_url(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if url and not url.startswith(_CDR_SCHEMES):
             raise ValueError("must start with postgresql://, mysql:// or mariadb://")
         return value
 
@@ -249,14 +264,14 @@ class CdrSettings(_Section):
 
     @model_validator(mode="after")
     def _one_source(self) -> CdrSettings:
-        if self.csv and (self.url or self.url_file):
+        if self.csv and (self.url.get_secret_value() or self.url_file):
             raise ValueError("csv and url are exclusive: give one CDR source")
         return self
 
     @property
     def configured(self) -> bool:
         """A CDR source is configured (a file or an SQL table)."""
-        return bool(self.csv or self.url)
+        return bool(self.csv or self.url.get_secret_value())
 
 
 class MailboxSettings(_Section):
@@ -269,20 +284,24 @@ class MailboxSettings(_Section):
     imap_port: Annotated[int, Field(ge=1, le=65535)] = 993
     imap_tls: Literal["implicit", "starttls", "none"] = "implicit"
     username: str = ""
-    password: str = ""
+    password: SecretStr = SecretStr("")
     password_file: Path | None = None
     folders: tuple[str, ...] = ()
     smtp_host: Host = "127.0.0.1"  # required in a config file (load_settings)
     smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
     smtp_tls: Literal["implicit", "starttls", "none"] = "starttls"
     smtp_username: str = ""
-    smtp_password: str = ""
+    smtp_password: SecretStr = SecretStr("")
     smtp_password_file: Path | None = None
     poll_interval: Annotated[float, Field(gt=0, le=3600)] = 60.0
     idle_timeout: Annotated[float, Field(ge=10, le=29 * 60)] = 25 * 60.0
     idle_connections: Annotated[int, Field(ge=0, le=50)] = 4
     folder_poll_interval: Annotated[float, Field(ge=0.2, le=3600)] = 1.0
     create_unknown_contacts: bool = False
+    # who of the agents reads its mail (supervisors and admins read all): "team" every
+    # agent (a shared inbox), "addressed" the agents in To/Cc and the sender, "linked"
+    # every agent when the message is linked to a contact, else as "addressed"
+    visibility: Literal["linked", "team", "addressed"] = "linked"
     max_attachment_bytes: Annotated[int, Field(ge=0)] = 25 * 2**20
 
 
@@ -317,8 +336,8 @@ class Settings(_Section):
     @property
     def database_url(self) -> str:
         """The configured URL, or SQLite in the data dir."""
-        if self.database.url:
-            return self.database.url
+        if url := self.database.url.get_secret_value():
+            return url
         path = (self.general.data_dir / "crmcomms.sqlite3").resolve()
         return f"sqlite+aiosqlite:///{path}"
 
@@ -388,29 +407,39 @@ def _with_secrets(settings: Settings, env: Mapping[str, str], base: Path) -> Set
     ami_secret = (
         env.get("CRMCOMMS_AMI_SECRET")
         or _read_secret("ami.secret_file", settings.ami.secret_file, base)
-        or settings.ami.secret
+        or settings.ami.secret.get_secret_value()
+    )
+    signing_key = (
+        env.get("CRMCOMMS_HTTP_SIGNING_KEY")
+        or _read_secret("http.signing_key_file", settings.http.signing_key_file, base)
+        or settings.http.signing_key.get_secret_value()
     )
     mailboxes = tuple(
         _mailbox_with_secrets(index, box, env, base) for index, box in enumerate(settings.mailboxes)
     )
-    database_url = env.get("CRMCOMMS_DATABASE_URL") or settings.database.url
+    database_url = env.get("CRMCOMMS_DATABASE_URL") or settings.database.url.get_secret_value()
     return settings.model_copy(
         update={
-            "ami": settings.ami.model_copy(update={"secret": ami_secret}),
+            "ami": settings.ami.model_copy(update={"secret": SecretStr(ami_secret)}),
+            "http": settings.http.model_copy(update={"signing_key": SecretStr(signing_key)}),
             "mailboxes": mailboxes,
-            "database": settings.database.model_copy(update={"url": database_url}),
+            "database": settings.database.model_copy(update={"url": SecretStr(database_url)}),
             "cdr": _cdr_with_secrets(settings.cdr, env, base),
         }
     )
 
 
 def _cdr_with_secrets(cdr: CdrSettings, env: Mapping[str, str], base: Path) -> CdrSettings:
-    url = env.get("CRMCOMMS_CDR_URL") or _read_secret("cdr.url_file", cdr.url_file, base) or cdr.url
+    url = (
+        env.get("CRMCOMMS_CDR_URL")
+        or _read_secret("cdr.url_file", cdr.url_file, base)
+        or cdr.url.get_secret_value()
+    )
     if url and not url.startswith(_CDR_SCHEMES):
         raise ConfigError("cdr.url: must start with postgresql://, mysql:// or mariadb://")
     if url and cdr.csv:
         raise ConfigError("cdr: csv and url are exclusive: give one CDR source")
-    return cdr.model_copy(update={"url": url})
+    return cdr.model_copy(update={"url": SecretStr(url)})
 
 
 def _mailbox_with_secrets(
@@ -420,12 +449,14 @@ def _mailbox_with_secrets(
     password = (
         env.get(f"{prefix}_PASSWORD")
         or _read_secret(f"mailboxes.{index}.password_file", box.password_file, base)
-        or box.password
+        or box.password.get_secret_value()
     )
     smtp_password = (
         env.get(f"{prefix}_SMTP_PASSWORD")
         or _read_secret(f"mailboxes.{index}.smtp_password_file", box.smtp_password_file, base)
-        or box.smtp_password
+        or box.smtp_password.get_secret_value()
         or password
     )
-    return box.model_copy(update={"password": password, "smtp_password": smtp_password})
+    return box.model_copy(
+        update={"password": SecretStr(password), "smtp_password": SecretStr(smtp_password)}
+    )

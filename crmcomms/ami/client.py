@@ -145,7 +145,7 @@ class AmiClient:
         host, port = self._settings.host, self._settings.port
         link = await open_link(host, port, timeout, self._deliver, self._skip_malformed, self._keep)
         try:
-            await link.login(self._settings.username, self._settings.secret, timeout)
+            await link.login(self._settings.username, self._settings.secret.get_secret_value(), timeout)
         except BaseException:
             link.close("login failed")
             raise
@@ -290,7 +290,7 @@ async def check_login(
         return str(exc)
     name = "Login"
     try:
-        await link.login(settings.username, settings.secret, timeout)
+        await link.login(settings.username, settings.secret.get_secret_value(), timeout)
         for action in actions:
             name = action.get("Action", "action")
             await link.request(action, timeout, is_list=True)

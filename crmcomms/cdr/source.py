@@ -66,10 +66,10 @@ def open_source(settings: CdrSettings) -> CdrSource | None:
     zone = ZoneInfo(settings.timezone)
     if settings.csv:
         return CsvCdrSource(Path(settings.csv), zone)
-    if settings.url:
+    if url := settings.url.get_secret_value():
         from crmcomms.cdr.sql import SqlCdrSource  # SQLAlchemy only when configured
 
-        return SqlCdrSource(settings.url, settings.table, zone)
+        return SqlCdrSource(url, settings.table, zone)
     return None
 
 

@@ -17,7 +17,8 @@ def blob_store(settings: Settings) -> BlobStore:
 def imap_endpoint(box: MailboxSettings, timeout: float = 60.0) -> Endpoint:
     """Where the mailbox's IMAP server is and how to log in."""
     username = box.username or box.address
-    return Endpoint(box.imap_host, box.imap_port, box.imap_tls, username, box.password, timeout)
+    password = box.password.get_secret_value()
+    return Endpoint(box.imap_host, box.imap_port, box.imap_tls, username, password, timeout)
 
 
 def store_options(box: MailboxSettings) -> StoreOptions:

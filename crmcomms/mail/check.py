@@ -54,7 +54,7 @@ async def _check_smtp(box: MailboxSettings, timeout: float) -> list[str]:
     try:
         await client.connect()
         if box.smtp_username:
-            await client.login(box.smtp_username, box.smtp_password)
+            await client.login(box.smtp_username, box.smtp_password.get_secret_value())
         else:
             await client.ehlo()
     except aiosmtplib.SMTPAuthenticationError as exc:

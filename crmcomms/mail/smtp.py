@@ -189,7 +189,7 @@ class OutboxWorker:
                 use_tls=box.smtp_tls == "implicit",
                 start_tls=box.smtp_tls == "starttls",
                 username=box.smtp_username or None,
-                password=(box.smtp_password or None)
+                password=(box.smtp_password.get_secret_value() or None)
                 if box.smtp_username
                 else None,
                 timeout=self.tuning.timeout,

@@ -1,8 +1,14 @@
 """HTTP plumbing shared by all handlers: JSON in/out, error mapping, bearer-token auth.
 
 Errors are translated once here: core's ``NotFound`` -> 404, ``InvalidInput`` ->
-422, ``AuthError`` -> 401, ``Conflict`` -> 409, a malformed body -> 400. Anything
-else is logged with its traceback and answered 500 without details.
+422, ``AuthError`` -> 401, ``Conflict`` -> 409, a malformed body -> 400, a body
+that did not arrive in time -> 408. Anything else is logged with its traceback and
+answered 500 without details.
+
+A login token is accepted in the ``Authorization: Bearer`` header only, never in
+a URL; what a browser loads by itself (recordings, attachments) comes with a
+signed URL instead (:mod:`crmcomms.web.signing`), checked by the hook under
+:data:`SIGNED_AUTH`.
 """
 
 from __future__ import annotations
@@ -24,10 +30,17 @@ M = TypeVar("M", bound=BaseModel)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Authenticator = Callable[[str], Awaitable[AgentIdentity]]
+#: Who a signed URL authenticates (None: the request carries no signature).
+SignedAuthenticator = Callable[[web.Request], Awaitable[AgentIdentity | None]]
 
 IDENTITY: web.RequestKey[AgentIdentity] = web.RequestKey("identity", AgentIdentity)
 TOKEN: web.RequestKey[str] = web.RequestKey("token", str)
 PUBLIC_API = frozenset({"/api/login"})
+SIGNED_AUTH: web.AppKey[SignedAuthenticator] = web.AppKey("signed_auth")
+
+
+class BodyTimeoutError(Exception):
+    """The request body did not arrive in time (``http.body_timeout_seconds``)."""
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -63,14 +76,14 @@ async def read_model(request: web.Request, model: type[M]) -> M:
 MAX_ID = 2**63 - 1
 
 
-def _ascii_digits(raw: str) -> bool:
+def ascii_digits(raw: str) -> bool:
     """Only ``0``-``9`` (``str.isdigit`` also passes ``²`` and ``１``, which ``int`` refuses)."""
     return raw != "" and raw.isascii() and raw.isdigit()
 
 
 def parse_id(raw: str | None, name: str) -> int:
     """``raw`` as a row id (ASCII digits, at most :data:`MAX_ID`); 422 naming ``name``."""
-    if raw is None or not _ascii_digits(raw) or len(raw.lstrip("0")) > 19 or int(raw) > MAX_ID:
+    if raw is None or not ascii_digits(raw) or len(raw.lstrip("0")) > 19 or int(raw) > MAX_ID:
         raise InvalidInput(name, f"must be a whole number from 0 to {MAX_ID}")
     return int(raw)
 
@@ -91,7 +104,7 @@ def int_param(request: web.Request, name: str, default: int, maximum: int = 1000
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not _ascii_digits(raw):
+    if not ascii_digits(raw):
         raise InvalidInput(name, "must be a non-negative integer")
     return maximum if len(raw.lstrip("0")) > 19 else min(int(raw), maximum)
 
@@ -113,35 +126,45 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(401, str(exc))
     except Conflict as exc:
         return error_response(409, str(exc))
+    except BodyTimeoutError as exc:
+        return error_response(408, str(exc))
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(500, "internal error")
 
 
 def bearer_token(request: web.Request) -> str | None:
-    """The token from ``Authorization: Bearer`` (or ``?token=`` for websockets and audio)."""
+    """The token from ``Authorization: Bearer`` (never from the URL)."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return request.query.get("token") or None
+    return None
 
 
 def auth_middleware(authenticate: Authenticator) -> Callable[..., Any]:
-    """Require a valid token on /api/ except login."""
+    """Require a valid token (or a signed URL) on /api/ except login."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith("/api/") or request.path in PUBLIC_API:
             return await handler(request)
         token = bearer_token(request)
-        if token is None:
+        if token is not None:
+            request[IDENTITY] = await authenticate(token)
+            request[TOKEN] = token
+        elif (identity := await _signed_identity(request)) is not None:
+            request[IDENTITY] = identity
+        else:
             raise AuthError("missing bearer token")
-        request[IDENTITY] = await authenticate(token)
-        request[TOKEN] = token
         return await handler(request)
 
     return middleware
+
+
+async def _signed_identity(request: web.Request) -> AgentIdentity | None:
+    signed = request.app.get(SIGNED_AUTH)
+    return None if signed is None else await signed(request)
 
 
 def require_role(request: web.Request, *roles: str) -> AgentIdentity:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.agents import login_pooled, logout
 from core.errors import AuthError
 from crmcomms.services import SERVICES, services
+from crmcomms.web import signing
 from crmcomms.web.http import (
     IDENTITY,
     TOKEN,
@@ -54,6 +55,10 @@ PERMISSIONS: Mapping[tuple[str, str], Rule] = {
     ("POST", "/api/login"): PUBLIC,
     ("POST", "/api/logout"): Rule(EVERY_ROLE),
     ("GET", "/api/me"): Rule(EVERY_ROLE),
+    # tokens out of URLs (crmcomms/web/signing.py): signed media URLs are checked again by
+    # the route they open; a ticket stands for the caller's own token
+    ("POST", "/api/media-urls"): Rule(EVERY_ROLE, "what the signed route lets them read"),
+    ("POST", "/api/ws-ticket"): Rule(EVERY_ROLE),
     ("GET", "/api/lookup"): Rule(EVERY_ROLE),
     ("GET", "/api/contacts"): Rule(EVERY_ROLE),
     ("POST", "/api/contacts"): Rule(EVERY_ROLE),
@@ -107,7 +112,7 @@ PERMISSIONS: Mapping[tuple[str, str], Rule] = {
     ("POST", "/api/agents/{agent_id}/enable"): Rule((ADMIN,)),
     ("GET", "/api/contacts/imports"): Rule(STAFF),  # progress of running imports
     ("GET", "/admin"): PUBLIC,  # the page holds no data; its API calls need an admin
-    # the websocket checks its token itself (browsers cannot send headers there)
+    # the websocket checks its ticket or token itself (browsers cannot send headers there)
     ("GET", "/ws"): PUBLIC,
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
@@ -192,6 +197,10 @@ async def get_me(request: web.Request) -> web.Response:
     return json_response({**request[IDENTITY].to_json(), "language": language})
 
 
+async def _stop_token_watch(app: web.Application) -> None:
+    await app[TOKEN_WATCH].close()
+
+
 def add_routes(app: web.Application) -> None:
     """Login routes, the login throttle and the token watch of websockets."""
     svc = app[SERVICES]
@@ -202,6 +211,8 @@ def add_routes(app: web.Application) -> None:
         per_address=http.login_failures_per_address,
     )
     app[TOKEN_WATCH] = TokenWatch(svc.sessions, recheck=http.session_recheck_seconds)
+    app.on_cleanup.append(_stop_token_watch)
     app.router.add_post("/api/login", post_login)
     app.router.add_post("/api/logout", post_logout)
     app.router.add_get("/api/me", get_me)
+    signing.add_routes(app)

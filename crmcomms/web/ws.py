@@ -6,8 +6,11 @@ Protocol (server to client, JSON text frames): first
 ``{"type": "reload", "seq": current}``; then live events. A client may send
 ``{"type": "ping"}`` and gets ``{"type": "pong"}``; anything else is ignored.
 
-The token comes from ``Authorization: Bearer`` or, since browsers cannot set
-headers on websockets, ``?token=``. A client too slow for its queue is closed
+A browser, which cannot set headers on a websocket, first gets a one-time ticket
+(``POST /api/ws-ticket`` with its token in the header) and opens ``/ws?ticket=``;
+other clients may send ``Authorization: Bearer``. ``?token=`` is still accepted
+but deprecated (logged): the token would end up in proxy logs and the browser's
+history. A client too slow for its queue is closed
 with code 4000 and reconnects with ``since``; one whose login ends (logout,
 token expiry) with 4401 and must log in again; on shutdown (``hub.close()``,
 wired through :func:`shutdown_hook`) clients get 1001.
@@ -25,14 +28,19 @@ import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.typedefs import Handler
 
+from core.agents import hash_token
 from crmcomms.push import EndReason, HubClosedError, Identity, PushHub, Subscription
+from crmcomms.web.http import ascii_digits
 
 log = logging.getLogger(__name__)
 
 Authenticate = Callable[[str], Awaitable[Identity | None]]
+#: A ticket's identity and the stored hash of the token it stands for (None: refused).
+Redeem = Callable[[str], Awaitable[tuple[Identity, str] | None]]
 #: Waits (briefly) until this process delivered the given seq (several processes).
 CatchUp = Callable[[int], Awaitable[bool]]
-#: Returns when the token a websocket was opened with is no longer good (logout, expiry).
+#: Returns when the token a websocket was opened with (given by its stored hash,
+#: :func:`core.agents.hash_token`) is no longer good (logout, expiry).
 SessionEnd = Callable[[str], Awaitable[None]]
 
 TOO_SLOW_CODE = 4000
@@ -53,6 +61,12 @@ class _BadRequestError(Exception):
     """A query parameter is malformed; the message is shown to the client."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Login:
+    identity: Identity
+    token_hash: str
+
+
 def websocket_handler(
     hub: PushHub,
     authenticate: Authenticate,
@@ -60,17 +74,34 @@ def websocket_handler(
     close_timeout: float = 5.0,
     session_end: SessionEnd | None = None,
     catch_up: CatchUp | None = None,
+    tickets: Redeem | None = None,
 ) -> Handler:
-    """Build the ``GET /ws`` handler serving ``hub`` to authenticated agents; with
+    """Build the ``GET /ws`` handler serving ``hub`` to authenticated agents (a token
+    checked by ``authenticate``, or a ticket redeemed by ``tickets``); with
     ``session_end``, a websocket is closed (4401) when its token stops being good; with
     ``catch_up`` (the PostgreSQL bus), a client coming from another process with a
     ``since`` this one has not delivered yet waits for it instead of reloading."""
 
-    async def handle(request: web.Request) -> web.StreamResponse:
+    warned = False
+
+    async def login(request: web.Request) -> _Login | None:
+        nonlocal warned
+        ticket = request.query.get("ticket")
+        if ticket and tickets is not None:
+            redeemed = await tickets(ticket)
+            return None if redeemed is None else _Login(*redeemed)
         token = _token(request)
+        if token is not None and "token" in request.query and not warned:
+            warned = True  # once per process: old clients reconnect often
+            log.warning("deprecated /ws?token= (from %s): use POST /api/ws-ticket", request.remote)
         identity = await authenticate(token) if token else None
-        if identity is None or token is None:
-            return _error(401, "missing or invalid token", {"WWW-Authenticate": "Bearer"})
+        return None if identity is None or token is None else _Login(identity, hash_token(token))
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        who = await login(request)
+        if who is None:
+            return _error(401, "missing or invalid ticket or token", {"WWW-Authenticate": "Bearer"})
+        identity = who.identity
         try:
             cursor = _cursor(request)
         except _BadRequestError as exc:
@@ -86,7 +117,7 @@ def websocket_handler(
             return _error(503, str(exc))
         try:
             await ws.prepare(request)
-            ended = session_end(token) if session_end is not None else None
+            ended = session_end(who.token_hash) if session_end is not None else None
             if await _serve(ws, subscription, ended):
                 await _close_session_ended(ws, close_timeout)
             else:
@@ -123,7 +154,7 @@ def _cursor(request: web.Request) -> _Cursor:
     epoch = request.query.get("epoch") or None
     if raw_since is None or raw_since == "":
         return _Cursor(since=None, epoch=epoch)
-    if not raw_since.isdigit():
+    if not ascii_digits(raw_since) or len(raw_since) > 19:
         raise _BadRequestError("since must be a non-negative integer")
     return _Cursor(since=int(raw_since), epoch=epoch)
 

@@ -1,5 +1,6 @@
 """Logins (throttle, timing, Argon2 off the loop), websockets ending with their login,
-and slow clients (header timeout, connection cap), against the daemon's own server
+tokens kept out of URLs (websocket tickets, signed media URLs), and slow clients
+(header and body timeouts, connection caps), against the daemon's own server
 (``crmcomms.app.serve``: the site and runner options the daemon runs with)."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from core.agents import add_agent, hash_token
 from core.db import create_engine
@@ -23,7 +25,10 @@ from core.models import ApiToken, utcnow
 from crmcomms.app import build_app, serve
 from crmcomms.config import parse_settings
 from crmcomms.services import SERVICES, Services
+from crmcomms.web.session import TOKEN_WATCH
+from crmcomms.web.signing import KEY_FILE
 from crmcomms.web.ws import SESSION_ENDED_CODE
+from tests.waits import wait_until
 
 PASSWORD = "right-password-1"
 
@@ -35,6 +40,7 @@ class Daemon:
     url: str
     svc: Services
     http: aiohttp.ClientSession
+    app: web.Application
 
     async def agent(self, name: str, extension: str) -> int:
         async with self.svc.sessions.begin() as session:
@@ -49,6 +55,15 @@ class Daemon:
         resp = await self.login(name)
         assert resp.status == 200, await resp.text()
         return str((await resp.json())["token"])
+
+    async def post(self, path: str, token: str, body: Any = None) -> aiohttp.ClientResponse:
+        headers = {"Authorization": f"Bearer {token}"}
+        return await self.http.post(f"{self.url}{path}", json=body or {}, headers=headers)
+
+    async def ticket(self, token: str) -> str:
+        resp = await self.post("/api/ws-ticket", token)
+        assert resp.status == 200, await resp.text()
+        return str((await resp.json())["ticket"])
 
 
 Start = Callable[..., Awaitable[Daemon]]
@@ -76,7 +91,7 @@ async def start(tmp_path: Path) -> AsyncIterator[Start]:
         task = asyncio.create_task(serve(app, stop, ready.set_result))
         stops.append((stop, task))
         url = await asyncio.wait_for(ready, 10)
-        return Daemon(url, app[SERVICES], http)
+        return Daemon(url, app[SERVICES], http, app)
 
     yield factory
     await http.close()
@@ -235,3 +250,151 @@ async def test_cr_lf_in_a_subject_is_422(start: Start) -> None:
         resp = await daemon.http.post(f"{daemon.url}/api/emails", json=body, headers=headers)
         assert resp.status == 422
         assert "subject" in (await resp.json())["error"]
+
+
+async def test_since_in_other_digits_is_400_not_500(start: Start) -> None:
+    daemon = await start()
+    await daemon.agent("jan", "308")
+    headers = {"Authorization": f"Bearer {await daemon.token('jan')}"}
+    for since in ("²", "１", "٣", "-1", "1e3", "9" * 30):
+        resp = await daemon.http.get(f"{daemon.url}/ws", params={"since": since}, headers=headers)
+        assert resp.status == 400, since
+        assert "since" in (await resp.json())["error"]
+
+
+# --- no token in a URL ------------------------------------------------------------------
+
+
+async def test_a_websocket_opens_with_a_one_time_ticket(start: Start) -> None:
+    daemon = await start()
+    await daemon.agent("kim", "309")
+    token = await daemon.token("kim")
+    ticket = await daemon.ticket(token)
+    assert hash_token(token) in ticket and token not in ticket
+    async with daemon.http.ws_connect(f"{daemon.url}/ws?ticket={ticket}") as ws:
+        assert (await ws.receive_json())["type"] == "hello"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as again:  # once only
+            await daemon.http.ws_connect(f"{daemon.url}/ws?ticket={ticket}")
+        assert again.value.status == 401
+        forged = ticket[:-3] + ("AAA" if not ticket.endswith("AAA") else "BBB")
+        with pytest.raises(aiohttp.WSServerHandshakeError) as bad:
+            await daemon.http.ws_connect(f"{daemon.url}/ws?ticket={forged}")
+        assert bad.value.status == 401
+        unused = await daemon.ticket(token)
+        assert (await daemon.post("/api/logout", token)).status == 200
+        assert await close_code(ws, within=2) == SESSION_ENDED_CODE  # ends with its login
+    with pytest.raises(aiohttp.WSServerHandshakeError) as ended:  # a ticket of a logout
+        await daemon.http.ws_connect(f"{daemon.url}/ws?ticket={unused}")
+    assert ended.value.status == 401
+
+
+async def test_api_tokens_are_refused_in_urls_signed_media_urls_work(start: Start) -> None:
+    daemon = await start()
+    await daemon.agent("lea", "310")
+    token = await daemon.token("lea")
+    path = "/api/emails/424242/attachments/0"
+    assert (await daemon.http.get(f"{daemon.url}{path}?token={token}")).status == 401
+    resp = await daemon.post("/api/media-urls", token, {"paths": [path, "/api/calls/7/recording"]})
+    assert resp.status == 200
+    body = await resp.json()
+    signed = body["urls"][0]
+    assert body["expires_in"] == 900 and token not in signed and signed.startswith(f"{path}?")
+    # the signature authenticates (the e-mail does not exist: 404, not 401)
+    assert (await daemon.http.get(f"{daemon.url}{signed}")).status == 404
+    other = signed.replace("/attachments/0", "/attachments/1")  # another path
+    altered = signed.replace("agent=", "agent=1")  # another agent
+    expired = signed.replace("exp=", "exp=1")  # a later expiry (a longer number)
+    for url in (other, altered, expired, f"{path}?exp=1&agent=1&sig=x"):
+        assert (await daemon.http.get(f"{daemon.url}{url}")).status == 401, url
+    for bad in (["/api/me"], ["/api/calls/1/recording?x=1"], ["x"] * 201):
+        resp = await daemon.post("/api/media-urls", token, {"paths": bad})
+        assert resp.status == 422, bad
+    assert (daemon.svc.settings.general.data_dir / KEY_FILE).stat().st_mode & 0o777 == 0o600
+
+
+# --- the token re-check is one query per interval ----------------------------------------
+
+
+async def test_open_websockets_recheck_their_tokens_in_one_query(start: Start) -> None:
+    """40 websockets of 8 logins, re-checked every 0.2 s: about one query per interval
+    for all of them (before: one per socket per interval, 40 here)."""
+    daemon = await start(session_recheck_seconds=0.2)
+    await daemon.agent("max", "311")
+    tokens = [await daemon.token("max") for _ in range(8)]
+    watch = daemon.app[TOKEN_WATCH]
+    async with contextlib.AsyncExitStack() as stack:
+        sockets = []
+        for i in range(40):
+            headers = {"Authorization": f"Bearer {tokens[i % 8]}"}
+            ws = await stack.enter_async_context(
+                daemon.http.ws_connect(f"{daemon.url}/ws", headers=headers)
+            )
+            assert (await ws.receive_json())["type"] == "hello"
+            sockets.append(ws)
+        before, started = watch.lookups, time.perf_counter()
+        await wait_until(lambda: watch.lookups >= before + 5, what="5 re-checks")
+        intervals = (time.perf_counter() - started) / 0.2
+        assert watch.lookups - before <= intervals + 2, (watch.lookups - before, intervals)
+        async with daemon.svc.sessions.begin() as session:  # a logout in another process
+            await session.delete(await session.get(ApiToken, hash_token(tokens[0])))
+        assert await close_code(sockets[0], within=2) == SESSION_ENDED_CODE
+        await sockets[1].send_json({"type": "ping"})  # another login's socket stays
+        assert (await sockets[1].receive_json(timeout=2))["type"] == "pong"
+
+
+# --- per address, and trickled bodies ---------------------------------------------------
+
+
+async def idle_connection(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = url.removeprefix("http://").split(":")
+    return await asyncio.open_connection(host, int(port))
+
+
+async def healthy(daemon: Daemon) -> bool:
+    try:
+        async with daemon.http.get(f"{daemon.url}/healthz") as resp:
+            return resp.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+async def test_connections_per_address_are_capped(start: Start) -> None:
+    daemon = await start(max_connections_per_address=8)
+    idle = [await idle_connection(daemon.url) for _ in range(8)]
+    try:
+        reader, writer = await idle_connection(daemon.url)
+        idle.append((reader, writer))
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed as it opened
+        for _, writer in idle[:2]:
+            writer.close()
+        await wait_until(lambda: healthy(daemon), 5, "room again once they are gone")
+    finally:
+        for _, writer in idle:
+            writer.close()
+
+
+async def test_a_trickled_body_is_cut_off(start: Start) -> None:
+    daemon = await start(body_timeout_seconds=0.5)
+    reader, writer = await idle_connection(daemon.url)
+    head = b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    writer.write(head + b"Content-Length: 1000\r\n\r\n{")
+    started = time.perf_counter()
+
+    async def trickle() -> None:
+        with contextlib.suppress(ConnectionError):
+            while not writer.is_closing():
+                writer.write(b" ")  # a byte every 50 ms: the connection is never idle
+                await writer.drain()
+                await asyncio.sleep(0.05)
+
+    trickling = asyncio.create_task(trickle())
+    try:
+        answer = await asyncio.wait_for(reader.read(), 5)
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer[:80]
+        assert 0.4 < time.perf_counter() - started < 3
+        assert await timed_healthz(daemon) < 0.5
+    finally:
+        trickling.cancel()
+        writer.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await trickling

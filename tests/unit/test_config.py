@@ -76,13 +76,29 @@ def test_secrets_from_file_and_environment(tmp_path: Path) -> None:
         'smtp_host = "smtp.x.de"\n'
     )
     settings = load_settings(path, env={})
-    assert settings.ami.secret == "from-file"
-    assert settings.mailboxes[0].password == "box-file"
-    assert settings.mailboxes[0].smtp_password == "box-file"
+    assert settings.ami.secret.get_secret_value() == "from-file"
+    assert settings.mailboxes[0].password.get_secret_value() == "box-file"
+    assert settings.mailboxes[0].smtp_password.get_secret_value() == "box-file"
     env = {"CRMCOMMS_AMI_SECRET": "from-env", "CRMCOMMS_MAILBOX_SALES_DE_PASSWORD": "box-env"}
     settings = load_settings(path, env=env)
-    assert settings.ami.secret == "from-env"
-    assert settings.mailboxes[0].password == "box-env"
+    assert settings.ami.secret.get_secret_value() == "from-env"
+    assert settings.mailboxes[0].password.get_secret_value() == "box-env"
+
+
+def test_secrets_are_never_shown(tmp_path: Path) -> None:
+    raw = {
+        "ami": {"secret": "ami-s3cret"},
+        "database": {"url": "postgresql+asyncpg://crm:db-s3cret@h/db"},
+        "cdr": {"url": "mysql://cdr:cdr-s3cret@pbx/asteriskcdrdb"},
+        "http": {"signing_key": "signing-s3cret-0123456789"},
+        "mailboxes": [{"name": "m", "address": "m@x.de", "password": "box-s3cret"}],
+    }
+    settings = parse_settings(raw, env={})
+    for shown in (repr(settings), str(settings), str(settings.model_dump())):
+        assert "s3cret" not in shown
+    assert settings.database_url == "postgresql+asyncpg://crm:db-s3cret@h/db"
+    assert settings.mailboxes[0].smtp_password.get_secret_value() == "box-s3cret"
+    assert settings.http.signing_key.get_secret_value() == "signing-s3cret-0123456789"
 
 
 def test_unreadable_secret_file_names_the_key(tmp_path: Path) -> None:
@@ -130,10 +146,10 @@ def test_cdr_errors_name_the_key(cdr: dict[str, object], message: str) -> None:
 def test_cdr_url_from_file_and_environment(tmp_path: Path) -> None:
     (tmp_path / "cdr.url").write_text("mysql://cdr:secret@pbx/asteriskcdrdb\n")
     settings = parse_settings({"cdr": {"url_file": "cdr.url"}}, env={}, base=tmp_path)
-    assert settings.cdr.url == "mysql://cdr:secret@pbx/asteriskcdrdb"
+    assert settings.cdr.url.get_secret_value() == "mysql://cdr:secret@pbx/asteriskcdrdb"
     assert settings.cdr.configured
     env = {"CRMCOMMS_CDR_URL": "postgresql://cdr@pbx/asterisk"}
-    assert parse_settings({}, env=env).cdr.url == "postgresql://cdr@pbx/asterisk"
+    assert parse_settings({}, env=env).cdr.url.get_secret_value() == "postgresql://cdr@pbx/asterisk"
     with pytest.raises(ConfigError, match=r"cdr: csv and url are exclusive"):
         parse_settings({"cdr": {"csv": "/x.csv"}}, env=env)
     with pytest.raises(ConfigError, match=r"cdr\.url: must start with"):

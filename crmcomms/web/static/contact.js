@@ -6,6 +6,7 @@ import { fmtDateTime, fmtDuration, fmtInt, fmtNumber, fmtTime, t } from "./i18n.
 import { api, dialButton, h, toast } from "./ui.js";
 import { mailboxes, openComposer } from "./compose.js";
 import { dispositionPicker, matchBadge, showDisposition } from "./wrapup.js";
+import { withAttachmentUrls, withSignedUrl } from "./media.js";
 
 const PAGE = 20;
 
@@ -170,9 +171,9 @@ export class ContactView {
       dispositionPicker(call, `call-${call.id}`),
     ];
     if (call.recording_url) {
-      const src = `${call.recording_url}?token=${encodeURIComponent(api.token)}`;
       const missing = (ev) => ev.target.replaceWith(h("span", { class: "recording-missing", text: t("recording_missing") }));
-      parts.push(h("audio", { controls: true, preload: "none", src, "aria-label": t("play_recording"), onerror: missing }));
+      const audio = h("audio", { controls: true, preload: "none", "aria-label": t("play_recording"), onerror: missing });
+      parts.push(withSignedUrl(audio, "src", call.recording_url));
     }
     return parts;
   }
@@ -192,7 +193,7 @@ export class ContactView {
       toggle.textContent = open ? t("hide_message") : t("show_message");
       if (!open || body.firstChild) return;
       try {
-        body.append(...renderMail(await this.fetchMail(mail.id)));
+        body.append(...renderMail(await withAttachmentUrls(await this.fetchMail(mail.id))));
       } catch (err) {
         body.append(h("p", { class: "error", role: "alert", text: t("error", { error: err.message }) }));
       }
@@ -360,8 +361,8 @@ function renderMail(mail) {
         { class: "attachments", "aria-label": t("attachments") },
         files.map((a) => {
           const name = a.filename || `${t("attachment")} ${a.n + 1}`;
-          const href = `/api/emails/${mail.id}/attachments/${a.n}?token=${encodeURIComponent(api.token)}`;
-          return h("li", {}, a.truncated ? h("span", { text: name }) : h("a", { href, download: name, text: name }), ` (${fmtBytes(a.size)})`);
+          const link = () => withSignedUrl(h("a", { download: name, text: name }), "href", `/api/emails/${mail.id}/attachments/${a.n}`);
+          return h("li", {}, a.truncated ? h("span", { text: name }) : link(), ` (${fmtBytes(a.size)})`);
         }),
       ),
     );
@@ -379,7 +380,7 @@ function inlineImages(mail) {
     const src = img.getAttribute("src");
     if (!/^cid:/i.test(src)) continue;
     const part = byCid.get(decodeURIComponent(src.slice(4)));
-    if (part) img.setAttribute("src", `${base}${part.n}?token=${encodeURIComponent(api.token)}`);
+    if (part && part.url) img.setAttribute("src", `${location.origin}${part.url}`);
   }
   return { html: doc.body.innerHTML, images: ` ${base}` };
 }

@@ -5,6 +5,10 @@
 // exactly what we missed, or sends `reload` when the gap is too old or the daemon
 // restarted (new epoch); then the views refetch from the API. Events with a seq at
 // or below the last one applied are ignored, so nothing is applied twice.
+//
+// The login token never goes into the websocket's URL (proxy logs, history): each
+// connection first gets a one-time ticket (POST /api/ws-ticket, token in the header)
+// and opens /ws?ticket=...
 
 const PING_EVERY = 20_000;
 const SILENCE_LIMIT = 45_000;
@@ -25,6 +29,7 @@ export class LiveLink {
     this.state = "connecting";
     this.failures = 0;
     this.ws = null;
+    this.connecting = false; // waiting for a ticket
     this.stopped = false;
     this.timers = { retry: null, ping: null };
     this.lastHeard = 0;
@@ -46,9 +51,16 @@ export class LiveLink {
     this.ws = null;
   }
 
-  url() {
+  async ticket() {
+    const headers = { Accept: "application/json", Authorization: `Bearer ${this.token()}` };
+    const resp = await fetch("/api/ws-ticket", { method: "POST", headers });
+    if (!resp.ok) throw new Error(`no websocket ticket: ${resp.status}`);
+    return (await resp.json()).ticket;
+  }
+
+  async url() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const params = new URLSearchParams({ token: this.token() });
+    const params = new URLSearchParams({ ticket: await this.ticket() });
     if (this.lastSeq !== null) {
       params.set("since", String(this.lastSeq));
       if (this.epoch) params.set("epoch", this.epoch);
@@ -56,11 +68,22 @@ export class LiveLink {
     return `${scheme}://${location.host}/ws?${params}`;
   }
 
-  connect() {
+  async connect() {
     clearTimeout(this.timers.retry);
-    if (this.stopped) return;
+    if (this.stopped || this.connecting) return;
     this.setState(this.lastSeq === null ? "connecting" : "reconnecting");
-    const ws = new WebSocket(this.url());
+    let url;
+    this.connecting = true;
+    try {
+      url = await this.url();
+    } catch {
+      if (!this.stopped) this.scheduleRetry(false); // offline, or the login has ended
+      return;
+    } finally {
+      this.connecting = false;
+    }
+    if (this.stopped || this.ws) return;
+    const ws = new WebSocket(url);
     this.ws = ws;
     let greeted = false;
     ws.onmessage = (msg) => {
@@ -131,7 +154,7 @@ export class LiveLink {
   }
 
   reconnectNow() {
-    if (this.stopped || this.ws) return;
+    if (this.stopped || this.ws || this.connecting) return;
     this.failures = 0;
     this.connect();
   }
