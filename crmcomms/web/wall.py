@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from core.errors import InvalidInput
+from core.phones import display_number
 from core.rollups import wall_figures
 from core.stats import Period, agent_names, totals
 from core.wrapup import disposition_counts
@@ -63,7 +64,9 @@ async def get_wall(request: web.Request) -> web.Response:
             "until": period.until,
             "service_level_seconds": period.threshold,
             "totals": totals(queues),
-            "queues": merge_queues(queues, presence),
+            "queues": merge_queues(
+                queues, presence, services(request).settings.general.default_region
+            ),
             "agents": merge_agents(agents, names, presence),
             "as_of": presence.as_of if presence is not None else None,
             "dispositions": dispositions,  # code -> calls of the period (core.wrapup)
@@ -72,14 +75,21 @@ async def get_wall(request: web.Request) -> web.Response:
     )
 
 
-def merge_queues(figures: list[dict[str, Any]], presence: Presence | None) -> list[dict[str, Any]]:
-    """The period's figures per queue (and DID) with the live state of the PBX's queues."""
+def merge_queues(
+    figures: list[dict[str, Any]], presence: Presence | None, region: str = "ZZ"
+) -> list[dict[str, Any]]:
+    """The period's figures per queue (and DID, with ``line_display``: formatted for
+    ``region`` as the call JSON's numbers) with the live state of the PBX's queues."""
     live = {q["queue"]: q for q in presence.queues_json()} if presence is not None else {}
-    rows = {row["line"]: {**row, "live": None} for row in figures}
+    rows = {row["line"]: {**row, "live": None, **_display(row, region)} for row in figures}
     for name, state in live.items():
         empty = {"line": name, "queue": True, "offered": 0, "live": None}
         rows.setdefault(name, empty)["live"] = state
     return [rows[name] for name in sorted(rows)]
+
+
+def _display(row: dict[str, Any], region: str) -> dict[str, str | None]:
+    return {"line_display": None if row["queue"] else display_number(row["line"], region)}
 
 
 def merge_agents(

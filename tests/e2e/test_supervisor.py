@@ -10,6 +10,7 @@ from typing import Any
 
 from playwright.async_api import Page, expect
 
+from core.phones import display_number
 from tests.e2e.conftest import SignIn, load_fresh, play
 from tests.integration.telephony_harness import Daemon
 
@@ -47,6 +48,9 @@ async def test_wall_follows_calls_live_and_matches_call_log(
 
     await play(daemon, load_fresh("inbound-direct-missed", patterns).blocks)
     await expect(sue.locator(".wall-queues tr[data-line='5550101'] .missed")).to_have_text("1")
+    region = daemon.settings.general.default_region  # the server formats numbers, not the page
+    line = sue.locator(".wall-queues tr[data-line='5550101'] th")
+    await expect(line).to_have_text(display_number("5550101", region))
 
     queue = load_fresh("queue-ringall-102-answers", patterns)
     await play(daemon, queue.ringing())

@@ -7,7 +7,7 @@
 // again after each ended call; queue and agent states follow `presence.changed`.
 
 import { fmtDuration, fmtInt, fmtNumber, t } from "./i18n.js";
-import { api, customerNumber, dayEnd, dayStart, formatNumber, h, query } from "./ui.js";
+import { api, dayEnd, dayStart, h, query } from "./ui.js";
 import { dispositionLabel } from "./wrapup.js";
 
 /** The period's calls per outcome (disposition) the agents chose (GET /api/wall). */
@@ -75,6 +75,9 @@ function tw(key, values = {}) {
   return text.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
 }
 
+// Numbers as the server formats them (phonenumbers, core.phones.display_number: the call
+// JSON's *_display, a DID line's line_display); the raw number where it gave none.
+const shown = (call, field) => call[`${field}_display`] || call[field] || "";
 const pct = (ratio) => (ratio === null || ratio === undefined ? "—" : `${fmtNumber(ratio * 100, 0)} %`);
 const secs = (value) => (value === null || value === undefined ? "—" : fmtDuration(value));
 
@@ -223,8 +226,8 @@ export class Wall {
           h(
             "tr",
             { dataset: { callId: c.id, status: c.status } },
-            h("td", { text: c.direction !== "inbound" ? formatNumber(c.callee) : c.caller_name && c.caller_name !== c.caller ? `${c.caller_name} (${formatNumber(customerNumber(c))})` : formatNumber(customerNumber(c)) }),
-            h("td", { text: c.queue || formatNumber(c.did) || "" }),
+            h("td", { text: c.direction !== "inbound" ? shown(c, "callee") : c.caller_name && c.caller_name !== c.caller ? `${c.caller_name} (${shown(c, "caller")})` : shown(c, "caller") }),
+            h("td", { text: c.queue || shown(c, "did") }),
             h("td", { class: "agent", text: agents(c).map((ext) => this.name(ext)).join(", ") }),
             h("td", { class: "state", text: t(`status_${c.status}`) }),
             h("td", { class: "waiting", dataset: { since: c.started_at }, text: fmtDuration(waited(c.started_at)) }),
@@ -255,7 +258,7 @@ export class Wall {
                 h(
                   "tr",
                   { dataset: { line: q.line || "—", queue: q.queue ? "1" : "0" } },
-                  h("th", { scope: "row", text: q.queue ? q.line : formatNumber(q.line) || "—" }),
+                  h("th", { scope: "row", text: q.queue ? q.line : q.line_display || q.line || "—" }),
                   today ? h("td", { class: "waiting", text: q.live ? fmtInt(q.live.waiting) : "—" }) : null,
                   today ? h("td", { class: "longest-now", text: secs(this.longest(q.live)) }) : null,
                   h("td", { class: "offered", text: fmtInt(q.offered || 0) }),
