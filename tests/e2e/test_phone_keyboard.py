@@ -140,3 +140,24 @@ async def test_german_browser_stays_german_and_the_agent_may_choose(
     await alice.evaluate("sessionStorage.clear()")
     await alice.reload()
     await expect(alice.get_by_role("heading", name="Anmelden")).to_be_visible()  # not signed in
+
+
+async def test_slash_focuses_the_search_box_of_each_page(sign_in: SignIn) -> None:
+    """`/` focuses the page's own search box (the calls page's, the Contacts page's); from
+    the wall and a contact, which have none, it opens the Contacts page's. The `/` itself
+    is not typed into it."""
+    page = await sign_in("sue")  # a supervisor: starts on the wall
+    await expect(page.get_by_role("heading", level=1, name="Supervisor wall")).to_be_visible()
+    targets = {
+        "#nav-wall": "#contacts-q",
+        "#nav-calls": "#search-q",
+        "#nav-contacts": "#contacts-q",
+    }
+    for link, search in targets.items():
+        await page.locator(link).click()
+        await expect(page.locator(link)).to_have_attribute("aria-current", "page")
+        await page.keyboard.press("/")
+        await expect(page.locator(search)).to_be_focused()
+        await expect(page.locator(search)).to_have_value("")
+        await page.keyboard.press("Escape")
+        await expect(page.locator(search)).not_to_be_focused()

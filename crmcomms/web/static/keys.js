@@ -32,9 +32,10 @@ function appear(selector, ms = 3000) {
   });
 }
 
-/** Focus the contact search of the current view, or go to the calls page's. */
+/** Focus the contact search of the current view (calls, Contacts), or, from a view
+ * without one (the wall, a contact), go to the Contacts page's. */
 async function focusSearch() {
-  if (!document.querySelector(SEARCH)) location.hash = "#/calls";
+  if (!document.querySelector(SEARCH)) location.hash = "#/contacts";
   const input = await appear(SEARCH);
   input?.focus();
   input?.select();
