@@ -72,7 +72,7 @@ def build_services(settings: Settings) -> Services:
     engine = create_engine(settings.database_url)
     hub, health = PushHub(), Health()
     bus = build_bus(settings.database_url, hub, health)  # several processes: PostgreSQL
-    metrics = Metrics()
+    metrics = Metrics(health, lambda: hub.clients)
     observe = metrics.db_batch_latency.labels("worker").observe
     sessions, db = session_factory(engine), DbWorker(engine, observe)
     return Services(settings, engine, sessions, db, hub, metrics, health, bus)

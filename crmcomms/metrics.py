@@ -3,10 +3,14 @@
 Besides the daemon's own series the registry carries the client library's
 default collectors (``process_*``: CPU, memory, open files; ``python_gc_*``;
 ``python_info``). ``*_created`` series are not exported: they double the
-series count and no dashboard uses them.
+series count and no dashboard uses them. ``docs/grafana-dashboard.json`` is a
+dashboard on these series (a test keeps its queries to series that exist).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -17,17 +21,52 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class Metrics:
-    """Every counter, gauge and histogram the daemon exports on /metrics."""
+class _Component(Protocol):
+    @property
+    def ok(self) -> bool: ...
 
-    def __init__(self) -> None:
+
+class _Health(Protocol):
+    def components(self) -> Mapping[str, _Component]: ...
+
+
+class HealthCollector(Collector):
+    """/readyz's components as a gauge read at scrape time: 1 while up, 0 while down."""
+
+    def __init__(self, health: _Health) -> None:
+        self._health = health
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "crmcomms_component_up",
+            "1 while a component of /readyz is up (database, ami, mailbox:NAME...)",
+            labels=["component"],
+        )
+        for name, component in sorted(self._health.components().items()):
+            up.add_metric([name], int(component.ok))
+        yield up
+
+
+class Metrics:
+    """Every counter, gauge and histogram the daemon exports on /metrics.
+
+    ``health`` adds ``crmcomms_component_up``; ``websocket_clients`` feeds the
+    websocket gauge (both read at scrape time)."""
+
+    def __init__(
+        self,
+        health: _Health | None = None,
+        websocket_clients: Callable[[], int] | None = None,
+    ) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         r = self.registry
@@ -35,6 +74,8 @@ class Metrics:
         PlatformCollector(registry=r)
         if GC_COLLECTOR is not None:
             GCCollector(registry=r)
+        if health is not None:
+            r.register(HealthCollector(health))
         self.http_requests = Counter(
             "crmcomms_http_requests",
             "HTTP requests served, by route template and status",
@@ -63,10 +104,18 @@ class Metrics:
         )
         self.calls = Counter("crmcomms_calls", "Calls ended, by status", ["status"], registry=r)
         self.ws_clients = Gauge("crmcomms_websocket_clients", "Connected websockets", registry=r)
+        if websocket_clients is not None:
+            self.ws_clients.set_function(websocket_clients)
         self.push_events = Counter("crmcomms_push_events", "Events published", ["type"], registry=r)
         self.imap_lag = Gauge(
             "crmcomms_imap_lag_seconds",
             "Seconds since the last successful sync",
+            ["mailbox"],
+            registry=r,
+        )
+        self.mail_sync_errors = Counter(
+            "crmcomms_mail_sync_errors",
+            "Mailbox sync sessions that failed (connection, login, database) and are retried",
             ["mailbox"],
             registry=r,
         )
