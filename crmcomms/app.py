@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from crmcomms.config import Settings
 from crmcomms.errors import StartupError
 from crmcomms.health import Health, ami_probe
 from crmcomms.keys import MAIL_PARSERS, OUTBOX_WAKEUPS, TELEPHONY
-from crmcomms.mail.parsers import parser_pool
+from crmcomms.mail.parsers import RestartingPool, restarting_parser_pool
 from crmcomms.mail.smtp import OutboxWorker
 from crmcomms.mail.sync import MailboxWorker
 from crmcomms.metrics import Metrics
@@ -143,9 +142,10 @@ def _workers(app: web.Application, svc: Services, guard: Guard) -> dict[str, Wor
     return workers
 
 
-def _parser_pool(app: web.Application) -> ProcessPoolExecutor:
-    """Processes that parse mail on every core; shut down after the workers stopped."""
-    pool = parser_pool(os.cpu_count() or 1)
+def _parser_pool(app: web.Application) -> RestartingPool:
+    """Processes that parse mail on every core (replaced when one dies); shut down after
+    the workers stopped."""
+    pool = restarting_parser_pool(os.cpu_count() or 1)
     app[MAIL_PARSERS] = pool  # the API composes outgoing mail there too
 
     async def lifetime(_app: web.Application) -> AsyncIterator[None]:
