@@ -7,7 +7,6 @@ import { api, dialButton, h, toast } from "./ui.js";
 import { mailboxes, openComposer } from "./compose.js";
 import { dispositionPicker, matchBadge, showDisposition } from "./wrapup.js";
 import { withAttachmentUrls, withSignedUrl } from "./media.js";
-import { withAttachmentUrls, withSignedUrl } from "./media.js";
 
 const PAGE = 20;
 
