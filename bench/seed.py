@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from core.calls import record_calls
+from core.calls import CallRow, call_row, record_calls
 from core.db import session_factory
 from core.migrate import upgrade
 from core.models import Call
@@ -69,10 +69,11 @@ def snapshot(i: int, rng: random.Random, span: timedelta) -> CallSnapshot:
     )
 
 
-def batches(n: int, rng: random.Random) -> Iterator[list[tuple[int, CallSnapshot, list[int]]]]:
+def batches(n: int, rng: random.Random) -> Iterator[list[CallRow]]:
     span = timedelta(days=90)
     for first in range(1, n + 1, BATCH):
-        yield [(i, snapshot(i, rng, span), []) for i in range(first, min(first + BATCH, n + 1))]
+        last = min(first + BATCH, n + 1)
+        yield [call_row(i, snapshot(i, rng, span), [], "DE") for i in range(first, last)]
 
 
 async def build(engine: AsyncEngine, n: int, rng: random.Random) -> float:
@@ -83,7 +84,7 @@ async def build(engine: AsyncEngine, n: int, rng: random.Random) -> float:
         if await conn.scalar(select(func.count()).select_from(Call)):
             sys.exit("the database is not empty")
         for batch in batches(n, rng):
-            await conn.run_sync(functools.partial(record_calls, calls=batch, region="DE"))
+            await conn.run_sync(functools.partial(record_calls, rows=batch))
     async with engine.connect() as conn:  # statistics, as autovacuum / a DBA's ANALYZE would
         await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(text("ANALYZE"))
     return time.perf_counter() - started

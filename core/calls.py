@@ -2,16 +2,21 @@
 
 The tracker (in crmcomms) produces snapshots; anything with the attributes of
 :class:`CallFacts` can be recorded, so core does not depend on the tracker.
+
+One call vocabulary: :func:`call_row` turns the tracker's facts into a
+:class:`CallRow` once per snapshot (the columns of ``calls``, with the call's
+agents and matched contacts); :func:`record_calls` writes rows, and
+:func:`call_dict` is the one call JSON, of a row, an ORM ``Call`` or a history
+query's row alike (push, API, history, wall).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntFlag
 from functools import lru_cache
-from types import SimpleNamespace
 from typing import Any, Protocol
 
 from sqlalchemy import (
@@ -176,34 +181,84 @@ FACT_COLUMNS = (
 )
 
 
-def _values(facts: CallFacts, region: str) -> dict[str, Any]:
-    """The columns of the calls table for ``facts``."""
-    return {
-        "linkedid": facts.linkedid,
-        "direction": facts.direction,
-        "status": facts.status,
-        "caller": facts.caller,
-        "caller_e164": _e164(facts.caller, region),
-        "caller_name": facts.caller_name,
-        "callee": facts.callee,
-        "callee_e164": _e164(facts.callee, region),
-        "did": facts.did,
-        "queue": facts.queue,
-        "agents_rung": list(facts.agents_rung),
-        "answered_by": facts.answered_by,
-        "started_at": facts.started_at,
-        "answered_at": facts.answered_at,
-        "ended_at": facts.ended_at,
-        "ring_seconds": facts.ring_seconds,
-        "talk_seconds": facts.talk_seconds,
-        "hangup_cause": facts.hangup_cause,
-        "recording_path": facts.recording,
-        "transfers": [
+@dataclass(frozen=True, slots=True)
+class CallRow:
+    """One call's row of ``calls`` as the tracker's facts fill it (:data:`FACT_COLUMNS`),
+    with its agents (``call_agents``) and matched contacts (``call_contacts``).
+
+    Built once per snapshot by :func:`call_row`; shown by :func:`call_dict`, written by
+    :func:`record_calls`. ``recording_path`` is the full path MixMonitor writes.
+    """
+
+    id: int
+    linkedid: str
+    direction: str
+    status: str
+    caller: str
+    caller_e164: str | None
+    caller_name: str
+    callee: str
+    callee_e164: str | None
+    did: str
+    queue: str
+    agents_rung: tuple[str, ...]
+    answered_by: str | None
+    started_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    ring_seconds: int | None
+    talk_seconds: int | None
+    hangup_cause: str
+    recording_path: str | None
+    transfers: tuple[dict[str, str], ...]
+    times_uncertain: bool
+    backfilled: bool
+    agents: Mapping[str, AgentRole]
+    contacts: tuple[int, ...]
+
+    def values(self) -> dict[str, Any]:
+        """The columns of ``calls`` (the upsert's parameters)."""
+        values = {name: getattr(self, name) for name in _ROW_COLUMNS}
+        values["agents_rung"] = list(self.agents_rung)
+        values["transfers"] = list(self.transfers)
+        return values
+
+
+_ROW_COLUMNS = ("id", "linkedid", *FACT_COLUMNS)
+
+
+def call_row(call_id: int, facts: CallFacts, contact_ids: Sequence[int], region: str) -> CallRow:
+    """The row of ``facts`` with id ``call_id`` and its matched contacts; the numbers
+    normalised for ``region``."""
+    return CallRow(
+        id=call_id,
+        linkedid=facts.linkedid,
+        direction=facts.direction,
+        status=facts.status,
+        caller=facts.caller,
+        caller_e164=_e164(facts.caller, region),
+        caller_name=facts.caller_name,
+        callee=facts.callee,
+        callee_e164=_e164(facts.callee, region),
+        did=facts.did,
+        queue=facts.queue,
+        agents_rung=tuple(facts.agents_rung),
+        answered_by=facts.answered_by,
+        started_at=facts.started_at,
+        answered_at=facts.answered_at,
+        ended_at=facts.ended_at,
+        ring_seconds=facts.ring_seconds,
+        talk_seconds=facts.talk_seconds,
+        hangup_cause=facts.hangup_cause,
+        recording_path=facts.recording,
+        transfers=tuple(
             {"from": t.from_ext, "to": t.to_ext, "kind": t.kind} for t in facts.transfers
-        ],
-        "times_uncertain": facts.times_uncertain,
-        "backfilled": facts.backfilled,
-    }
+        ),
+        times_uncertain=facts.times_uncertain,
+        backfilled=facts.backfilled,
+        agents=roles_of(facts),
+        contacts=tuple(dict.fromkeys(contact_ids)),
+    )
 
 
 #: Times a later snapshot never turns back into "unknown". Not the durations: those of
@@ -301,47 +356,35 @@ def reserve_call_ids(conn: Connection, count: int, above: int = 0) -> list[int]:
     return list(range(first, first + count))
 
 
-def record_calls(
-    conn: Connection, calls: Sequence[tuple[int, CallFacts, Sequence[int]]], region: str
-) -> None:
-    """Upsert each ``(id, call, matched contact ids)`` by Linkedid, with its agents.
+def record_calls(conn: Connection, rows: Sequence[CallRow]) -> None:
+    """Upsert each row by Linkedid, with its agents and contact links.
 
     Four statements whatever the batch size. The id is the one
     :func:`call_ids` found or :func:`reserve_call_ids` gave. A call already
     in a final state is never reopened or changed, so replaying a stream (or a
     reconnect) neither duplicates nor alters it; except that a ``backfilled``
-    snapshot (from the CDR) corrects a closed call whose times are uncertain.
+    row (from the CDR) corrects a closed call whose times are uncertain.
     A known answer or end time is never overwritten by an unknown (None) one.
     The call's agents (:func:`roles_of`) are added to ``call_agents``.
     Synchronous: run it in one hop (``core.dbthread.DbWorker`` or ``run_sync``).
     """
-    if not calls:
+    if not rows:
         return
     upsert, upsert_agents, insert_links = _upserts(conn.dialect.name)
-    conn.execute(upsert, [{"id": id_, **_values(facts, region)} for id_, facts, _ in calls])
+    conn.execute(upsert, [row.values() for row in rows])
     agents = [
-        {"call_id": id_, "extension": extension, "roles": int(roles)}
-        for id_, facts, _ in calls
-        for extension, roles in roles_of(facts).items()
+        {"call_id": row.id, "extension": extension, "roles": int(roles)}
+        for row in rows
+        for extension, roles in row.agents.items()
     ]
     if agents:
         conn.execute(upsert_agents, agents)
-    conn.execute(_SYNC_STARTED_AT, {"ids": [id_ for id_, _, _ in calls]})
+    conn.execute(_SYNC_STARTED_AT, {"ids": [row.id for row in rows]})
     links = [
-        {"call_id": id_, "contact_id": contact_id}
-        for id_, _, contact_ids in calls
-        for contact_id in dict.fromkeys(contact_ids)
+        {"call_id": row.id, "contact_id": contact_id} for row in rows for contact_id in row.contacts
     ]
     if links:
         conn.execute(insert_links, links)
-
-
-def preview_json(
-    call_id: int, facts: CallFacts, contact_ids: Sequence[int], region: str
-) -> dict[str, Any]:
-    """The call JSON of ``facts`` as known now (push events); the row may not exist yet."""
-    row = SimpleNamespace(id=call_id, **_values(facts, region))
-    return call_dict(row, list(dict.fromkeys(contact_ids)), region)
 
 
 @lru_cache(maxsize=4)
@@ -351,19 +394,17 @@ def _callback_insert(dialect: str) -> Any:
     return insert(tasks).on_conflict_do_nothing().returning(*tasks.c)
 
 
-def create_callback_task(
-    conn: Connection, call_id: int, facts: CallFacts, contact_ids: Sequence[int]
-) -> Row[Any] | None:
+def create_callback_task(conn: Connection, call: CallRow) -> Row[Any] | None:
     """A "call back" task for a missed inbound call, once per call (the row created,
     ``None`` if the call has one already)."""
     values = {
         "kind": "callback",
-        "title": f"Call back {facts.caller_name or facts.caller or 'unknown caller'}",
-        "contact_id": contact_ids[0] if contact_ids else None,
-        "call_id": call_id,
-        "number": facts.caller,
-        "assignees": list(facts.agents_rung),
-        "queue": facts.queue,
+        "title": f"Call back {call.caller_name or call.caller or 'unknown caller'}",
+        "contact_id": call.contacts[0] if call.contacts else None,
+        "call_id": call.id,
+        "number": call.caller,
+        "assignees": list(call.agents_rung),
+        "queue": call.queue,
         "done": False,
         "created_at": utcnow(),
     }
@@ -376,13 +417,15 @@ def recording_url(call: Any) -> str | None:
 
 
 def call_json(call: Call, region: str = "ZZ") -> dict[str, Any]:
-    """The call as the HTTP API and the websocket show it."""
+    """The JSON (:func:`call_dict`) of a logged call, with its contact links."""
     return call_dict(call, [link.contact_id for link in call.contacts], region)
 
 
-def call_dict(call: Any, contact_ids: list[int], region: str = "ZZ") -> dict[str, Any]:
-    """:func:`call_json` of anything with the columns of ``calls`` as attributes;
-    ``*_display``: the numbers formatted for ``region`` (``ZZ``: international)."""
+def call_dict(call: Any, contact_ids: Sequence[int], region: str = "ZZ") -> dict[str, Any]:
+    """The one call JSON, of anything with the columns of ``calls`` as attributes (a
+    :class:`CallRow`, an ORM ``Call``, a query's row): what the push, the API, the
+    history and the wall show. ``*_display``: the numbers formatted for ``region``
+    (``ZZ``: international). A field added here reaches every one of them."""
     return {
         "id": call.id,
         "linkedid": call.linkedid,
@@ -402,7 +445,7 @@ def call_dict(call: Any, contact_ids: list[int], region: str = "ZZ") -> dict[str
         "talk_seconds": call.talk_seconds,
         "hangup_cause": call.hangup_cause,
         "recording_url": recording_url(call),
-        "contacts": contact_ids,
+        "contacts": list(contact_ids),
         "transfers": list(call.transfers),
         "times_uncertain": bool(call.times_uncertain),
         "backfilled": bool(call.backfilled),

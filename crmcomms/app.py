@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ from aiohttp import web
 from core.db import create_engine, session_factory
 from core.dbthread import DbWorker
 from core.migrate import current_revision, head_revision
+from crmcomms.ami.client import AmiClient
+from crmcomms.ami.translate import AmiTranslator
+from crmcomms.cdr.source import open_source
 from crmcomms.config import Settings
 from crmcomms.errors import StartupError
 from crmcomms.health import Health, ami_probe
@@ -46,7 +50,16 @@ from crmcomms.scaleout import (
 from crmcomms.sdnotify import SystemdNotifier
 from crmcomms.services import SERVICES, Services
 from crmcomms.supervisor import Supervision, Worker, supervise
-from crmcomms.telephony.service import TelephonyService
+from crmcomms.telephony.backfiller import Backfiller
+from crmcomms.telephony.call_log import CallLogWriter
+from crmcomms.telephony.controls import CallControls
+from crmcomms.telephony.dialer import Dialer
+from crmcomms.telephony.metrics import TelephonyCollector
+from crmcomms.telephony.pops import PopEnricher
+from crmcomms.telephony.presence import Presence
+from crmcomms.telephony.presence_feed import PresenceFeed
+from crmcomms.telephony.service import AmiInbox, TelephonyService
+from crmcomms.telephony.tracker import CallTracker
 from crmcomms.web import calls, contacts, controls, emails, session, system, tasks, wall, wrapup
 from crmcomms.web.access import access_middleware
 from crmcomms.web.admin import add_admin_routes
@@ -126,7 +139,7 @@ def _workers(app: web.Application, svc: Services, guard: Guard) -> dict[str, Wor
     workers: dict[str, Worker] = {}
     workers["retention"] = RetentionWorker(svc).run
     if svc.settings.ami.enabled:
-        telephony = TelephonyService(svc)
+        telephony = _telephony(svc)
         app[TELEPHONY] = telephony
         serve_telephony(app, telephony)  # the desk and dialer, forwarded to the owner
         svc.health.add_probe("ami", standby_aware("ami", ami_probe(telephony.client), app))
@@ -140,6 +153,48 @@ def _workers(app: web.Application, svc: Services, guard: Guard) -> dict[str, Wor
             outbox = OutboxWorker(svc, box, wakeups)
             workers[f"outbox:{box.name}"] = guard(f"outbox:{box.name}", outbox.run)
     return workers
+
+
+def _telephony(svc: Services) -> TelephonyService:
+    """The AMI link and what it feeds: the edge translating into the one ordered queue,
+    the tracker, the pop enricher and the call-log writer, presence, controls, dialer."""
+    settings, ami = svc.settings, svc.settings.ami
+    region = settings.general.default_region
+    inbox = AmiInbox()
+    edge = AmiTranslator(inbox.put_event, inbox.drop)
+    client = AmiClient(ami, edge, on_connected=inbox.relist, keep=edge.keep)
+    tracker = CallTracker(ami.agent_channel_patterns)
+    call_log = CallLogWriter(svc.db, svc.publisher, svc.metrics)
+    pops = PopEnricher(
+        svc.db,
+        svc.publisher,
+        svc.metrics,
+        call_log,
+        region=region,
+        suffix_digits=settings.lookup.suffix_digits,
+    )
+    presence = PresenceFeed(Presence(ami.agent_channel_patterns), svc.publisher)
+    controls = CallControls(client, ami, tracker.channels_of, presence.presence)
+    source = open_source(settings.cdr)
+    backfiller = None
+    if source is not None:
+        margin = timedelta(seconds=settings.cdr.margin_seconds)
+        backfiller = Backfiller(source, svc.db, inbox.put_backfill, tracker.agent_of, margin=margin)
+    telephony = TelephonyService(
+        inbox,
+        client,
+        edge,
+        tracker,
+        pops=pops,
+        call_log=call_log,
+        presence=presence,
+        db=svc.db,
+        controls=controls,
+        dialer=Dialer(client, ami, region),
+        backfiller=backfiller,
+    )
+    svc.metrics.registry.register(TelephonyCollector(telephony))
+    return telephony
 
 
 def _parser_pool(app: web.Application) -> RestartingPool:

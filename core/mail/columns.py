@@ -33,7 +33,6 @@ def message_values(
     ``key_of_subject``: ``subject_key`` of the item, if the caller has it already.
     """
     body = item if isinstance(item, MailItem) else None
-    unreadable = not isinstance(item, MailItem) and not item.readable
     return {
         "mailbox": mailbox,
         "dedupe_key": key,
@@ -56,7 +55,7 @@ def message_values(
         "html": body.html if body else None,
         "size": len(raw),
         "parse_error": item.parse_error,
-        "body_parsed": body is not None or unreadable,
+        "body_parsed": body is not None or item.parse_error is not None,
     }
 
 

@@ -14,14 +14,12 @@ hop on the session's own database thread: a connection lost or a daemon
 killed mid-batch repeats at most that batch, and storing is idempotent. While
 one batch is read and stored the next is fetched.
 
-Bodies and attachments are the second phase (``core.mail.bodies``): behind
-the stored batches a background task parses the messages still marked
+Bodies and attachments are the second phase (``core.mail.bodies``): after
+each round a background task parses the messages still marked
 ``body_parsed = false``, on the executor (a process pool uses every core),
-and stores the results; their headers are not read again. The mark is in the
-database, so a crash between the phases loses nothing. The second phase
-runs beside the fetch of the next batches (it starts with the first stored
-batch, not after the round): the parsing overlaps the waits on the IMAP
-server, and new mail is announced as soon as its headers are stored.
+and stores the results. The mark is in the database, so a crash between the
+phases loses nothing; bodies are parsed after the round so that they never
+slow the mirroring down.
 
 Between rounds the worker waits for new mail in any of its folders: NOTIFY,
 IDLE (one connection per folder, bounded) or polling, every wait ending after
@@ -301,7 +299,7 @@ class MailboxWorker:
         return [headers for part in await asyncio.gather(*read) for headers in part]
 
     async def _parse_bodies(self) -> None:
-        """Behind the stored batches, parse the bodies still marked unparsed, batch by batch."""
+        """After each round, parse the bodies still marked unparsed, batch by batch."""
         while True:
             await self._bodies_due.wait()
             self._bodies_due.clear()
@@ -311,8 +309,7 @@ class MailboxWorker:
             except (SQLAlchemyError, OSError, BrokenExecutor) as exc:
                 log.warning("mailbox %s: parsing bodies failed, retried later: %s", self.name, exc)
             else:
-                if not self._bodies_due.is_set():  # else a batch was stored meanwhile
-                    self.bodies_done.set()
+                self.bodies_done.set()
 
     async def parse_some_bodies(self) -> bool:
         """Parse and store one batch of unparsed bodies; False when none was left."""
@@ -344,8 +341,6 @@ class MailboxWorker:
         )
         announced: list[Announcement] = await db.run(write)
         self.svc.metrics.mail_messages.labels(self.name).inc(len(batch.fetched))
-        self.bodies_done.clear()  # until the bodies of this batch are parsed too
-        self._bodies_due.set()
         for new in announced:
             everyone = new.readers.everyone
             audience = Audience.all() if everyone else Audience(extensions=new.extensions)

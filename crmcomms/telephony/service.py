@@ -41,8 +41,8 @@ from crmcomms.telephony.calls import CallEnded, CallEvent, CallRinging, CallSnap
 from crmcomms.telephony.controls import CallControls, queue_status_action
 from crmcomms.telephony.dialer import Dialer
 from crmcomms.telephony.logged import last_activity, open_calls
-from crmcomms.telephony.presence_feed import PresenceFeed, QueueSnapshot
 from crmcomms.telephony.pops import PopEnricher
+from crmcomms.telephony.presence_feed import PresenceFeed, QueueSnapshot
 from crmcomms.telephony.tracker import CallTracker
 
 log = logging.getLogger(__name__)

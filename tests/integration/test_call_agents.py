@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -15,38 +15,24 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from core.agents import add_agent
-from core.calls import record_calls
+from core.calls import call_row, record_calls
 from core.db import create_engine
 from core.migrate import upgrade
 from core.models import Contact
 from crmcomms.app import build_app
 from crmcomms.services import SERVICES, Services
 from crmcomms.telephony.calls import CallSnapshot, Transfer
+from tests.calls import T0, snapshot
 from tests.conftest import make_settings
 
 AGENTS = {"alice": ("101",), "bob": ("102",), "carol": ("103",), "dave": ("104",)}
 AGENTS |= {"eve": ("105", "106"), "sue": ()}
-T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-BASE = CallSnapshot(
+BASE = snapshot(
     linkedid="",
-    direction="inbound",
-    status="answered",
-    caller="0301234567",
     caller_name="Customer",
-    callee="4930999",
-    did="4930999",
-    queue="",
-    agents_rung=(),
-    answered_by=None,
-    started_at=T0,
-    answered_at=None,
-    ended_at=None,
     ring_seconds=3,
     talk_seconds=30,
     hangup_cause="Normal Clearing",
-    recording=None,
-    transfers=(),
-    talked=(),
 )
 # name: (call, who sees it besides the supervisor)
 CALLS: dict[str, tuple[CallSnapshot, set[str]]] = {
@@ -126,10 +112,10 @@ async def office(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             session.add(contact)
             await session.flush()
             logged = [
-                (i + 1, _numbered(call, i), [contact.id])
+                call_row(i + 1, _numbered(call, i), [contact.id], "DE")
                 for i, (call, _) in enumerate(CALLS.values())
             ]
-            await session.run_sync(lambda s: record_calls(s.connection(), logged, "DE"))
+            await session.run_sync(lambda s: record_calls(s.connection(), logged))
         yield Office(client, tokens, {name: i + 1 for i, name in enumerate(NAMES)}, contact.id)
 
 

@@ -5,13 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, func, select
 
-from core.calls import FACT_COLUMNS, AgentRole, _values, call_ids, record_calls, reserve_call_ids
+from core.calls import (
+    FACT_COLUMNS,
+    AgentRole,
+    CallRow,
+    call_ids,
+    call_row,
+    record_calls,
+    reserve_call_ids,
+)
 from core.db import SessionFactory, create_engine, session_factory
 from core.dbthread import DbWorker
 from core.migrate import upgrade
@@ -20,6 +28,7 @@ from crmcomms.ami.framing import AmiFramer
 from crmcomms.telephony.calls import CallEnded, CallSnapshot, Transfer
 from crmcomms.telephony.tracker import CallTracker
 from tests.ami_edge import feed
+from tests.calls import T0, snapshot
 from tests.conftest import PostgresServer
 
 CAPTURES = Path(__file__).parents[1] / "fixtures" / "ami"
@@ -47,7 +56,7 @@ async def _check_batches(url: str) -> None:
             ids = call_ids(conn, [c.linkedid for c in calls])
             fresh = iter(reserve_call_ids(conn, len(calls) - len(ids)))
             ids = {c.linkedid: ids.get(c.linkedid) or next(fresh) for c in calls}
-            record_calls(conn, [(ids[c.linkedid], c, []) for c in calls], "DE")
+            record_calls(conn, [call_row(ids[c.linkedid], c, [], "DE") for c in calls])
             return ids
 
         return work
@@ -94,7 +103,7 @@ async def test_contact_links_are_added_once(tmp_path: Path, migrated_engine_url:
         for _ in range(2):
             async with sessions.begin() as session:
                 await session.run_sync(
-                    lambda s: record_calls(s.connection(), [(7, call, [1, 2, 1])], "DE")
+                    lambda s: record_calls(s.connection(), [call_row(7, call, [1, 2, 1], "DE")])
                 )
         async with sessions() as session:
             links = await session.scalar(select(func.count()).select_from(CallContact))
@@ -112,26 +121,16 @@ async def migrated_engine_url(tmp_path: Path) -> str:
     return url
 
 
-_T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-_LIVE = CallSnapshot(
+_T0 = T0
+_LIVE = snapshot(
     linkedid="1700000000.9",
-    direction="inbound",
     status="talking",
-    caller="0301234567",
-    caller_name="",
-    callee="4930999",
-    did="4930999",
     queue="support",
     agents_rung=("101", "102"),
     answered_by="102",
-    started_at=_T0,
     answered_at=_T0 + timedelta(seconds=8),
-    ended_at=None,
     ring_seconds=8,
     talk_seconds=3,
-    hangup_cause="",
-    recording=None,
-    transfers=(),
     talked=("102",),
 )
 
@@ -140,7 +139,7 @@ async def _record(sessions: SessionFactory, *calls: CallSnapshot) -> Call:
     async with sessions.begin() as session:
         for call in calls:
             await session.run_sync(
-                lambda s, c=call: record_calls(s.connection(), [(1, c, [])], "DE")
+                lambda s, c=call: record_calls(s.connection(), [call_row(1, c, [], "DE")])
             )
     async with sessions() as session:
         row = await session.get(Call, 1)
@@ -208,7 +207,9 @@ async def test_unknown_status_and_durations(db: SessionFactory) -> None:
     assert (row.status, row.ring_seconds, row.backfilled) == ("missed", 20, True)
     fresh = replace(unknown, linkedid="1700000000.10", ring_seconds=None)
     async with db.begin() as session:
-        await session.run_sync(lambda s: record_calls(s.connection(), [(2, fresh, [])], "DE"))
+        await session.run_sync(
+            lambda s: record_calls(s.connection(), [call_row(2, fresh, [], "DE")])
+        )
     async with db() as session:
         assert (await session.get(Call, 2)).ring_seconds is None  # type: ignore[union-attr]
 
@@ -238,4 +239,5 @@ async def test_call_agents_follow_the_snapshots(db: SessionFactory) -> None:
 
 def test_the_upsert_writes_the_facts_only() -> None:
     """Every fact is written, and only facts: other columns (an agent's wrap-up) survive."""
-    assert set(_values(_LIVE, "DE")) == {"linkedid", *FACT_COLUMNS}
+    assert set(call_row(1, _LIVE, [], "DE").values()) == {"id", "linkedid", *FACT_COLUMNS}
+    assert set(CallRow.__slots__) == {"id", "linkedid", *FACT_COLUMNS, "agents", "contacts"}

@@ -86,7 +86,7 @@ async def settled(telephony: TelephonyService, backfills: int) -> None:
         backfiller = telephony.backfiller
         return (
             telephony.idle.is_set()
-            and not telephony.publisher.pending
+            and not telephony.call_log.pending
             and (
                 backfiller is None
                 or (backfiller.stats.runs >= backfills and not backfiller.pending)

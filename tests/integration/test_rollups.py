@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from sqlalchemy import delete, func, select
 
-from core.calls import record_calls
+from core.calls import call_row, record_calls
 from core.db import SessionFactory
 from core.models import Call, WallDay, WallDayVersion
 from core.rollups import SETTLED, split, wall_figures
@@ -57,8 +57,8 @@ def _call(i: int, rng: random.Random) -> CallSnapshot:
 
 async def _log(db: SessionFactory, calls: list[tuple[int, CallSnapshot]]) -> None:
     async with db.begin() as session:
-        batch = [(i, call, []) for i, call in calls]
-        await session.run_sync(lambda s: record_calls(s.connection(), batch, "DE"))
+        batch = [call_row(i, call, [], "DE") for i, call in calls]
+        await session.run_sync(lambda s: record_calls(s.connection(), batch))
 
 
 async def _direct(db: SessionFactory, period: Period) -> tuple[object, object]:

@@ -4,36 +4,16 @@ audience built on it."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import pytest
 
 from core.calls import AgentRole, agents_of, roles_of
 from crmcomms.telephony.calls import CallSnapshot, Transfer
-from crmcomms.telephony.publisher import audience_of
+from crmcomms.telephony.pops import audience_of
+from tests.calls import snapshot
 
 R = AgentRole
-BASE = CallSnapshot(
-    linkedid="1700000000.1",
-    direction="inbound",
-    status="answered",
-    caller="0301234567",
-    caller_name="",
-    callee="4930999",
-    did="4930999",
-    queue="",
-    agents_rung=(),
-    answered_by=None,
-    started_at=datetime(2026, 12, 1, 9, 0, tzinfo=UTC),
-    answered_at=None,
-    ended_at=None,
-    ring_seconds=None,
-    talk_seconds=None,
-    hangup_cause="",
-    recording=None,
-    transfers=(),
-    talked=(),
-)
+BASE = snapshot()
 
 CASES: dict[str, tuple[CallSnapshot, dict[str, AgentRole]]] = {
     # the inbound caller and the DID are the customer's and the company's numbers

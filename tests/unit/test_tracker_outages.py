@@ -17,7 +17,7 @@ from crmcomms.pbx_events import CoreShowChannel
 from crmcomms.telephony.calls import CallEnded, CallEvent, CallRinging, CallSnapshot
 from crmcomms.telephony.reconcile import merge
 from crmcomms.telephony.tracker import CallTracker
-from tests import ami_edge
+from tests import ami_edge, calls
 
 OUTAGES = Path(__file__).parents[1] / "fixtures" / "outages"
 
@@ -152,31 +152,21 @@ def test_no_call_stays_open_and_no_time_is_after_the_truth(scenario: str) -> Non
 
 
 def snapshot(**changes: Any) -> CallSnapshot:
-    base = CallSnapshot(
-        linkedid="1.1",
-        direction="inbound",
-        status="answered",
-        caller="+49302000001",
-        caller_name="",
-        callee="5550101",
-        did="5550101",
-        queue="",
-        agents_rung=("101",),
-        answered_by="101",
-        started_at=datetime(2026, 12, 2, 2, 57, 31, tzinfo=UTC),
-        answered_at=datetime(2026, 12, 2, 2, 57, 33, 579000, tzinfo=UTC),
-        ended_at=None,
-        ring_seconds=2,
-        talk_seconds=None,
-        hangup_cause="",
-        recording=None,
-        transfers=(),
-        talked=("101",),
-        times_uncertain=True,
-    )
-    fields = {slot: getattr(base, slot) for slot in CallSnapshot.__slots__}
-    fields.update(changes)
-    return CallSnapshot(**fields)
+    """The call of the outage captures as the link saw it (answered, end unseen)."""
+    fields: dict[str, Any] = {
+        "linkedid": "1.1",
+        "caller": "+49302000001",
+        "callee": "5550101",
+        "did": "5550101",
+        "agents_rung": ("101",),
+        "answered_by": "101",
+        "started_at": datetime(2026, 12, 2, 2, 57, 31, tzinfo=UTC),
+        "answered_at": datetime(2026, 12, 2, 2, 57, 33, 579000, tzinfo=UTC),
+        "ring_seconds": 2,
+        "talked": ("101",),
+        "times_uncertain": True,
+    }
+    return calls.snapshot(**(fields | changes))
 
 
 def test_merge_keeps_live_facts_and_fills_gaps_from_the_cdr() -> None:

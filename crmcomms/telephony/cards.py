@@ -1,11 +1,11 @@
-"""The call log's database work, in two kinds of hop (see :class:`core.dbthread.DbWorker`).
+"""What the pops of a batch read, in one hop (see :class:`core.dbthread.DbWorker`),
+and the screen-pop card.
 
-- :func:`prepare` (a read, what the events of a batch wait for): the ids of
-  new calls (the logged one after a replay or a restart, else a reserved
-  fresh one), the contacts matching new numbers, and the cards of new pops.
-  Nothing is written, so a pop never waits for a commit or for other calls.
-- :func:`write` (the write-behind): upserts call snapshots with their ids and
-  matched contacts, and creates the call-back tasks of missed calls.
+:func:`read_for_pops` is what the events of a batch wait for: the ids of new
+calls (the logged one after a replay or a restart, else a reserved fresh one),
+the contacts matching new numbers, and the cards of new pops. Nothing is
+written, so a pop never waits for a commit or for other calls (the call log is
+written behind, :mod:`crmcomms.telephony.call_log`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from core.calls import call_ids, create_callback_task, record_calls, reserve_call_ids
+from core.calls import call_ids, reserve_call_ids
 from core.history import call_source, note_history, pending_tasks, task_json, timeline
 from core.lookup import LookupResult, find_contacts
 from core.mail.queries import email_history
@@ -29,7 +29,7 @@ CARD_RECENT = 10
 
 
 @dataclass(frozen=True, slots=True)
-class Needs:
+class PopReads:
     """What a batch must read: ids for the ``new`` Linkedids (fresh ones above
     ``above``), ``lookups`` (Linkedid -> customer number), and the cards of
     ringing ``cards`` whose match is in ``matches`` or ``lookups``."""
@@ -44,15 +44,15 @@ class Needs:
 
 
 @dataclass(slots=True)
-class Prepared:
-    """Ids, lookups and cards by Linkedid."""
+class PopData:
+    """What was read: ids, lookups and cards by Linkedid."""
 
     ids: dict[str, int]
     matches: dict[str, LookupResult | None]
     cards: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def prepare(needs: Needs, conn: Connection) -> Prepared:
+def read_for_pops(needs: PopReads, conn: Connection) -> PopData:
     """Read what ``needs`` asks for (one read transaction)."""
     ids = call_ids(conn, needs.new) if needs.new else {}
     missing = [lid for lid in needs.new if lid not in ids]
@@ -62,43 +62,13 @@ def prepare(needs: Needs, conn: Connection) -> Prepared:
         lid: find_contacts(conn, number, needs.region, needs.suffix_digits) if number else None
         for lid, number in needs.lookups.items()
     }
-    prepared = Prepared(ids, found)
+    prepared = PopData(ids, found)
     if needs.cards:
         matches = {**needs.matches, **found}
         with Session(bind=conn) as session:
             for lid, call in needs.cards.items():
                 prepared.cards[lid] = card(session, call, matches.get(lid), needs.region)
     return prepared
-
-
-@dataclass(frozen=True, slots=True)
-class Logged:
-    """A call snapshot to write, with its id and matched contacts."""
-
-    id: int
-    call: CallSnapshot
-    contacts: list[int]
-
-
-@dataclass(frozen=True, slots=True)
-class Work:
-    """Snapshots to upsert and the missed calls needing a call-back task."""
-
-    calls: Sequence[Logged]
-    callbacks: Sequence[Logged]
-    region: str
-
-
-def write(work: Work, conn: Connection) -> list[dict[str, Any]]:
-    """Upsert the snapshots and create the call-back tasks (one transaction);
-    the tasks created, as JSON."""
-    record_calls(conn, [(c.id, c.call, c.contacts) for c in work.calls], work.region)
-    created = []
-    for c in work.callbacks:
-        task = create_callback_task(conn, c.id, c.call, c.contacts)
-        if task is not None:
-            created.append(task_json(task))
-    return created
 
 
 def contact_ids(result: LookupResult | None) -> list[int]:
