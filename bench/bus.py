@@ -18,12 +18,17 @@ log in and listen on ``/ws``, half of them on each daemon.
 - **memory per connection**: the daemons' RSS before and after the agents connect.
 - **events/s**: ``--burst`` events published at once; time until both supervisors
   received the last one.
+- **stages** of the bus's pop latency: publish -> the batch committed (this process's
+  writer: wake-up, one statement), committed -> ``NOTIFY`` heard by a listener of this
+  process (PostgreSQL), committed -> the agent's websocket (the daemons: notification,
+  read, fan-out, socket).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import os
 import socket
@@ -110,6 +115,7 @@ class Agents:
 
     def __init__(self) -> None:
         self.latencies: list[float] = []
+        self.arrivals: list[tuple[int, float, float]] = []  # seq, published, received
         self.last_seq: dict[str, int] = {}
         self.changed = asyncio.Event()
 
@@ -119,8 +125,47 @@ class Agents:
             frame = orjson.loads(message.data)
             if "t" in frame and not name.startswith("sup"):
                 self.latencies.append(now - frame["t"])
+                self.arrivals.append((frame["seq"], frame["t"], now))
             self.last_seq[name] = frame.get("seq", 0)
             self.changed.set()
+
+
+class Stages:
+    """When each batch of this process's writer committed, and when a listener of this
+    process heard its notification (both by the batch's last seq)."""
+
+    def __init__(self, bus: PgBus) -> None:
+        self.committed: dict[int, float] = {}
+        self.heard: dict[int, float] = {}
+        insert = bus._insert
+
+        self.last = 0  # this process is the only writer: the batches number on from here
+
+        async def timed(conn: Any, batch: Any) -> None:
+            await insert(conn, batch)
+            self.last += len(batch)
+            self.committed[self.last] = time.monotonic()
+
+        bus._insert = timed  # type: ignore[method-assign]
+
+    def notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        last = orjson.loads(payload)[-1][0] if payload.startswith("[") else int(payload)
+        self.heard[last] = time.monotonic()
+
+    def report(self, arrivals: list[tuple[int, float, float]]) -> None:
+        ends = sorted(self.committed)
+        written, notify, pushed = [], [], []
+        for seq, published, received in arrivals:
+            last = ends[bisect.bisect_left(ends, seq)] if seq <= ends[-1] else None
+            if last is None:
+                continue
+            written.append(self.committed[last] - published)
+            pushed.append(received - self.committed[last])
+            if last in self.heard:
+                notify.append(self.heard[last] - self.committed[last])
+        report("  stage publish -> committed", written)
+        report("  stage committed -> NOTIFY heard here", notify)
+        report("  stage committed -> agent's websocket", pushed)
 
 
 @contextlib.asynccontextmanager
@@ -165,6 +210,9 @@ async def paced(publish: Publish, agents: int, rate: float, duration: float) -> 
 
 
 def report(label: str, latencies: list[float]) -> None:
+    if not latencies:
+        print(f"{label}: no events")
+        return
     ordered = sorted(latencies)
     p = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
     print(
@@ -208,8 +256,12 @@ async def through_bus(args: argparse.Namespace, url: str, tmp: Path) -> None:
     daemons = [start_daemon(tmp, url, n) for n in range(2)]
     hub = PushHub()
     bus = PgBus(url, hub, Health())
+    stages = Stages(bus)
     await bus.start()
+    stages.last = hub.current_seq
     runner = asyncio.create_task(bus.run())
+    listener = await asyncpg.connect(dsn_of(url))
+    await listener.add_listener("crmcomms_events", stages.notified)
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             for _, base in daemons:
@@ -229,8 +281,10 @@ async def through_bus(args: argparse.Namespace, url: str, tmp: Path) -> None:
                 await paced(bus.publish, args.agents, args.rate, args.duration)
                 await asyncio.sleep(1.0)
                 report(f"through the bus, {args.rate:g} calls/s", agents.latencies)
+                stages.report(agents.arrivals)
                 await burst(bus, url, agents, args.burst, [base for _, base in daemons])
     finally:
+        await listener.close()
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await runner
