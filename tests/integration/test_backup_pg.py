@@ -79,6 +79,14 @@ def add_contacts(url: str, *display_names: str) -> None:
     asyncio.run(run())
 
 
+def upgraded_site(postgres: PostgresServer, where: Path) -> tuple[str, tuple[str, str]]:
+    """A database at the current schema and a config for it: its URL and --config."""
+    url = owned_database(postgres)
+    config = config_for(where, url)
+    assert main(["db", "upgrade", *config]) == 0
+    return url, config
+
+
 def names(url: str) -> set[str]:
     return {str(name) for (name,) in sql(url, "SELECT display_name FROM contacts")}
 
@@ -86,9 +94,7 @@ def names(url: str) -> set[str]:
 def test_backup_change_restore(
     postgres: PostgresServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = owned_database(postgres)
-    c = config_for(tmp_path / "site", url)
-    assert main(["db", "upgrade", *c]) == 0
+    url, c = upgraded_site(postgres, tmp_path / "site")
     add_contacts(url, "Anna Berg", "Bernd Busy")
     blob = tmp_path / "site" / "data" / "blobs" / "ab" / ("ab" + "0" * 62)
     blob.parent.mkdir(parents=True)
@@ -140,9 +146,7 @@ def test_restore_on_a_new_server(
     postgres: PostgresServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Disaster recovery: the backup goes into an empty database; a failed load changes nothing."""
-    url = owned_database(postgres)
-    c = config_for(tmp_path / "old", url)
-    assert main(["db", "upgrade", *c]) == 0
+    url, c = upgraded_site(postgres, tmp_path / "old")
     add_contacts(url, "Anna Berg")
     assert main(["backup", str(tmp_path / "backup"), *c]) == 0
 
