@@ -114,7 +114,8 @@ def _announcement(
     options: StoreOptions,
 ) -> Announcement:
     people = [a.address for a in (*item.to, *item.cc)]
-    readers = mail_readers(session, bool(stored.contact_ids), people)
+    linked = bool(stored.contact_ids)
+    readers = mail_readers(session, linked, people, visibility=options.visibility)
     extensions = frozenset() if readers.everyone else readers_extensions(session, readers)
     own = any(a.address in options.own_addresses for a in item.from_)
     kind = "email.sent" if own else "email.received"

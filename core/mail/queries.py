@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import (
     ColumnElement,
@@ -44,13 +45,25 @@ class MailReaders:
         return self.everyone or agent_id in self.agent_ids
 
 
+Visibility = Literal["linked", "team", "addressed"]
+"""Who of the agents reads a mailbox's mail (``mailboxes[].visibility``; supervisors
+and admins read all): ``team`` every agent (a shared inbox); ``addressed`` the
+agents in To/Cc and the sender; ``linked`` (the default) every agent when the message
+is linked to a contact, else as ``addressed``."""
+
+
 def mail_readers(
-    session: Session, linked: bool, addressed: Sequence[str], sender: int | None = None
+    session: Session,
+    linked: bool,
+    addressed: Sequence[str],
+    sender: int | None = None,
+    visibility: Visibility = "linked",
 ) -> MailReaders:
-    """THE rule of who reads an e-mail, for the push and the API alike: every agent when
-    it is linked to a contact (contacts have no owner in the CRM), else the agents
-    whose own address is in its To or Cc (``addressed``), and the agent who sent it."""
-    if linked:
+    """THE rule of who reads an e-mail, for the push and the API alike, by its mailbox's
+    ``visibility``: every agent in a ``team`` mailbox, or when it is linked to a contact
+    (contacts have no owner in the CRM) in a ``linked`` one; else the agents whose own
+    address is in its To or Cc (``addressed``), and the agent who sent it."""
+    if visibility == "team" or (linked and visibility == "linked"):
         return MailReaders(everyone=True)
     wanted = sorted({a.lower() for a in addressed if a})
     ids = set(session.scalars(select(Agent.id).where(func.lower(Agent.email).in_(wanted))))
@@ -65,11 +78,13 @@ def readers_extensions(session: Session, readers: MailReaders) -> frozenset[str]
     return frozenset(rows)
 
 
-def message_readers(session: Session, message: EmailMessage) -> MailReaders:
-    """:func:`mail_readers` of a stored message."""
+def message_readers(
+    session: Session, message: EmailMessage, visibility: Visibility = "linked"
+) -> MailReaders:
+    """:func:`mail_readers` of a stored message (its mailbox's ``visibility``)."""
     linked = session.scalar(select(exists().where(EmailContact.email_id == message.id)))
     addressed = [a.get("address", "") for a in (*message.to, *message.cc)]
-    return mail_readers(session, bool(linked), addressed, message.agent_id)
+    return mail_readers(session, bool(linked), addressed, message.agent_id, visibility)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +95,19 @@ class Reader:
     agent_id: int
     email: str
     everything: bool
+    visibility: Mapping[str, Visibility] = field(default_factory=dict)  # by mailbox name
+
+    def visibility_of(self, mailbox: str) -> Visibility:
+        """The visibility of ``mailbox`` (``linked`` when not configured)."""
+        return self.visibility.get(mailbox, "linked")
 
 
 async def may_read(session: AsyncSession, reader: Reader, message: EmailMessage) -> bool:
     """Whether ``reader`` may read ``message`` (:func:`mail_readers`)."""
     if reader.everything:
         return True
-    readers = await session.run_sync(message_readers, message)
+    visibility = reader.visibility_of(message.mailbox)
+    readers = await session.run_sync(message_readers, message, visibility)
     return readers.admit(reader.agent_id)
 
 
@@ -106,8 +127,15 @@ def _maybe_readable(reader: Reader) -> ColumnElement[bool]:
     # an alias: the list may join EmailContact itself (?contact=), and the same table
     # in both would be correlated away
     links = aliased(EmailContact)
-    linked = exists().where(links.email_id == EmailMessage.id)
-    return or_(linked, EmailMessage.agent_id == reader.agent_id, addressed)
+    linked: ColumnElement[bool] = exists().where(links.email_id == EmailMessage.id)
+    kinds = {
+        kind: [n for n, v in reader.visibility.items() if v == kind]
+        for kind in ("team", "addressed")
+    }
+    if kinds["addressed"]:  # there, a contact does not make a message everyone's
+        linked = and_(linked, EmailMessage.mailbox.not_in(kinds["addressed"]))
+    team = EmailMessage.mailbox.in_(kinds["team"]) if kinds["team"] else false()
+    return or_(team, linked, EmailMessage.agent_id == reader.agent_id, addressed)
 
 
 @dataclass(frozen=True, slots=True)

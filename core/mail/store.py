@@ -57,6 +57,7 @@ from core.mail.models import (
     EmailRef,
 )
 from core.mail.parse import MailItem
+from core.mail.queries import Visibility
 from core.mail.rows import insert_rows, is_sqlite, keyed_ids
 from core.mail.threads import ThreadInput, ThreadPolicy, assign_thread, lookup_ids, subject_key
 from core.models import Base, Contact, EmailAddress
@@ -105,6 +106,7 @@ class StoreOptions:
     own_addresses: frozenset[str] = frozenset()
     create_unknown_contacts: bool = False
     thread_policy: ThreadPolicy = field(default_factory=ThreadPolicy)
+    visibility: Visibility = "linked"  # who reads its mail (core.mail.queries.mail_readers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,4 +33,5 @@ def store_options(box: MailboxSettings) -> StoreOptions:
         own_addresses=frozenset(own),
         create_unknown_contacts=box.create_unknown_contacts,
         thread_policy=policy,
+        visibility=box.visibility,
     )

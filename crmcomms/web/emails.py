@@ -97,7 +97,9 @@ async def _reader(request: web.Request, session: AsyncSession) -> Reader:
     """The caller as a reader of mail (agents read what the push sends them)."""
     identity = request[IDENTITY]
     email = await session.scalar(select(Agent.email).where(Agent.id == identity.id))
-    return Reader(identity.id, email or "", identity.sees_everything)
+    boxes = services(request).settings.mailboxes
+    visibility = {box.name: box.visibility for box in boxes}
+    return Reader(identity.id, email or "", identity.sees_everything, visibility)
 
 
 async def _readable_email(request: web.Request, session: AsyncSession) -> EmailMessage:
