@@ -12,6 +12,7 @@ from crmcomms.config import MailboxSettings
 from crmcomms.keys import TELEPHONY
 from crmcomms.logs import ContextFilter
 from crmcomms.mail.sync import MailboxWorker, SyncTuning
+from crmcomms.pbx_events import DialEnd
 from crmcomms.services import Services
 from tests.conftest import free_port
 from tests.integration.telephony_harness import facts, running_daemon
@@ -25,15 +26,15 @@ async def test_a_line_about_a_call_carries_its_linkedid(
     caplog.handler.addFilter(ContextFilter())
     async with running_daemon(tmp_path) as daemon:
         telephony = daemon.client.app[TELEPHONY]
-        feed = telephony.tracker.feed_message
+        feed = telephony.tracker.feed
 
         def breaking(message: Any) -> Any:
-            if isinstance(message, dict) and message.get("Event") == "DialEnd":
+            if isinstance(message, DialEnd):
                 logging.getLogger("crmcomms.telephony.tracker").warning("about to fail")
                 raise RuntimeError("a tracker bug")
             return feed(message)
 
-        telephony.tracker.feed_message = breaking
+        telephony.tracker.feed = breaking
         await daemon.replay("inbound-direct-answered")
         await daemon.settle()
     linkedid = facts("inbound-direct-answered")["linkedid"]
