@@ -18,15 +18,11 @@ With ``--postgres URL`` (an empty database) the same runs against PostgreSQL.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import random
 import statistics
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from seed import Probe, build, timed
+from seed import Probe, build, database_options, on_databases, timed
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from core.calls import CallFilter, _agent_range, call_has_agent, list_calls
@@ -79,19 +75,11 @@ async def run(url: str, n: int, runs: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = database_options(__doc__ or "")
     parser.add_argument("--calls", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=500)
-    parser.add_argument("--postgres", help="an empty PostgreSQL database (asyncpg URL)")
-    parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args()
-    if not args.no_sqlite:
-        with tempfile.TemporaryDirectory() as tmp:
-            asyncio.run(
-                run(f"sqlite+aiosqlite:///{Path(tmp) / 'calls.sqlite3'}", args.calls, args.runs)
-            )
-    if args.postgres:
-        asyncio.run(run(args.postgres, args.calls, args.runs))
+    on_databases(args, lambda url: run(url, args.calls, args.runs))
 
 
 if __name__ == "__main__":

@@ -12,14 +12,11 @@ such index: the same searches scan.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import random
 import statistics
-import tempfile
-from pathlib import Path
 
 from lookup import build, search_queries, time_searches
+from seed import database_options, on_databases
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -63,18 +60,11 @@ async def run(url: str, contacts: int, searches: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = database_options(__doc__ or "")
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--searches", type=int, default=10)
-    parser.add_argument("--postgres", help="an empty PostgreSQL database (asyncpg URL)")
-    parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args()
-    if not args.no_sqlite:
-        with tempfile.TemporaryDirectory() as tmp:
-            url = f"sqlite+aiosqlite:///{Path(tmp) / 'search.sqlite3'}"
-            asyncio.run(run(url, args.contacts, args.searches))
-    if args.postgres:
-        asyncio.run(run(args.postgres, args.contacts, args.searches))
+    on_databases(args, lambda url: run(url, args.contacts, args.searches))
 
 
 if __name__ == "__main__":

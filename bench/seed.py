@@ -9,12 +9,16 @@ session as the HTTP API does.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import functools
 import random
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -103,3 +107,20 @@ async def timed(engine: AsyncEngine, probe: Probe, runs: int) -> tuple[list[floa
             result = await probe(session)
         latencies.append(time.perf_counter() - started)
     return latencies, result
+
+
+def database_options(doc: str) -> argparse.ArgumentParser:
+    """A benchmark's command line: its first docstring line, ``--postgres``, ``--no-sqlite``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--postgres", help="an empty PostgreSQL database (asyncpg URL)")
+    parser.add_argument("--no-sqlite", action="store_true")
+    return parser
+
+
+def on_databases(args: argparse.Namespace, run: Callable[[str], Awaitable[None]]) -> None:
+    """``run`` on a temporary SQLite file (unless ``--no-sqlite``), then on ``--postgres``."""
+    if not args.no_sqlite:
+        with tempfile.TemporaryDirectory() as tmp:
+            asyncio.run(run(f"sqlite+aiosqlite:///{Path(tmp) / 'bench.sqlite3'}"))
+    if args.postgres:
+        asyncio.run(run(args.postgres))

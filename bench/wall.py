@@ -18,16 +18,12 @@ and checks that both give the same figures.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import random
 import statistics
-import tempfile
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
-from seed import START, build, timed
+from seed import START, build, database_options, on_databases, timed
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -91,19 +87,11 @@ async def run(url: str, n: int, runs: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = database_options(__doc__ or "")
     parser.add_argument("--calls", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--postgres", help="an empty PostgreSQL database (asyncpg URL)")
-    parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args()
-    if not args.no_sqlite:
-        with tempfile.TemporaryDirectory() as tmp:
-            asyncio.run(
-                run(f"sqlite+aiosqlite:///{Path(tmp) / 'calls.sqlite3'}", args.calls, args.runs)
-            )
-    if args.postgres:
-        asyncio.run(run(args.postgres, args.calls, args.runs))
+    on_databases(args, lambda url: run(url, args.calls, args.runs))
 
 
 if __name__ == "__main__":

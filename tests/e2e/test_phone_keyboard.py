@@ -63,6 +63,9 @@ async def test_phone_calls_page_pop_and_contact_fit_the_screen(
     assert await horizontal_overflow(bob) == 0
     assert await axe_violations(bob, axe_source) == []  # the RINGING label's contrast among them
     await bob.screenshot(path=screenshots / "screenshot-phone.png", animations="disabled")
+    await bob.emulate_media(color_scheme="dark")
+    await bob.screenshot(path=screenshots / "screenshot-phone-dark.png", animations="disabled")
+    await bob.emulate_media(color_scheme="light")
 
     await play(daemon, capture.talking())
     await play(daemon, capture.ending())

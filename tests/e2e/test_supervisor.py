@@ -62,6 +62,9 @@ async def test_wall_follows_calls_live_and_matches_call_log(
     await expect(live.locator(".state")).to_have_text("talking")
     await expect(live.locator(".agent")).to_have_text("bob")
     await sue.screenshot(path=screenshots / "screenshot-wall.png", animations="disabled")
+    await sue.emulate_media(color_scheme="dark")  # the system's dark mode
+    await sue.screenshot(path=screenshots / "screenshot-wall-dark.png", animations="disabled")
+    await sue.emulate_media(color_scheme="light")
 
     await play(daemon, queue.ending())
     await expect(sue.get_by_text("No call right now.")).to_be_visible()

@@ -182,12 +182,13 @@ export class PresenceBar {
     toggle.addEventListener("click", () => send("/api/presence", { paused: !paused, reason: reason.value }));
     showHeldCalls(this.agents);
     const names = queues.map((q) => (q.paused ? `${q.queue} ⏸` : q.queue)).join(", ");
-    this.root.replaceChildren(
+    const parts = [
       h("span", { class: "presence-state", dataset: { state }, text: paused ? tr("paused", { reason: queues[0].paused_reason || "—" }) : tr(`state_${state}`) }),
       h("span", { class: "presence-queues", text: queues.length ? tr("queues_in", { queues: names }) : tr("queues_none") }),
       paused || !queues.length ? null : h("label", { class: "visually-hidden", for: reasonId, text: tr("pause_reason") }),
       paused || !queues.length ? null : reason,
       toggle,
-    );
+    ];
+    this.root.replaceChildren(...parts.filter(Boolean)); // the DOM would show a null as "null"
   }
 }
