@@ -1,4 +1,5 @@
-"""Real mail servers for the tests: a private Dovecot and an aiosmtpd sink on loopback.
+"""Real mail servers for the tests: a private Dovecot and an aiosmtpd sink on loopback
+(Cyrus, the second IMAP server, is in tests/cyrus_server.py).
 
 Dovecot runs in the foreground (``dovecot -F -c <conf>``) with its whole state
 in a temp dir: passwd-file users, maildirs, sockets and its log. As root (CI)
@@ -100,14 +101,18 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 
 
 @dataclass
-class DovecotServer:
-    """A running private Dovecot with one user."""
+class ImapServer:
+    """A running private IMAP server with one user (Dovecot, or Cyrus: tests/cyrus_server.py)."""
 
     root: Path
     port: int
     user: str = "crm"
     password: str = "secret-pw"
     host: str = "127.0.0.1"
+    #: The folder where mail clients file what they sent (as this server names it).
+    sent: str = "Sent"
+    #: The personal namespace's prefix: ``Archive`` is ``INBOX.Archive`` on Cyrus.
+    prefix: str = ""
 
     def client(self) -> imaplib.IMAP4:
         """A logged-in stdlib IMAP client (the tests' way to put mail in)."""
@@ -134,6 +139,15 @@ class DovecotServer:
         finally:
             imap.logout()
 
+    def create(self, folder: str) -> None:
+        """Create ``folder`` (for servers that do not create it on their own)."""
+        imap = self.client()
+        try:
+            status, data = imap.create(folder)
+            assert status == "OK", data
+        finally:
+            imap.logout()
+
     def recreate(self, folder: str) -> None:
         """Delete and create ``folder`` again: it gets a new UIDVALIDITY, UIDs restart."""
         imap = self.client()
@@ -154,9 +168,13 @@ class DovecotServer:
             imap.logout()
 
     def log(self) -> str:
-        """Dovecot's log, for failure messages."""
+        """The server's log, for failure messages (empty when it logs to syslog)."""
         path = self.root / "dovecot.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+class DovecotServer(ImapServer):
+    """A running private Dovecot with one user."""
 
 
 def _users() -> tuple[str, str, int, int]:
@@ -191,16 +209,17 @@ def run_dovecot() -> Iterator[DovecotServer]:
         try:
             wait_for_port(server.port)
         except TimeoutError:
-            _kill_group(process)
+            kill_group(process)
             raise RuntimeError(f"dovecot did not start: {server.log()}") from None
         yield server
     finally:
-        _kill_group(process)
+        kill_group(process)
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    """Stop our Dovecot and its children at once (a clean SIGTERM takes a second)."""
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server started in its own session and its children at once (a clean
+    SIGTERM takes a second)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
@@ -209,9 +228,7 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def flag_changes(
-    server: DovecotServer, every: float = 0.5, folder: str = "INBOX"
-) -> Iterator[None]:
+def flag_changes(server: ImapServer, every: float = 0.5, folder: str = "INBOX") -> Iterator[None]:
     """Another client toggling ``\\Flagged`` on message 1 of ``folder`` every ``every``
     seconds (an agent reading mail in Thunderbird), until the block ends."""
     stop = threading.Event()

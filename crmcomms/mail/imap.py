@@ -310,11 +310,14 @@ class ImapClient:
         self._tag += 1
         tag = b"A%04d" % self._tag
         await self._send(tag + b" IDLE\r\n")
-        line = await self._read()
+        # untagged news may come first (NOTIFY's STATUS sent while we were not reading)
+        early = False
+        while (line := await self._read()).text.startswith(b"* "):
+            early = self._check_idle_line(line) or early
         if not line.text.startswith(b"+"):
             raise ImapCommandError(f"IDLE refused: {line.text.decode(errors='replace')}")
         try:
-            changed = await self._wait_change(timeout, wake)
+            changed = early or await self._wait_change(timeout, wake)
             await self._send(b"DONE\r\n")
             while not (line := await self._read()).text.startswith(tag + b" "):
                 self._check_idle_line(line)

@@ -178,7 +178,9 @@ class FolderWatch:
             timeout = self.settings.folder_poll_interval
         timeout = min(timeout, self.settings.idle_timeout)
         changed = await self.client.idle(timeout, self.wake)
-        self._quiet = not (changed or self.wake.is_set() or self.client.notices)
+        # only what arrived while IDLE counts as delivered: Cyrus without idled announces
+        # nothing while IDLE and the new mail only in its answer to DONE (client.notices)
+        self._quiet = not (changed or self.wake.is_set())
 
     async def _home_changed(self) -> bool:
         """Select the folder the session IDLEs on; whether it got mail since it was synced."""

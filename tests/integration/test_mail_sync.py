@@ -30,7 +30,7 @@ from crmcomms.mail.imap import Endpoint, ImapConnectionError, connect
 from crmcomms.mail.sync import MailboxWorker, SyncTuning
 from crmcomms.services import Services
 from tests.conftest import PostgresServer, make_settings
-from tests.mail_servers import DovecotServer, TcpCutter, running
+from tests.mail_servers import DovecotServer, ImapServer, TcpCutter, running
 from tests.waits import wait_for_event, wait_until
 
 CORPUS = Path(__file__).parent.parent / "fixtures" / "mail"
@@ -54,7 +54,7 @@ def message(
     return mime.as_bytes()
 
 
-def mailbox(server: DovecotServer, **overrides: object) -> MailboxSettings:
+def mailbox(server: ImapServer, **overrides: object) -> MailboxSettings:
     values: dict[str, object] = {
         "name": "support",
         "address": "support@company.test",
