@@ -1,18 +1,36 @@
 """One timeline per contact (or organization): calls, notes and tasks, newest first.
 
-Each source is queried newest first for ``offset + limit`` rows; the merged
-list is sliced. E-mails join through :data:`HistorySource` functions added by
-the mail module.
+Paged by a keyset cursor, not an offset: the timeline is ordered by (time,
+kind, id), newest first, and a page starts after the last entry of the one
+before (:class:`HistoryCursor`). Each source is asked for ``limit + 1`` rows
+after the cursor (:meth:`HistoryCursor.where`), the merged list is cut at ``limit``: a
+contact with thousands of entries pages as fast as one with ten, entries that
+share a timestamp are neither repeated nor skipped, and new entries arriving
+meanwhile do not shift the next page. E-mails join through
+:data:`HistorySource` functions added by the mail module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import BindParameter, Row, bindparam, exists, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    FromClause,
+    Row,
+    Select,
+    SQLColumnExpression,
+    and_,
+    bindparam,
+    exists,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -31,15 +49,77 @@ class HistoryItem:
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "at": self.at.isoformat().replace("+00:00", "Z"), **self.data}
 
+    @property
+    def key(self) -> tuple[datetime, str, int]:
+        """The item's place in the timeline (sorted newest first)."""
+        return (self.at, self.kind, int(self.data["id"]))
 
-HistorySource = Callable[[Session, Sequence[int], int], list[HistoryItem]]
-"""``source(session, contact_ids, limit)``: the latest items of one kind, newest first.
 
-Sources are synchronous so that a batch of them runs in one hop: on the
-telephony worker's database thread (the screen-pop card), or through
-``AsyncSession.run_sync`` (the HTTP API). Their statements are built once,
-with the ids and the limit as parameters.
-"""
+@dataclass(frozen=True, slots=True)
+class HistoryCursor:
+    """A place in a timeline: the (time, kind, id) of the last entry of a page."""
+
+    at: datetime
+    kind: str
+    id: int
+
+    def encode(self) -> str:
+        """The opaque text form handed to clients (``next``, sent back as ``before``)."""
+        text = f"{self.at.isoformat()}|{self.kind}|{self.id}".encode()
+        return base64.urlsafe_b64encode(text).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, raw: str) -> HistoryCursor:
+        """A cursor from :meth:`encode`; ValueError for anything else."""
+        try:
+            text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+            at, kind, number = text.split("|")
+            moment = datetime.fromisoformat(at)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"not a cursor: {exc}") from exc
+        if not number.isdigit() or not kind.isalpha() or moment.tzinfo is None:
+            raise ValueError("not a cursor")
+        return cls(moment, kind, int(number))
+
+    def where(
+        self, kind: str, at: SQLColumnExpression[datetime], id_: SQLColumnExpression[int]
+    ) -> ColumnElement[bool]:
+        """The condition on a source's time and id columns for its rows after this
+        cursor; ``kind`` is the source's. At the cursor's very time, the kinds that
+        sort before the cursor's come later (all their rows), those after it came
+        before (none), and the cursor's own kind continues below its id."""
+        if kind == self.kind:
+            return or_(at < self.at, and_(at == self.at, id_ < self.id))
+        return at <= self.at if kind < self.kind else at < self.at
+
+
+class HistorySource(Protocol):
+    """``source(session, contact_ids, limit, before)``: the latest items of one kind,
+    newest first (then highest id first), after the cursor ``before`` when given.
+
+    Sources are synchronous so that a batch of them runs in one hop: on the
+    telephony worker's database thread (the screen-pop card), or through
+    ``AsyncSession.run_sync`` (the HTTP API). Their statements are built once,
+    with the ids and the limit as parameters.
+    """
+
+    def __call__(
+        self,
+        session: Session,
+        contact_ids: Sequence[int],
+        limit: int,
+        before: HistoryCursor | None = None,
+    ) -> list[HistoryItem]: ...
+
+
+def _paged(
+    stmt: Select[Any], table: FromClause, kind: str, at: str, before: HistoryCursor | None
+) -> Select[Any]:
+    """``stmt`` limited to the rows after the cursor ``before`` (None: from the newest)."""
+    if before is None:
+        return stmt
+    return stmt.where(before.where(kind, table.c[at], table.c.id))
+
 
 _IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
 _LIMIT: BindParameter[int] = bindparam("limit")
@@ -49,7 +129,7 @@ _notes, _tasks = Note.__table__, Task.__table__
 _CALLS = (
     select(_calls)
     .where(_calls.c.id.in_(select(_links.c.call_id).where(_links.c.contact_id.in_(_IDS))))
-    .order_by(_calls.c.started_at.desc())
+    .order_by(_calls.c.started_at.desc(), _calls.c.id.desc())
     .limit(_LIMIT)
 )
 _AGENT_CALLS = _CALLS.where(
@@ -69,13 +149,13 @@ _AGENT_NAMES = (
 _NOTES = (
     select(_notes)
     .where(_notes.c.contact_id.in_(_IDS))
-    .order_by(_notes.c.created_at.desc())
+    .order_by(_notes.c.created_at.desc(), _notes.c.id.desc())
     .limit(_LIMIT)
 )
 _TASKS = (
     select(_tasks)
     .where(_tasks.c.contact_id.in_(_IDS))
-    .order_by(_tasks.c.created_at.desc())
+    .order_by(_tasks.c.created_at.desc(), _tasks.c.id.desc())
     .limit(_LIMIT)
 )
 _OPEN_TASKS = (
@@ -95,15 +175,21 @@ def call_source(region: str, extensions: frozenset[str] | None = None) -> Histor
     customer's number as dialled or presented, and formatted), and ``agent_name``
     (the agent who answered or placed it)."""
 
-    def source(session: Session, contact_ids: Sequence[int], limit: int) -> list[HistoryItem]:
+    def source(
+        session: Session,
+        contact_ids: Sequence[int],
+        limit: int,
+        before: HistoryCursor | None = None,
+    ) -> list[HistoryItem]:
         params: dict[str, Any] = {"ids": list(contact_ids), "limit": limit}
         if extensions is None:
-            rows = session.execute(_CALLS, params).all()
+            stmt = _CALLS
         elif not extensions:
             return []
         else:
             params["extensions"] = sorted(extensions)
-            rows = session.execute(_AGENT_CALLS, params).all()
+            stmt = _AGENT_CALLS
+        rows = session.execute(_paged(stmt, _calls, "call", "started_at", before), params).all()
         return _call_items(session, rows, contact_ids, region)
 
     return source
@@ -171,15 +257,27 @@ def _agent_names(session: Session, extensions: set[str | None]) -> dict[str, str
     return {ext: name for ext, name in session.execute(_AGENT_NAMES, {"extensions": wanted})}
 
 
-def note_history(session: Session, contact_ids: Sequence[int], limit: int) -> list[HistoryItem]:
+def note_history(
+    session: Session,
+    contact_ids: Sequence[int],
+    limit: int,
+    before: HistoryCursor | None = None,
+) -> list[HistoryItem]:
     """The latest notes of these contacts (a :data:`HistorySource`)."""
-    rows = session.execute(_NOTES, {"ids": list(contact_ids), "limit": limit})
+    stmt = _paged(_NOTES, _notes, "note", "created_at", before)
+    rows = session.execute(stmt, {"ids": list(contact_ids), "limit": limit})
     return [HistoryItem("note", n.created_at, note_json(n)) for n in rows]
 
 
-def task_history(session: Session, contact_ids: Sequence[int], limit: int) -> list[HistoryItem]:
+def task_history(
+    session: Session,
+    contact_ids: Sequence[int],
+    limit: int,
+    before: HistoryCursor | None = None,
+) -> list[HistoryItem]:
     """The latest tasks of these contacts (a :data:`HistorySource`)."""
-    rows = session.execute(_TASKS, {"ids": list(contact_ids), "limit": limit})
+    stmt = _paged(_TASKS, _tasks, "task", "created_at", before)
+    rows = session.execute(stmt, {"ids": list(contact_ids), "limit": limit})
     return [HistoryItem("task", t.created_at, task_json(t)) for t in rows]
 
 
@@ -213,34 +311,55 @@ def task_json(task: Task | Row[Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """One page of a timeline, and the cursor of the next one (None: this was the last)."""
+
+    items: list[HistoryItem]
+    next: HistoryCursor | None
+
+
 async def contact_history(
     session: AsyncSession,
     contact_ids: Sequence[int],
     limit: int = 50,
-    offset: int = 0,
+    before: HistoryCursor | None = None,
     sources: Sequence[HistorySource] = DEFAULT_SOURCES,
-) -> list[HistoryItem]:
-    """The merged timeline of these contacts, newest first."""
+) -> HistoryPage:
+    """A page of the merged timeline of these contacts, newest first, after ``before``."""
     if not contact_ids:
-        return []
-    return await session.run_sync(timeline, contact_ids, limit, offset, sources)
+        return HistoryPage([], None)
+    return await session.run_sync(history_page, contact_ids, limit, before, sources)
+
+
+def history_page(
+    session: Session,
+    contact_ids: Sequence[int],
+    limit: int = 50,
+    before: HistoryCursor | None = None,
+    sources: Sequence[HistorySource] = DEFAULT_SOURCES,
+) -> HistoryPage:
+    """:func:`contact_history` on a synchronous session."""
+    if not contact_ids:
+        return HistoryPage([], None)
+    items: list[HistoryItem] = []
+    for source in sources:
+        items += source(session, contact_ids, limit + 1, before)
+    items.sort(key=lambda item: item.key, reverse=True)
+    if len(items) <= limit:
+        return HistoryPage(items, None)
+    last = items[limit - 1]
+    return HistoryPage(items[:limit], HistoryCursor(*last.key))
 
 
 def timeline(
     session: Session,
     contact_ids: Sequence[int],
     limit: int = 50,
-    offset: int = 0,
     sources: Sequence[HistorySource] = DEFAULT_SOURCES,
 ) -> list[HistoryItem]:
-    """:func:`contact_history` on a synchronous session."""
-    if not contact_ids:
-        return []
-    items: list[HistoryItem] = []
-    for source in sources:
-        items += source(session, contact_ids, offset + limit)
-    items.sort(key=lambda item: item.at, reverse=True)
-    return items[offset : offset + limit]
+    """The latest ``limit`` entries of the merged timeline (the screen-pop card's)."""
+    return history_page(session, contact_ids, limit, None, sources).items
 
 
 async def organization_contact_ids(session: AsyncSession, organization_id: int) -> list[int]:

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, aliased
 
 from core.errors import NotFound
-from core.history import HistoryItem
+from core.history import HistoryCursor, HistoryItem
 from core.mail import parse_message
 from core.mail.blobs import BlobStore
 from core.mail.email_json import emails_json
@@ -270,14 +270,22 @@ _HISTORY = (
             .scalar_subquery()
         )
     )
-    .order_by(EmailMessage.sort_at.desc())
+    .order_by(EmailMessage.sort_at.desc(), EmailMessage.id.desc())
     .limit(bindparam("limit"))
 )
 
 
-def email_history(session: Session, contact_ids: Sequence[int], limit: int) -> list[HistoryItem]:
+def email_history(
+    session: Session,
+    contact_ids: Sequence[int],
+    limit: int,
+    before: HistoryCursor | None = None,
+) -> list[HistoryItem]:
     """History source (``core.history.HistorySource``): the contacts' e-mails."""
-    rows = list(session.scalars(_HISTORY, {"ids": list(contact_ids), "limit": limit}))
+    stmt = _HISTORY
+    if before is not None:
+        stmt = stmt.where(before.where("email", EmailMessage.sort_at, EmailMessage.id))
+    rows = list(session.scalars(stmt, {"ids": list(contact_ids), "limit": limit}))
     return [
         HistoryItem("email", m.sort_at, data)
         for m, data in zip(rows, emails_json(session, rows), strict=True)

@@ -15,6 +15,7 @@ from core.contacts import (
 from core.errors import InvalidInput
 from core.history import (
     DEFAULT_SOURCES,
+    HistoryCursor,
     add_note,
     contact_history,
     note_json,
@@ -102,17 +103,34 @@ async def delete_one_contact(request: web.Request) -> web.Response:
 
 
 async def _timeline(request: web.Request, contact_ids: list[int]) -> web.Response:
+    """A page of the timeline: ``?limit=`` entries after ``?before=`` (the ``next`` of
+    the page before, a keyset cursor: no offset, no repeats or gaps as entries arrive)."""
     identity = request[IDENTITY]
     extensions = None if identity.sees_everything else identity.extensions
     async with services(request).sessions() as session:
-        items = await contact_history(
+        page = await contact_history(
             session,
             contact_ids,
             sources=visible_sources(HISTORY_SOURCES, extensions, _region(request)),
             limit=int_param(request, "limit", 50, maximum=200),
-            offset=int_param(request, "offset", 0, maximum=10**9),
+            before=_history_cursor(request),
         )
-    return json_response({"items": [item.to_json() for item in items]})
+    return json_response(
+        {
+            "items": [item.to_json() for item in page.items],
+            "next": page.next.encode() if page.next is not None else None,
+        }
+    )
+
+
+def _history_cursor(request: web.Request) -> HistoryCursor | None:
+    raw = request.query.get("before")
+    if not raw:
+        return None
+    try:
+        return HistoryCursor.decode(raw)
+    except ValueError as exc:
+        raise InvalidInput("before", "must be the 'next' of an earlier page") from exc
 
 
 async def get_history(request: web.Request) -> web.Response:

@@ -250,9 +250,10 @@ async def test_linking_to_contacts_threading_and_history(
         await reach(svc, 4)
     async with svc.sessions() as session:
         rows = {m.message_id: m for m in await session.scalars(select(EmailMessage))}
-        history = await contact_history(
+        page = await contact_history(
             session, [alice.id], sources=(*DEFAULT_SOURCES, email_history)
         )
+    history = page.items
     thread = rows["1.test@example.org"].thread_id
     assert rows["2.test@example.org"].thread_id == thread
     assert rows["3.test@example.org"].thread_id == thread
