@@ -328,6 +328,8 @@ class Event(Base):
     everyone: Mapped[bool] = mapped_column(default=False, server_default=false())
     extensions: Mapped[list[str]] = mapped_column(JSON, default=list)
     body: Mapped[str] = mapped_column(Text)
+    # who published it: "<process id>:<n>", so that a repeated write adds nothing
+    origin: Mapped[str | None] = mapped_column(String(40), unique=True, index=True)
 
 
 class AmiRequest(Base):

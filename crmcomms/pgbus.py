@@ -27,8 +27,10 @@ With PostgreSQL any process may publish and every process serves websockets, so
   ``keep`` (the hub's replay buffer).
 
 A batch whose commit was sent but whose answer was lost with the connection is
-sent again: that narrow window may repeat its events. Events published while
-the database is unreachable wait in memory (at most :data:`MAX_PENDING`).
+sent again; every event carries its origin (this bus's random id and its number
+here, unique in ``events``), so the repeat inserts nothing that is already there.
+Events published while the database is unreachable wait in memory (at most
+:data:`MAX_PENDING`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -80,11 +83,13 @@ MAX_PENDING = 100_000
 # without reading the table back), else its last seq.
 _INSERT = """
 WITH written AS (
-    INSERT INTO events (type, everyone, extensions, body)
-    SELECT t, e, x::json, b
-    FROM unnest($1::text[], $2::bool[], $3::text[], $4::text[]) WITH ORDINALITY AS u(t, e, x, b, n)
-    WHERE (SELECT pg_advisory_xact_lock($6, $7)) IS NOT NULL
+    INSERT INTO events (type, everyone, extensions, body, origin)
+    SELECT t, e, x::json, b, o
+    FROM unnest($1::text[], $2::bool[], $3::text[], $4::text[], $5::text[])
+        WITH ORDINALITY AS u(t, e, x, b, o, n)
+    WHERE (SELECT pg_advisory_xact_lock($7, $8)) IS NOT NULL
     ORDER BY n
+    ON CONFLICT (origin) DO NOTHING
     RETURNING seq, type, everyone, extensions, body
 ), batch AS (
     SELECT max(seq) AS last,
@@ -92,8 +97,8 @@ WITH written AS (
                AS inline
     FROM written
 )
-SELECT pg_notify($5, CASE WHEN octet_length(inline) <= $8 THEN inline ELSE last::text END)
-FROM batch
+SELECT pg_notify($6, CASE WHEN octet_length(inline) <= $9 THEN inline ELSE last::text END)
+FROM batch WHERE last IS NOT NULL
 """
 #: The longest notification payload (PostgreSQL's limit is 8000 bytes).
 INLINE_LIMIT = 7_900
@@ -117,7 +122,7 @@ DELETE FROM events
 WHERE seq <= (SELECT max(seq) FROM events) - $1 AND created_at < now() - make_interval(secs => $2)
 """
 
-Row = tuple[str, bool, str, str]  # type, everyone, extensions (JSON), body (JSON)
+Row = tuple[str, bool, str, str, str]  # type, everyone, extensions (JSON), body (JSON), origin
 Session = Callable[[asyncpg.Connection], Coroutine[Any, Any, None]]
 
 
@@ -147,6 +152,8 @@ class PgBus:
         self._retention = retention
         self._keep = keep
         self._pending: list[Row] = []
+        self._origin = uuid.uuid4().hex[:16]  # this bus in events.origin
+        self._published = 0
         self._signals: list[str] = []
         self._on_signal: list[Callable[[str], None]] = []
         self._wake_writer = asyncio.Event()
@@ -179,7 +186,9 @@ class PgBus:
             log.error("event bus: %d events wait for the database; oldest dropped", MAX_PENDING)
         extensions = orjson.dumps(sorted(audience.extensions)).decode()
         body = orjson.dumps(payload).decode()
-        self._pending.append((type, audience.everyone, extensions, body))
+        self._published += 1
+        origin = f"{self._origin}:{self._published}"
+        self._pending.append((type, audience.everyone, extensions, body, origin))
         self._wake_writer.set()
 
     def signal(self, name: str) -> None:

@@ -499,6 +499,35 @@ async def test_replay_across_processes_and_listener_reconnect(postgres: Postgres
         assert [(f["seq"], f["n"]) for f in frames] == [(s, s - 1) for s in range(6, 11)]
 
 
+async def test_a_write_repeated_after_a_lost_answer_adds_nothing(
+    postgres: PostgresServer,
+) -> None:
+    """The writer's commit went through but its answer was lost with the connection:
+    it writes the batch again after reconnecting, and nothing is there twice (in the
+    table, or for the other process's clients)."""
+    url = await _migrated(postgres)
+    async with _buses(url, 2) as (a, b):
+        watcher = b.hub.subscribe(AgentIdentity(1, "sue", "supervisor", frozenset()), None, None)
+        insert, lost = a._insert, []
+
+        async def answer_lost(conn: asyncpg.Connection, batch: Any) -> None:
+            await insert(conn, batch)  # committed...
+            if not lost:  # ...but the answer never came back, once
+                lost.append(len(batch))
+                raise asyncpg.exceptions.ConnectionDoesNotExistError("connection lost")
+
+        a._insert = answer_lost  # type: ignore[method-assign]
+        for n in range(5):
+            a.publish("task.created", {"n": n}, Audience.all())
+        await wait_until(lambda: lost and a.pending == 0, what="the batch written again")
+        a.publish("task.created", {"n": 5}, Audience.all())
+        await wait_until(lambda: watcher.queue.qsize() == 6, what="b got the events")
+        frames = [orjson.loads(watcher.queue.get_nowait()) for _ in range(6)]
+        assert [f["n"] for f in frames] == list(range(6))
+        assert lost == [5] and watcher.queue.empty()
+    assert [e["seq"] for e in await _logged_events(url)] == [f["seq"] for f in frames]
+
+
 async def test_lock_lost_gives_the_link_up_at_once(postgres: PostgresServer) -> None:
     """Two instances, one link: one runs it; its lock session cut, it stops the worker
     before the other takes over, and the other does within a second or so."""
