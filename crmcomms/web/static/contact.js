@@ -24,7 +24,9 @@ export class ContactView {
     this.id = id;
     const contact = await api.get(`/api/contacts/${id}`);
     if (generation !== this.generation) return; // shown again meanwhile (a reload, a push)
-    this.offset = 0;
+    this.next = null; // the history's cursor: where the next (older) page starts
+    this.loading = null;
+    this.observer?.disconnect();
     this.outbox.clear();
     this.mails.clear();
     this.contact = contact;
@@ -37,6 +39,11 @@ export class ContactView {
       h("section", { class: "history" }, h("h2", { text: t("history") }), this.historyList, this.more),
     );
     await this.page();
+    // the next page loads when the end of the list comes into view (the button stays for keyboards)
+    this.observer = new IntersectionObserver((entries) => {
+      if (entries.some((entry) => entry.isIntersecting) && !this.more.hidden) this.page();
+    });
+    this.observer.observe(this.more);
   }
 
   reload() {
@@ -120,16 +127,29 @@ export class ContactView {
     });
   }
 
-  async page() {
+  /** The next (older) page of the history; one request at a time. */
+  page() {
+    this.loading ??= this.loadPage().finally(() => {
+      this.loading = null;
+    });
+    return this.loading;
+  }
+
+  async loadPage() {
     const generation = this.generation;
-    const data = await api.get(`/api/contacts/${this.id}/history?limit=${PAGE}&offset=${this.offset}`);
+    const before = this.next ? `&before=${encodeURIComponent(this.next)}` : "";
+    const data = await api.get(`/api/contacts/${this.id}/history?limit=${PAGE}${before}`);
     if (generation !== this.generation) return; // this page belongs to a view replaced since
     for (const item of data.items) {
       if (this.historyList.querySelector(`li[data-key="${item.kind}-${item.id}"], [data-grouped~="${item.id}"]`)) continue;
       if (!this.group(item)) this.historyList.append(this.item(item));
     }
-    this.offset += data.items.length;
-    this.more.hidden = data.items.length < PAGE;
+    this.next = data.next;
+    this.more.hidden = !data.next;
+    if (this.observer && this.next) {
+      this.observer.unobserve(this.more); // observed anew: still in view loads the page after
+      this.observer.observe(this.more);
+    }
   }
 
   /** Fold a missed call from the same number as the entry above into that entry. */
