@@ -20,16 +20,14 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from core.agents import AgentIdentity
 from core.mail.models import EmailLocation, FolderState
 from crmcomms.app import mailbox_worker
 from crmcomms.services import Services
 from tests.cyrus_server import CyrusServer, run_cyrus
-from tests.integration.test_mail_sync import FAST, count, mailbox, message, reach
+from tests.integration.test_mail_live import sent_by_us
+from tests.integration.test_mail_sync import FAST, SUPERVISOR, count, mailbox, message, reach
 from tests.mail_servers import ImapServer, running
 from tests.waits import wait_for_event, wait_until
-
-SUPERVISOR = AgentIdentity(1, "boss", "supervisor", frozenset())
 
 
 @pytest.fixture(scope="session")
@@ -67,12 +65,6 @@ async def test_initial_import_dedupe_and_new_mail_pushed_within_two_seconds(
     assert (event["type"], event["email"]["subject"]) == ("email.received", "Dringend: Lieferung")
     assert await count(svc) == 13
     assert all(b"\\Seen" not in line for line in imap.flags())
-
-
-def sent_by_us(n: int) -> bytes:
-    """A reply an agent sent from their own mail client, filed in Sent by that client."""
-    raw = message(n, sender="Support <support@company.test>", subject=f"Re: Anfrage {n}")
-    return raw.replace(b"To: Support <support@company.test>", b"To: kunde@example.org")
 
 
 @pytest.fixture
