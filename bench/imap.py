@@ -39,9 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.agents import AgentIdentity
 from core.migrate import upgrade
-from crmcomms.app import build_services
+from crmcomms.app import build_services, mailbox_worker
 from crmcomms.config import MailboxSettings, parse_settings
-from crmcomms.mail.sync import MailboxWorker
 from crmcomms.runtime import serve, settle_heap
 from tests.mail_servers import DovecotServer, run_dovecot
 
@@ -140,7 +139,7 @@ async def run_ours(
         imap_port=server.port, imap_tls="none", username=server.user,
         password=server.password, folders=("INBOX",), poll_interval=600,
     )  # fmt: skip
-    worker = MailboxWorker(svc, box, executor=executor)
+    worker = mailbox_worker(svc, box, executor=executor)
     subscription = svc.hub.subscribe(SUPERVISOR, None, None)
     settle_heap()  # as the daemon does once it is up
     task = asyncio.create_task(worker.run())

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from concurrent.futures import Executor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,14 @@ from core.migrate import current_revision, head_revision
 from crmcomms.ami.client import AmiClient
 from crmcomms.ami.translate import AmiTranslator
 from crmcomms.cdr.source import open_source
-from crmcomms.config import Settings
+from crmcomms.config import MailboxSettings, Settings
 from crmcomms.errors import StartupError
 from crmcomms.health import Health, ami_probe
 from crmcomms.keys import MAIL_PARSERS, OUTBOX_WAKEUPS, TELEPHONY
+from crmcomms.mail import blob_store
 from crmcomms.mail.parsers import RestartingPool, restarting_parser_pool
-from crmcomms.mail.smtp import OutboxWorker
-from crmcomms.mail.sync import MailboxWorker
+from crmcomms.mail.smtp import OutboxWakeups, OutboxWorker, SendTuning
+from crmcomms.mail.sync import MailboxMetrics, MailboxStores, MailboxWorker, SyncTuning
 from crmcomms.metrics import Metrics
 from crmcomms.push import PushHub
 from crmcomms.retention import RetentionWorker
@@ -148,11 +150,37 @@ def _workers(app: web.Application, svc: Services, guard: Guard) -> dict[str, Wor
     if svc.settings.mailboxes:
         parsers = _parser_pool(app)
         for box in svc.settings.mailboxes:
-            mailbox = MailboxWorker(svc, box, executor=parsers)
+            mailbox = mailbox_worker(svc, box, executor=parsers)
             workers[f"mailbox:{box.name}"] = guard(f"mailbox:{box.name}", mailbox.run)
-            outbox = OutboxWorker(svc, box, wakeups)
+            outbox = outbox_worker(svc, box, wakeups)
             workers[f"outbox:{box.name}"] = guard(f"outbox:{box.name}", outbox.run)
     return workers
+
+
+def mailbox_worker(
+    svc: Services,
+    box: MailboxSettings,
+    tuning: SyncTuning | None = None,
+    executor: Executor | None = None,
+) -> MailboxWorker:
+    """The IMAP mirror of ``box`` with what it uses: the database, the attachment store,
+    the publisher, its metrics and the health report."""
+    stores = MailboxStores(svc.sessions, svc.engine, blob_store(svc.settings))
+    metrics = MailboxMetrics.of(svc.metrics, box.name)
+    return MailboxWorker(box, stores, svc.publisher, metrics, svc.health, tuning, executor)
+
+
+def outbox_worker(
+    svc: Services,
+    box: MailboxSettings,
+    wakeups: OutboxWakeups | None = None,
+    tuning: SendTuning | None = None,
+) -> OutboxWorker:
+    """The SMTP outbox of ``box`` with what it uses: the database, the publisher, the
+    outbox gauge and the health report."""
+    return OutboxWorker(
+        box, svc.sessions, svc.publisher, svc.metrics.outbox, svc.health, wakeups, tuning
+    )
 
 
 def _telephony(svc: Services) -> TelephonyService:

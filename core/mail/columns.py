@@ -33,6 +33,7 @@ def message_values(
     ``key_of_subject``: ``subject_key`` of the item, if the caller has it already.
     """
     body = item if isinstance(item, MailItem) else None
+    unreadable = not isinstance(item, MailItem) and not item.readable
     return {
         "mailbox": mailbox,
         "dedupe_key": key,
@@ -55,7 +56,7 @@ def message_values(
         "html": body.html if body else None,
         "size": len(raw),
         "parse_error": item.parse_error,
-        "body_parsed": body is not None or item.parse_error is not None,
+        "body_parsed": body is not None or unreadable,
     }
 
 

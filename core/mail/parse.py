@@ -29,7 +29,7 @@ from core.mail.decode import b64decode_lenient, decode_header_bytes, decode_text
 from core.mail.headers import MailHeaders, header_fields, parse_headers, split_message
 from core.mail.words import clean_header_text, decode_words
 
-__all__ = ["Attachment", "MailItem", "parse_headers", "parse_message"]
+__all__ = ["Attachment", "MailBody", "MailItem", "parse_body", "parse_headers", "parse_message"]
 
 DEFAULT_MAX_ATTACHMENT_BYTES = 25 * 2**20
 _MAX_DEPTH = 40
@@ -86,11 +86,14 @@ class MailItem:
 
 
 @dataclass(frozen=True, slots=True)
-class _Body:
+class MailBody:
+    """What the body of a message holds; ``error`` if it could not be read at all."""
+
     text: str | None = None
     html: str | None = None
     attachments: tuple[Attachment, ...] = ()
     defects: tuple[str, ...] = ()
+    error: str | None = None
 
 
 @dataclass(slots=True)
@@ -103,8 +106,8 @@ class _Walk:
     attachments: list[Attachment] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
 
-    def result(self) -> _Body:
-        return _Body(
+    def result(self) -> MailBody:
+        return MailBody(
             text="\n".join(self.texts) if self.texts else None,
             html="\n".join(self.htmls) if self.htmls else None,
             attachments=tuple(self.attachments),
@@ -119,16 +122,26 @@ def parse_message(
     raw = bytes(raw)
     headers = parse_headers(raw)
     if not headers.readable:
-        return _item(headers, _Body(), headers.parse_error)
+        return _item(headers, MailBody())
+    return _item(headers, parse_body(raw, max_attachment_bytes=max_attachment_bytes))
+
+
+def parse_body(raw: bytes, *, max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES) -> MailBody:
+    """The bodies and attachments of a message whose headers were read already
+    (``parse_headers``, readable): they are not decoded again. Never raises for bad
+    input: ``error`` says what went wrong."""
     try:
-        body = _parse_body(raw, max_attachment_bytes)
+        return _parse_body(bytes(raw), max_attachment_bytes)
     except Exception as exc:  # the contract: bad input is reported, never raised
-        error = f"body: {type(exc).__name__}: {exc}"
-        return _item(headers, _Body(), "; ".join(filter(None, (headers.parse_error, error))))
-    return _item(headers, body, headers.parse_error)
+        return MailBody(error=f"body: {type(exc).__name__}: {exc}")
 
 
-def _item(headers: MailHeaders, body: _Body, error: str | None) -> MailItem:
+def joined_error(*errors: str | None) -> str | None:
+    """The errors of the headers and the body of a message, as ``parse_error`` holds them."""
+    return "; ".join(filter(None, errors)) or None
+
+
+def _item(headers: MailHeaders, body: MailBody) -> MailItem:
     return MailItem(
         message_id=headers.message_id,
         in_reply_to=headers.in_reply_to,
@@ -143,12 +156,12 @@ def _item(headers: MailHeaders, body: _Body, error: str | None) -> MailItem:
         html=body.html,
         attachments=body.attachments,
         content_hash=headers.content_hash,
-        parse_error=error,
+        parse_error=joined_error(headers.parse_error, body.error),
         defects=body.defects,
     )
 
 
-def _parse_body(raw: bytes, max_bytes: int) -> _Body:
+def _parse_body(raw: bytes, max_bytes: int) -> MailBody:
     message = message_from_bytes(raw, policy=compat32)
     walk = _Walk(max_bytes)
     if message.get_content_maintype() == "multipart" and not message.is_multipart():

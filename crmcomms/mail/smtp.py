@@ -26,8 +26,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aiosmtplib
+from prometheus_client import Gauge
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import SessionFactory
 from core.mail.email_json import stored_email_json
 from core.mail.models import EmailMessage
 from core.mail.outbox import (
@@ -47,12 +49,12 @@ from core.mail.outbox import (
 from core.mail.queries import MailReaders, readers_extensions
 from core.models import utcnow
 from crmcomms.config import MailboxSettings
+from crmcomms.health import Health
 from crmcomms.logs import log_fields
 from crmcomms.mail import imap_endpoint
 from crmcomms.mail.folders import sent_folder_of
 from crmcomms.mail.imap import ImapClient, ImapError, connect
-from crmcomms.push import Audience
-from crmcomms.services import Services
+from crmcomms.push import Audience, Publisher
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +110,20 @@ class OutboxWorker:
 
     def __init__(
         self,
-        svc: Services,
         settings: MailboxSettings,
+        sessions: SessionFactory,
+        publisher: Publisher,
+        gauge: Gauge,
+        health: Health,
         wakeups: OutboxWakeups | None = None,
         tuning: SendTuning | None = None,
     ) -> None:
-        self.svc = svc
+        """``gauge``: the outbox's messages by state (label ``state``)."""
         self.settings = settings
+        self.sessions = sessions
+        self.publisher = publisher
+        self.gauge = gauge
+        self.health = health
         self.tuning = tuning or SendTuning()
         self.wake = (wakeups or OutboxWakeups()).event(settings.name)
 
@@ -139,12 +148,12 @@ class OutboxWorker:
         """Report to /healthz and /readyz (``outbox:<name>``); a deferring SMTP server
         shows as degraded but does not make the daemon unready."""
         name = f"outbox:{self.name}"
-        self.svc.health.set(name, state, ok=state == "ok", error=error, required=False)
+        self.health.set(name, state, ok=state == "ok", error=error, required=False)
 
     async def recover(self) -> None:
         """Deal with the messages a stop left in ``sending``: queued again, or failed when
         it happened to them twice in a row (:func:`core.mail.outbox.recover_interrupted`)."""
-        async with self.svc.sessions.begin() as session:
+        async with self.sessions.begin() as session:
             recovery = await recover_interrupted(session, self.name)
             await session.flush()
             failed = [
@@ -160,7 +169,7 @@ class OutboxWorker:
 
     async def send_next(self) -> bool:
         """Send the next due message, if any; False when none is due."""
-        async with self.svc.sessions.begin() as session:
+        async with self.sessions.begin() as session:
             message = await claim_next(session, self.name, utcnow())
             if message is None:
                 return False
@@ -204,7 +213,7 @@ class OutboxWorker:
 
     async def _record(self, message: EmailMessage, result: SendResult) -> None:
         now = utcnow()
-        async with self.svc.sessions.begin() as session:
+        async with self.sessions.begin() as session:
             if result.outcome == "sent":
                 await mark_sent(session, message.id, now, result.reason or None)
             elif result.outcome == "retry" and message.attempts < self.tuning.max_attempts:
@@ -235,11 +244,11 @@ class OutboxWorker:
         kind = "email.sent" if result.outcome == "sent" else "email.failed"
         if kind == "email.failed":
             log.warning("outbox %s: e-mail %d failed: %s", self.name, email["id"], result.reason)
-        self.svc.publisher.publish(kind, {"email": email}, audience)
+        self.publisher.publish(kind, {"email": email}, audience)
 
     async def file_sent_copies(self) -> None:
         """APPEND sent messages to the Sent folder; failures are retried next round."""
-        async with self.svc.sessions() as session:
+        async with self.sessions() as session:
             pending = list(await pending_appends(session, self.name))
         if not pending:
             return
@@ -252,20 +261,20 @@ class OutboxWorker:
             log.warning("outbox %s: cannot file copies in Sent yet: %s", self.name, exc)
 
     async def _append(self, client: ImapClient, folder: str, email_id: int) -> None:
-        async with self.svc.sessions() as session:
+        async with self.sessions() as session:
             raw = await raw_of(session, email_id)
         await client.append(folder, raw)
-        async with self.svc.sessions.begin() as session:
+        async with self.sessions.begin() as session:
             await mark_appended(session, email_id)
 
     async def _update_gauge(self) -> None:
-        async with self.svc.sessions() as session:
+        async with self.sessions() as session:
             counts = await outbox_counts(session)
         for state, number in counts.items():
-            self.svc.metrics.outbox.labels(state).set(number)
+            self.gauge.labels(state).set(number)
 
     async def _sleep_until_due(self) -> None:
-        async with self.svc.sessions() as session:
+        async with self.sessions() as session:
             due = await next_due(session, self.name)
         timeout = self.settings.poll_interval
         if due is not None:

@@ -14,12 +14,14 @@ hop on the session's own database thread: a connection lost or a daemon
 killed mid-batch repeats at most that batch, and storing is idempotent. While
 one batch is read and stored the next is fetched.
 
-Bodies and attachments are the second phase (``core.mail.bodies``): after
-each round a background task parses the messages still marked
+Bodies and attachments are the second phase (``core.mail.bodies``): behind
+the stored batches a background task parses the messages still marked
 ``body_parsed = false``, on the executor (a process pool uses every core),
-and stores the results. The mark is in the database, so a crash between the
-phases loses nothing; bodies are parsed after the round so that they never
-slow the mirroring down.
+and stores the results; their headers are not read again. The mark is in the
+database, so a crash between the phases loses nothing. The second phase
+runs beside the fetch of the next batches (it starts with the first stored
+batch, not after the round): the parsing overlaps the waits on the IMAP
+server, and new mail is announced as soon as its headers are stored.
 
 Between rounds the worker waits for new mail in any of its folders: NOTIFY,
 IDLE (one connection per folder, bounded) or polling, every wait ending after
@@ -48,10 +50,14 @@ from collections.abc import AsyncIterator
 from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import dataclass
 
+from prometheus_client import Counter, Gauge
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from core.db import SessionFactory
 from core.dbthread import DbWorker
 from core.mail import MailHeaders
+from core.mail.blobs import BlobStore
 from core.mail.bodies import parse_bodies, store_bodies, unparsed
 from core.mail.mirror import (
     Announcement,
@@ -62,15 +68,16 @@ from core.mail.mirror import (
 )
 from core.mail.store import Copy, Fetched
 from crmcomms.config import MailboxSettings
+from crmcomms.health import Health
 from crmcomms.logs import log_fields
-from crmcomms.mail import blob_store, imap_endpoint, store_options
+from crmcomms.mail import imap_endpoint, store_options
 from crmcomms.mail.fetching import batches, chunks, read_headers
 from crmcomms.mail.folders import mirrored_folders
 from crmcomms.mail.imap import ImapAuthError, ImapClient, ImapCommandError, ImapError, connect
 from crmcomms.mail.progress import Progress
 from crmcomms.mail.watch import FolderWatch, WatchSettings
-from crmcomms.push import Audience
-from crmcomms.services import Services
+from crmcomms.metrics import Metrics
+from crmcomms.push import Audience, Publisher
 
 log = logging.getLogger(__name__)
 MAX_ATTACHMENT_BYTES = 25 * 2**20
@@ -97,23 +104,56 @@ class SyncTuning:
     max_attachment_bytes: int = MAX_ATTACHMENT_BYTES
 
 
+@dataclass(frozen=True, slots=True)
+class MailboxMetrics:
+    """The series a mailbox worker feeds, already labelled with its mailbox."""
+
+    lag: Gauge  # seconds since the last finished round
+    stored: Counter  # messages stored
+    errors: Counter  # sessions ended by an error
+
+    @classmethod
+    def of(cls, metrics: Metrics, mailbox: str) -> MailboxMetrics:
+        """The mailbox's series of the daemon's metrics."""
+        return cls(
+            metrics.imap_lag.labels(mailbox),
+            metrics.mail_messages.labels(mailbox),
+            metrics.mail_sync_errors.labels(mailbox),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxStores:
+    """Where a mailbox worker reads and writes: the database (``sessions``, and its
+    ``engine`` for each IMAP session's own database thread) and the attachment store."""
+
+    sessions: SessionFactory
+    engine: AsyncEngine
+    blobs: BlobStore
+
+
 class MailboxWorker:
     """Mirrors one mailbox; ``run()`` never returns (cancel it to stop)."""
 
     def __init__(
         self,
-        svc: Services,
         settings: MailboxSettings,
+        stores: MailboxStores,
+        publisher: Publisher,
+        metrics: MailboxMetrics,
+        health: Health,
         tuning: SyncTuning | None = None,
         executor: Executor | None = None,
     ) -> None:
-        self.svc = svc
         self.settings = settings
+        self.sessions, self.engine, self.blobs = stores.sessions, stores.engine, stores.blobs
+        self.publisher = publisher
+        self.metrics = metrics
+        self.health = health
         self.tuning = tuning or SyncTuning(
             idle_timeout=settings.idle_timeout, max_attachment_bytes=settings.max_attachment_bytes
         )
         self.executor = executor
-        self.blobs = blob_store(svc.settings)
         self.options = store_options(settings)
         self.round_done = asyncio.Event()
         self.bodies_done = asyncio.Event()  # set whenever no stored body is left to parse
@@ -123,9 +163,7 @@ class MailboxWorker:
         self.login_failures = 0
         self._last_sync = time.monotonic()
         self._synced: set[str] = set()  # folders fully synced once: their new mail is news
-        svc.metrics.imap_lag.labels(settings.name).set_function(
-            lambda: time.monotonic() - self._last_sync
-        )
+        metrics.lag.set_function(lambda: time.monotonic() - self._last_sync)
 
     async def run(self) -> None:
         """Sync, wait for mail, repeat, reconnecting on errors; parse bodies behind; forever."""
@@ -141,13 +179,13 @@ class MailboxWorker:
             try:
                 await self._session()
             except ImapAuthError as exc:
-                self.svc.metrics.mail_sync_errors.labels(self.name).inc()
+                self.metrics.errors.inc()
                 self._login_refused(exc)
                 await asyncio.sleep(self.tuning.auth_retry)
                 continue
             except (ImapError, SQLAlchemyError) as exc:
                 log.warning("mailbox %s: %s; retrying in %.0f s", self.name, exc, self._delay)
-                self.svc.metrics.mail_sync_errors.labels(self.name).inc()
+                self.metrics.errors.inc()
                 self._health("down", str(exc))
                 self._bodies_due.set()  # what was stored before the error
             await asyncio.sleep(self._delay)
@@ -160,7 +198,7 @@ class MailboxWorker:
     def _health(self, state: str, error: str | None = None) -> None:
         """Report to /readyz: up while ``syncing`` or ``ok``; down otherwise."""
         up = state in ("syncing", "ok")
-        self.svc.health.set(f"mailbox:{self.name}", state, ok=up, error=error)
+        self.health.set(f"mailbox:{self.name}", state, ok=up, error=error)
 
     def _login_refused(self, exc: ImapAuthError) -> None:
         self.login_failures += 1
@@ -205,7 +243,7 @@ class MailboxWorker:
     async def _database(self) -> AsyncIterator[DbWorker]:
         """The session's own database thread and connection: an initial sync keeps it
         busy for minutes, and must not hold up the telephony's database thread."""
-        db = DbWorker(self.svc.engine)
+        db = DbWorker(self.engine)
         try:
             await db.run(widen_cache)
             yield db
@@ -289,7 +327,7 @@ class MailboxWorker:
 
     async def _start_uid(self, folder: str, uidvalidity: int) -> int:
         """The last committed UID; 0 for a new folder or after a UIDVALIDITY change."""
-        async with self.svc.sessions.begin() as session:
+        async with self.sessions.begin() as session:
             return await start_uid(session, self.name, folder, uidvalidity)
 
     async def _read_headers(self, raws: list[bytes]) -> list[MailHeaders]:
@@ -299,7 +337,7 @@ class MailboxWorker:
         return [headers for part in await asyncio.gather(*read) for headers in part]
 
     async def _parse_bodies(self) -> None:
-        """After each round, parse the bodies still marked unparsed, batch by batch."""
+        """Behind the stored batches, parse the bodies still marked unparsed, batch by batch."""
         while True:
             await self._bodies_due.wait()
             self._bodies_due.clear()
@@ -309,12 +347,13 @@ class MailboxWorker:
             except (SQLAlchemyError, OSError, BrokenExecutor) as exc:
                 log.warning("mailbox %s: parsing bodies failed, retried later: %s", self.name, exc)
             else:
-                self.bodies_done.set()
+                if not self._bodies_due.is_set():  # else a batch was stored meanwhile
+                    self.bodies_done.set()
 
     async def parse_some_bodies(self) -> bool:
         """Parse and store one batch of unparsed bodies; False when none was left."""
         tuning = self.tuning
-        async with self.svc.sessions() as session:
+        async with self.sessions() as session:
             pending = await unparsed(session, self.name, tuning.body_messages, tuning.body_bytes)
         if not pending:
             return False
@@ -330,7 +369,7 @@ class MailboxWorker:
             for part in chunks(pending, tuning.body_chunk)
         ]
         parsed = [body for part in await asyncio.gather(*parts) for body in part]
-        async with self.svc.sessions.begin() as session:
+        async with self.sessions.begin() as session:
             await store_bodies(session, parsed)
         return True
 
@@ -340,8 +379,10 @@ class MailboxWorker:
             store_folder_batch, batch=batch, blobs=self.blobs, options=self.options
         )
         announced: list[Announcement] = await db.run(write)
-        self.svc.metrics.mail_messages.labels(self.name).inc(len(batch.fetched))
+        self.metrics.stored.inc(len(batch.fetched))
+        self.bodies_done.clear()  # until the bodies of this batch are parsed too
+        self._bodies_due.set()
         for new in announced:
             everyone = new.readers.everyone
             audience = Audience.all() if everyone else Audience(extensions=new.extensions)
-            self.svc.publisher.publish(new.kind, {"email": new.email}, audience)
+            self.publisher.publish(new.kind, {"email": new.email}, audience)

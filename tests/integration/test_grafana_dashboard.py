@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from crmcomms.app import mailbox_worker, outbox_worker
 from crmcomms.config import MailboxSettings
-from crmcomms.mail.smtp import OutboxWorker
-from crmcomms.mail.sync import MailboxWorker, SyncTuning
+from crmcomms.mail.sync import SyncTuning
 from crmcomms.services import SERVICES
 from tests.conftest import free_port
 from tests.integration.telephony_harness import running_daemon
@@ -118,12 +118,12 @@ async def test_every_series_the_dashboard_queries_is_exported(
     async with running_daemon(tmp_path) as daemon, daemon.listening("bob"):
         svc = daemon.client.app[SERVICES]
         workers = [
-            MailboxWorker(svc, box, SyncTuning(backoff_initial=60.0)) for box in (good, down)
+            mailbox_worker(svc, box, SyncTuning(backoff_initial=60.0)) for box in (good, down)
         ]
         async with (
             running(workers[0].run),
             running(workers[1].run),
-            running(OutboxWorker(svc, good).run),
+            running(outbox_worker(svc, good).run),
         ):
             await daemon.replay("inbound-direct-answered")
             await daemon.settle()

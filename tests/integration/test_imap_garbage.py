@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import func, select
 
 from core.mail.models import EmailMessage
-from crmcomms.app import build_services
+from crmcomms.app import build_services, mailbox_worker
 from crmcomms.config import MailboxSettings, Settings
 from crmcomms.mail.imap import Endpoint, ImapClient, ImapProtocolError, connect
-from crmcomms.mail.sync import MailboxWorker, SyncTuning
+from crmcomms.mail.sync import SyncTuning
 from crmcomms.services import Services
 from tests.mail_servers import running
 from tests.waits import wait_for_event
@@ -123,7 +123,7 @@ async def test_the_worker_survives_a_garbled_answer_and_syncs_after_reconnecting
     svc: Services, garbled: dict[bytes, list[bytes]]
 ) -> None:
     async with fake_imap(garbled) as server:
-        worker = MailboxWorker(svc, box(server.port), FAST)
+        worker = mailbox_worker(svc, box(server.port), FAST)
         async with running(worker.run) as task:
             await wait_for_event(worker.round_done, what="a round after the garbage")
             assert not task.done()

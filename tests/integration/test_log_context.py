@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from crmcomms.app import mailbox_worker
 from crmcomms.config import MailboxSettings
 from crmcomms.keys import TELEPHONY
 from crmcomms.logs import ContextFilter
-from crmcomms.mail.sync import MailboxWorker, SyncTuning
+from crmcomms.mail.sync import SyncTuning
 from crmcomms.pbx_events import DialEnd
 from crmcomms.services import Services
 from tests.conftest import free_port
@@ -61,7 +62,7 @@ async def test_a_line_about_a_mailbox_carries_its_name(
             "password": "p",
         }
     )
-    worker = MailboxWorker(svc, box, SyncTuning(backoff_initial=60.0))
+    worker = mailbox_worker(svc, box, SyncTuning(backoff_initial=60.0))
     with caplog.at_level(logging.WARNING):
         async with running(worker.run):
 

@@ -25,13 +25,13 @@ from core.mail.outbox import INTERRUPTED, Draft, OutgoingAttachment, enqueue
 from core.mail.store import Copy, Fetched, StoreOptions, store_messages
 from core.migrate import upgrade
 from core.models import utcnow
-from crmcomms.app import build_app
+from crmcomms.app import build_app, mailbox_worker, outbox_worker
 from crmcomms.config import MailboxSettings, parse_settings
 from crmcomms.keys import OUTBOX_WAKEUPS
 from crmcomms.mail import blob_store
 from crmcomms.mail.check import check_mailbox
 from crmcomms.mail.smtp import OutboxWorker, SendTuning
-from crmcomms.mail.sync import MailboxWorker, SyncTuning
+from crmcomms.mail.sync import SyncTuning
 from crmcomms.services import SERVICES, Services
 from tests.mail_servers import (
     DovecotServer,
@@ -101,7 +101,7 @@ async def token(client: TestClient[Any, Any]) -> str:
 
 def outbox(client: TestClient[Any, Any]) -> OutboxWorker:
     svc: Services = client.app[SERVICES]
-    return OutboxWorker(svc, svc.settings.mailboxes[0], client.app[OUTBOX_WAKEUPS], QUICK)
+    return outbox_worker(svc, svc.settings.mailboxes[0], client.app[OUTBOX_WAKEUPS], QUICK)
 
 
 async def state_of(svc: Services, email_id: int) -> str | None:
@@ -141,7 +141,7 @@ async def test_smtp_down_then_up_delivers_once_and_sent_copy_is_not_reimported(
     )  # fmt: skip
     assert queued["state"] == "queued"
     worker = outbox(client)
-    sync = MailboxWorker(svc, svc.settings.mailboxes[0], SyncTuning(backoff_initial=0.05))
+    sync = mailbox_worker(svc, svc.settings.mailboxes[0], SyncTuning(backoff_initial=0.05))
     async with running(worker.run), running(sync.run):
 
         async def deferred() -> bool:

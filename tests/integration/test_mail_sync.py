@@ -23,11 +23,11 @@ from core.mail.rows import insert_rows
 from core.mail.store import Copy, Fetched, StoreOptions, store_messages
 from core.migrate import upgrade
 from core.models import Contact, EmailAddress
-from crmcomms.app import build_services
+from crmcomms.app import build_services, mailbox_worker
 from crmcomms.config import MailboxSettings
 from crmcomms.mail import blob_store
 from crmcomms.mail.imap import Endpoint, ImapConnectionError, connect
-from crmcomms.mail.sync import MailboxWorker, SyncTuning
+from crmcomms.mail.sync import SyncTuning
 from crmcomms.services import Services
 from tests.conftest import PostgresServer, make_settings
 from tests.mail_servers import DovecotServer, ImapServer, TcpCutter, running
@@ -85,7 +85,7 @@ async def test_initial_then_incremental_sync_never_marks_read(
     svc: Services, dovecot: DovecotServer
 ) -> None:
     dovecot.append_many([message(n) for n in range(20)])
-    worker = MailboxWorker(svc, mailbox(dovecot, poll_interval=0.1), FAST)
+    worker = mailbox_worker(svc, mailbox(dovecot, poll_interval=0.1), FAST)
     async with running(worker.run):
         await wait_for_event(worker.round_done, what="first round")
         assert await count(svc) == 20
@@ -108,7 +108,7 @@ async def test_idle_pushes_email_received_within_two_seconds(
     svc: Services, dovecot: DovecotServer
 ) -> None:
     dovecot.append(message(1))
-    worker = MailboxWorker(svc, mailbox(dovecot), FAST)
+    worker = mailbox_worker(svc, mailbox(dovecot), FAST)
     subscription = svc.hub.subscribe(SUPERVISOR, None, None)
     async with running(worker.run):
         await wait_for_event(worker.round_done, what="first round")
@@ -134,7 +134,7 @@ async def test_uidvalidity_change_resyncs_without_duplicates(
     raws = [message(n) for n in range(5)]
     dovecot.append_many(raws, folder="Archive")
     box = mailbox(dovecot, folders=("INBOX", "Archive"), poll_interval=0.05)
-    worker = MailboxWorker(svc, box, FAST)
+    worker = mailbox_worker(svc, box, FAST)
     async with running(worker.run):
         await reach(svc, 5)
         async with svc.sessions() as session:
@@ -167,7 +167,7 @@ async def test_same_message_in_two_folders_is_one_message_with_two_locations(
     raw = message(7)
     dovecot.append(raw)
     dovecot.append(raw.replace(b"Subject:", b"X-Moved-By: sieve\nSubject:"), folder="Archive")
-    worker = MailboxWorker(svc, mailbox(dovecot, folders=("INBOX", "Archive")), FAST)
+    worker = mailbox_worker(svc, mailbox(dovecot, folders=("INBOX", "Archive")), FAST)
     async with running(worker.run):
         await reach(svc, 2, EmailLocation)
     assert await count(svc) == 1
@@ -182,7 +182,7 @@ async def test_connection_cut_mid_fetch_loses_and_doubles_nothing(
     dovecot.append_many([message(n, words=1000) for n in range(60)])  # 5 kB each
     async with TcpCutter(dovecot.port, cut_after=[60_000, 150_000]) as proxy:
         box = mailbox(dovecot, imap_port=proxy.port)
-        worker = MailboxWorker(svc, box, FAST)
+        worker = mailbox_worker(svc, box, FAST)
         async with running(worker.run):
             await wait_for_event(worker.round_done, timeout=20, what="complete round")
         assert proxy.cuts == 2
@@ -198,10 +198,10 @@ async def test_restart_mid_sync_continues_from_last_committed_uid(
     total = 600
     dovecot.append_many([message(n) for n in range(total)])
     tuning = SyncTuning(batch_messages=5)
-    async with running(MailboxWorker(svc, mailbox(dovecot), tuning).run):
+    async with running(mailbox_worker(svc, mailbox(dovecot), tuning).run):
         await reach(svc, 5)
     interrupted = await count(svc)
-    second = MailboxWorker(svc, mailbox(dovecot), tuning)
+    second = mailbox_worker(svc, mailbox(dovecot), tuning)
     async with running(second.run):
         await wait_for_event(second.round_done, timeout=30, what="round after restart")
     assert interrupted < total, "the first run finished before the restart"
@@ -215,7 +215,7 @@ async def test_awkward_corpus_is_stored_and_nothing_dropped(
     files = sorted(CORPUS.glob("*.eml"))
     dovecot.append_many([path.read_bytes() for path in files])
     dovecot.append(files[0].read_bytes())  # the very same message delivered twice
-    worker = MailboxWorker(svc, mailbox(dovecot), FAST)
+    worker = mailbox_worker(svc, mailbox(dovecot), FAST)
     async with running(worker.run):
         await wait_for_event(worker.round_done, what="first round")
     assert await count(svc, EmailLocation) == len(files) + 1
@@ -245,7 +245,7 @@ async def test_linking_to_contacts_threading_and_history(
     by_subject = message(3, sender="alice@example.org", subject="AW: Angebot 42")
     unrelated = message(4, sender="bob@example.net", subject="Angebot 42")
     dovecot.append_many([first, reply, by_subject, unrelated])
-    worker = MailboxWorker(svc, mailbox(dovecot), FAST)
+    worker = mailbox_worker(svc, mailbox(dovecot), FAST)
     async with running(worker.run):
         await reach(svc, 4)
     async with svc.sessions() as session:
@@ -270,8 +270,8 @@ async def test_wrong_password_is_reported_once_and_others_keep_syncing(
     svc: Services, dovecot: DovecotServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     dovecot.append(message(1))
-    bad = MailboxWorker(svc, mailbox(dovecot, name="bad", password="wrong"), FAST)
-    good = MailboxWorker(svc, mailbox(dovecot), FAST)
+    bad = mailbox_worker(svc, mailbox(dovecot, name="bad", password="wrong"), FAST)
+    good = mailbox_worker(svc, mailbox(dovecot), FAST)
     with caplog.at_level(logging.ERROR, logger="crmcomms.mail.sync"):
         async with running(bad.run), running(good.run):
             await reach(svc, 1)
@@ -305,7 +305,7 @@ async def test_bodies_and_attachments_follow_the_headers(
     svc: Services, dovecot: DovecotServer
 ) -> None:
     dovecot.append_many([with_attachment(n) for n in range(12)])
-    worker = MailboxWorker(svc, mailbox(dovecot), FAST)
+    worker = mailbox_worker(svc, mailbox(dovecot), FAST)
     async with running(worker.run):
         await wait_for_event(worker.bodies_done, what="bodies parsed")
     async with svc.sessions() as session:
@@ -335,7 +335,7 @@ async def test_message_stored_with_headers_only_lists_and_is_parsed_after_a_rest
     )
     assert summary["date"] == "2024-01-01T09:00:00Z"
     assert summary["body_parsed"] is False and listed.text is None
-    worker = MailboxWorker(svc, mailbox(dovecot), FAST)
+    worker = mailbox_worker(svc, mailbox(dovecot), FAST)
     assert await worker.parse_some_bodies()
     assert not await worker.parse_some_bodies()
     async with svc.sessions() as session:
@@ -356,7 +356,7 @@ async def test_two_phase_sync_on_postgresql(
         await upgrade(services.engine)
         raws = [with_attachment(n) for n in range(5)] + [message(n) for n in range(10)]
         dovecot.append_many([*raws, raws[0]])
-        worker = MailboxWorker(services, mailbox(dovecot), FAST)
+        worker = mailbox_worker(services, mailbox(dovecot), FAST)
         async with running(worker.run):
             await wait_for_event(worker.bodies_done, what="bodies parsed")
         assert await count(services) == 15

@@ -16,6 +16,7 @@ from core.mail.addresses import parse_addresses
 from core.mail.dates import parse_date
 from core.mail.decode import b64decode_lenient, decode_text
 from core.mail.headers import strip_trailing_space
+from core.mail.parse import joined_error, parse_body
 from core.mail.words import decode_words
 
 MAIL = Path(__file__).parent.parent / "fixtures" / "mail"
@@ -41,6 +42,19 @@ def test_headers_only_parse_agrees_with_full_parse(path: Path) -> None:
     for name in ("message_id", "in_reply_to", "references", "subject", "from_", "to", "cc"):
         assert getattr(headers, name) == getattr(item, name), name
     assert (headers.date, headers.content_hash) == (item.date, item.content_hash)
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
+def test_two_phases_make_the_whole_parse(path: Path) -> None:
+    """Phase 1 (headers) and phase 2 (body, headers not read again) give parse_message."""
+    raw = path.read_bytes()
+    headers, body, item = parse_headers(raw), parse_body(raw), parse_message(raw)
+    if not headers.readable:  # no second phase: nothing to read a body by
+        assert (item.text, item.html, item.parse_error) == (None, None, headers.parse_error)
+        return
+    assert (body.text, body.html, body.attachments) == (item.text, item.html, item.attachments)
+    assert body.defects == item.defects
+    assert joined_error(headers.parse_error, body.error) == item.parse_error
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
