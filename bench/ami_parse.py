@@ -5,7 +5,7 @@ interleaved stream as ``bench/ami.py --mode throughput`` (the captures of
 ``tests/fixtures/ami`` with fresh ids, 64 KiB chunks) and replays it through:
 
 - ``framing``: :class:`~crmcomms.ami.framing.AmiFramer` alone, every block parsed;
-- ``+ filter``: the framer with the AMI edge's pre-parse filter (``wanted``);
+- ``+ filter``: the framer with the AMI edge's pre-parse filter (``worth_parsing``);
 - ``+ tracker``: that, then every event through the edge's translation
   (:class:`~crmcomms.ami.translate.AmiTranslator`) into ``CallTracker.feed``,
   as the daemon's link and telephony consumer do.
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from ami_load import Interleaved, Renderer, interleaved, load_templates, mix
 
 from crmcomms.ami.framing import AmiFramer, Malformed, Message
-from crmcomms.ami.translate import AmiTranslator, translate, wanted
+from crmcomms.ami.translate import AmiTranslator, translate, worth_parsing
 from crmcomms.pbx_events import AmiEvent
 from crmcomms.telephony.tracker import CallTracker
 
@@ -39,7 +39,7 @@ class Keep:
         self.skipped = 0
 
     def __call__(self, block: str) -> bool:
-        if wanted(block):
+        if worth_parsing(block):
             return True
         self.skipped += 1
         return False

@@ -54,7 +54,7 @@ class AmiClient:
     def __init__(
         self,
         settings: AmiSettings,
-        on_message: Callable[[dict[str, str]], None],
+        on_message: Callable[[Message], None],
         *,
         on_connected: Callable[[AmiClient], Awaitable[None]] | None = None,
         random: Callable[[], float] = _random.random,
@@ -63,7 +63,8 @@ class AmiClient:
         self.connected = False
         self.link_changed = asyncio.Event()
         self.last_error: str | None = None
-        self.messages_received = 0
+        self._received_before = 0  # event blocks of the links before the current one
+        self._reading: AmiLink | None = None  # the connection events come from, logged in or not
         self.malformed_blocks = 0
         self.connect_attempts = 0
         self.reconnects = 0
@@ -80,6 +81,12 @@ class AmiClient:
         self._down_since: float | None = None
         self._down_at_attempt = 0
         self._ever_up = False
+
+    @property
+    def messages_received(self) -> int:
+        """Event blocks handed to ``on_message``, over every connection."""
+        link = self._reading
+        return self._received_before + (0 if link is None else link.events_received)
 
     @property
     def bytes_received(self) -> int:
@@ -133,6 +140,7 @@ class AmiClient:
         try:
             reason = await self._serve(link)
         finally:
+            self._stop_reading(link)
             self._link = None
             self.connected = False
             self.link_changed.set()
@@ -143,13 +151,24 @@ class AmiClient:
     async def _open(self) -> AmiLink:
         timeout = max(self._settings.ping_timeout, MIN_HANDSHAKE_TIMEOUT)
         host, port = self._settings.host, self._settings.port
-        link = await open_link(host, port, timeout, self._deliver, self._skip_malformed, self._keep)
+        # the link hands events straight to on_message: the client is not on their path
+        on_message, keep = self._on_message, self._keep
+        link = await open_link(host, port, timeout, on_message, self._skip_malformed, keep)
+        self._reading = link
         try:
-            await link.login(self._settings.username, self._settings.secret.get_secret_value(), timeout)
+            await link.login(
+                self._settings.username, self._settings.secret.get_secret_value(), timeout
+            )
         except BaseException:
             link.close("login failed")
+            self._stop_reading(link)
             raise
         return link
+
+    def _stop_reading(self, link: AmiLink) -> None:
+        """The connection is over: its events count among the earlier ones."""
+        self._received_before += link.events_received
+        self._reading = None
 
     async def _serve(self, link: AmiLink) -> str:
         """Serve a logged-in link until it is lost; return why."""
@@ -201,10 +220,6 @@ class AmiClient:
         return self._link
 
     # -- inbound blocks (hot path) -----------------------------------------------
-
-    def _deliver(self, message: Message) -> None:
-        self.messages_received += 1
-        self._on_message(message)
 
     def _skip_malformed(self, block: Malformed) -> None:
         self.malformed_blocks += 1

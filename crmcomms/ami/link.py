@@ -86,6 +86,7 @@ class AmiLink(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self.where = where
         self.bytes_received = 0
+        self.events_received = 0  # event blocks handed to ``on_event``
         self.closed: asyncio.Future[str] = loop.create_future()
         self._loop = loop
         self._on_event = on_event
@@ -114,11 +115,14 @@ class AmiLink(asyncio.Protocol):
                 self._dispatch(block)
             return
         on_event = self._on_event  # hot path: nothing awaits a response
+        events = 0
         for block in blocks:
             if type(block) is dict and "Event" in block:
                 on_event(block)
+                events += 1
             else:
                 self._dispatch(block)
+        self.events_received += events
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._close_reason is not None:
@@ -212,6 +216,7 @@ class AmiLink(asyncio.Protocol):
             if pending is not None and pending.accept(block):
                 return
         if "Event" in block:
+            self.events_received += 1
             self._on_event(block)
         else:
             log.debug("AMI: dropped a response nobody waits for (ActionID %s)", action_id)

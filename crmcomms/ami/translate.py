@@ -12,7 +12,7 @@ Times come from the ``Timestamp: <unix>.<usec>`` header (manager.conf
 ``timestampevents = yes``) as aware UTC datetimes; events without it
 (FullyBooted, the CoreShowChannel list items) carry ``None``.
 
-:func:`wanted` looks at a block's raw text before the framer parses it and says
+:func:`worth_parsing` looks at a block's raw text before the framer parses it and says
 False only for blocks ``translate`` would give ``None`` for. It runs for every
 block of the stream, so it does as little as it can. Both are driven by one
 table: the event names of :data:`_BUILDERS` and the variables of
@@ -99,7 +99,7 @@ def translate_items(items: Iterable[Message], answer: str) -> list[AmiEvent]:
     return out
 
 
-def wanted(block: str) -> bool:
+def worth_parsing(block: str) -> bool:
     """Whether a raw block (``\n`` line ends) can matter to the tracker, before parsing.
 
     Blocks that are not events, or that answer one of our actions (``ActionID``,
@@ -144,8 +144,8 @@ class AmiTranslator:
         self.stats = TranslationStats()
 
     def keep(self, block: str) -> bool:
-        """:func:`wanted`, counting what it refuses."""
-        if wanted(block):
+        """:func:`worth_parsing`, counting what it refuses."""
+        if worth_parsing(block):
             return True
         self.stats.filtered += 1
         self._dropped()

@@ -69,7 +69,7 @@ class Backfill:
 
 Snapshot = Resync | Backfill | QueueSnapshot
 """What joins the stream besides the AMI events."""
-Item = AmiEvent | Snapshot
+InboxItem = AmiEvent | Snapshot
 SNAPSHOTS = (Resync, Backfill, QueueSnapshot)
 
 
@@ -93,7 +93,7 @@ class AmiInbox:
     queue lists at their place in the stream, CDR backfills."""
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[Item] = asyncio.Queue()
+        self.queue: asyncio.Queue[InboxItem] = asyncio.Queue()
         self.arrivals: deque[float] = deque()  # when each queued event arrived, in order
         self.dropped = 0  # blocks the edge dropped (consumed at once)
         self.progress = asyncio.Event()
@@ -254,7 +254,7 @@ class TelephonyService:
             self._unrecorded = 0
         self.progress.set()
 
-    async def _process(self, batch: list[Item]) -> None:
+    async def _process(self, batch: list[InboxItem]) -> None:
         events: list[CallEvent] = []
         arrived: dict[int, float] = {}  # id of a call.ringing event -> its block's arrival
         for item in batch:
@@ -276,7 +276,7 @@ class TelephonyService:
             # are recorded with their next event.
             log.exception("could not record %d call event(s)", len(events))
 
-    def _feed_one(self, item: Item) -> list[CallEvent]:
+    def _feed_one(self, item: InboxItem) -> list[CallEvent]:
         """Feed one item; one that breaks the tracker is logged by name and skipped."""
         try:
             return self._feed(item)
@@ -285,7 +285,7 @@ class TelephonyService:
             log.exception("skipped an AMI item the tracker could not handle: %s", _identity(item))
             return []
 
-    def _feed(self, item: Item) -> list[CallEvent]:
+    def _feed(self, item: InboxItem) -> list[CallEvent]:
         if isinstance(item, Resync):
             events = self._apply_resync(item)
             self.controls.load_channels(item.channels)  # which calls are held, per the PBX
@@ -327,7 +327,7 @@ def _ringing_arrivals(events: Sequence[CallEvent], at: float) -> Mapping[int, fl
     return {id(event): at for event in events if isinstance(event, CallRinging)}
 
 
-def _channel_of(item: Item) -> ChannelSnapshot | None:
+def _channel_of(item: InboxItem) -> ChannelSnapshot | None:
     """The channel an event is about (a dial's caller, else its destination)."""
     for name in ("channel", "caller", "dest"):
         channel = getattr(item, name, None)
@@ -336,13 +336,13 @@ def _channel_of(item: Item) -> ChannelSnapshot | None:
     return None
 
 
-def _linkedid(item: Item) -> str | None:
+def _linkedid(item: InboxItem) -> str | None:
     """The call an item is about, if it is an event about a channel."""
     channel = _channel_of(item)
     return None if channel is None else channel.linkedid
 
 
-def _identity(item: Item) -> str:
+def _identity(item: InboxItem) -> str:
     """What names an item in a log line: the event and its channel's ids."""
     channel = _channel_of(item)
     if channel is None:

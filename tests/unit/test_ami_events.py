@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from crmcomms.ami.framing import AmiFramer
-from crmcomms.ami.translate import MalformedEvent, translate, wanted
+from crmcomms.ami.translate import MalformedEvent, translate, worth_parsing
 from crmcomms.pbx_events import (
     AgentCalled,
     AttendedTransfer,
@@ -293,12 +293,12 @@ def test_transfer_events_follow_the_documented_prefixes() -> None:
         ("Asterisk Call Manager/11.0.0", True),
     ],
 )
-def test_wanted_decides_from_the_raw_text(block: str, expected: bool) -> None:
-    assert wanted(block) is expected
+def test_worth_parsing_decides_from_the_raw_text(block: str, expected: bool) -> None:
+    assert worth_parsing(block) is expected
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in CAPTURES.glob("*.ami")))
-def test_wanted_keeps_every_block_translate_uses(name: str) -> None:
+def test_worth_parsing_keeps_every_block_translate_uses(name: str) -> None:
     framed = AmiFramer().feed((CAPTURES / f"{name}.ami").read_bytes())
     texts = (CAPTURES / f"{name}.ami").read_text().replace("\r", "").split("\n\n")[:-1]
     texts[0] = texts[0].partition("\n")[2]  # the banner line
@@ -307,4 +307,4 @@ def test_wanted_keeps_every_block_translate_uses(name: str) -> None:
     for text, block in zip(texts, framed, strict=True):
         assert isinstance(block, dict)
         if translate(block) is not None:
-            assert wanted(text), text
+            assert worth_parsing(text), text

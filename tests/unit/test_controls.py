@@ -24,7 +24,7 @@ import pytest
 
 from crmcomms.ami.capture import load_capture
 from crmcomms.ami.framing import encode_action
-from crmcomms.ami.translate import translate, wanted
+from crmcomms.ami.translate import translate, worth_parsing
 from crmcomms.config import AmiSettings
 from crmcomms.pbx_events import ChannelSnapshot, CoreShowChannel, QueueEntry, QueueMember
 from crmcomms.telephony import controls
@@ -133,7 +133,7 @@ def test_queue_member_events_are_typed() -> None:
         "lunch",
     )
     assert event.login_time == datetime.fromtimestamp(1795758467, UTC)
-    assert wanted("Event: QueueMemberPause\nQueue: support\n")
+    assert worth_parsing("Event: QueueMemberPause\nQueue: support\n")
     # the QueueStatus list item names the member Name/Location (app_queue.c)
     item = {"Event": "QueueMember", "Queue": "support", "Name": "Bob", "Location": "PJSIP/102"}
     listed = translate({**item, "Status": "5", "Paused": "0", "ActionID": "7"})

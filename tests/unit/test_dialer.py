@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from crmcomms.ami.framing import encode_action
-from crmcomms.ami.translate import translate, wanted
+from crmcomms.ami.translate import translate, worth_parsing
 from crmcomms.config import AmiSettings, ConfigError, parse_settings
 from crmcomms.telephony.calls import CallRinging
 from crmcomms.telephony.dialer import Dialer, header_safe
@@ -296,7 +296,7 @@ def test_the_dial_number_varset_reaches_the_tracker() -> None:
     )
     other = block.replace("CRM_DIAL_NUMBER", "CRM_CUSTOMER_NUMBER")
 
-    assert wanted(block) and not wanted(other)
+    assert worth_parsing(block) and not worth_parsing(other)
     fields = dict(line.split(": ", 1) for line in block.splitlines())
     event = translate(fields)
     assert event is not None and getattr(event, "variable", None) == "CRM_DIAL_NUMBER"
