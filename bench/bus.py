@@ -94,6 +94,8 @@ def start_daemon(tmp: Path, url: str, n: int) -> tuple[subprocess.Popen[bytes], 
     config = tmp / f"d{n}.toml"
     config.write_text(
         f'[general]\ndata_dir = "{tmp / f"d{n}"}"\n[http]\nhost = "127.0.0.1"\nport = {port}\n'
+        # every agent comes from this one address: lift the per-address cap
+        "max_connections = 10000\nmax_connections_per_address = 10000\n"
         f'[database]\nurl = "{url}"\n'
     )
     log = (tmp / f"d{n}.log").open("wb")
@@ -182,7 +184,8 @@ async def connected(
             body = {"username": name, "password": PASSWORD}
             async with http.post(f"{base}/api/login", json=body) as resp:
                 token = (await resp.json())["token"]
-            ws = await http.ws_connect(f"{base}/ws?token={token}", heartbeat=None)
+            bearer = {"Authorization": f"Bearer {token}"}
+            ws = await http.ws_connect(f"{base}/ws", headers=bearer, heartbeat=None)
         sockets.append(ws)  # read at once: the server's heartbeat wants pongs
         tasks.append(asyncio.create_task(agents.listen(ws, f"{name}@{base}")))
 

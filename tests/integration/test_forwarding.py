@@ -13,17 +13,15 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
-from uuid import uuid4
 
 import pytest
 from aiohttp import web
 
-from core.db import create_engine
 from core.errors import Conflict, InvalidInput
-from core.migrate import upgrade
 from crmcomms.ami.errors import AmiNotConnected
 from crmcomms.forwarding import Forwarder, NoOwner
 from tests.conftest import PostgresServer
+from tests.integration.test_scaleout import _migrated as migrated
 from tests.waits import wait_until
 
 pytestmark = pytest.mark.postgres
@@ -33,11 +31,7 @@ SHORT = {"claim_timeout": 0.5, "answer_timeout": 1.0}
 
 @pytest.fixture
 async def url(postgres: PostgresServer) -> str:
-    url = postgres.create_database(f"fwd_{uuid4().hex}")
-    engine = create_engine(url)
-    await upgrade(engine)
-    await engine.dispose()
-    return url
+    return await migrated(postgres)
 
 
 @contextlib.asynccontextmanager
