@@ -39,7 +39,7 @@ from aiohttp import web
 
 from core.errors import AuthError, Conflict, InvalidInput, NotFound
 from crmcomms.ami.errors import AmiActionError, AmiNotConnected, AmiTimeout
-from crmcomms.pg import CONNECTION_ERRORS, connect, describe, drop, instance_name, reconnect_backoff
+from crmcomms.pg import CONNECTION_ERRORS, describe, instance_name, keep_session
 
 log = logging.getLogger(__name__)
 
@@ -207,20 +207,13 @@ class Forwarder:
 
     async def run(self) -> None:
         """The session, reconnecting until cancelled."""
-        backoff = reconnect_backoff()
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await connect(self._url, "requests")
-                backoff.link_up(time.monotonic())
-                await self._session(conn)
-            except CONNECTION_ERRORS as exc:
-                log.warning("forwarding session: %s; reconnecting", describe(exc))
-            finally:
-                self._conn = None
-                drop(conn)
-            backoff.link_down(time.monotonic())
-            await asyncio.sleep(backoff.next_delay(time.monotonic()))
+        await keep_session(self._url, "requests", self._session, self._lost, self._ended)
+
+    def _lost(self, why: str) -> None:
+        log.warning("forwarding session: %s; reconnecting", why)
+
+    def _ended(self) -> None:
+        self._conn = None
 
     async def _session(self, conn: asyncpg.Connection) -> None:
         closed = asyncio.Event()

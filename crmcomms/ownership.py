@@ -46,8 +46,7 @@ from crmcomms.pg import (
     LOCK_NAMESPACE,
     connect,
     describe,
-    drop,
-    reconnect_backoff,
+    keep_session,
 )
 from crmcomms.supervisor import Worker
 
@@ -161,20 +160,11 @@ class Ownership:
 
     async def run(self) -> None:
         """The lock session, reconnecting until cancelled (then every lock is released)."""
-        backoff = reconnect_backoff()
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await connect(self._url, "locks")
-                backoff.link_up(time.monotonic())
-                await self._session(conn)
-            except CONNECTION_ERRORS as exc:
-                log.error("lock session lost (%s): giving up every link", describe(exc))
-            finally:
-                self._lose_all()
-                drop(conn)
-            backoff.link_down(time.monotonic())
-            await asyncio.sleep(backoff.next_delay(time.monotonic()))
+        await keep_session(self._url, "locks", self._session, self._lost, self._lose_all)
+
+    @staticmethod
+    def _lost(why: str) -> None:
+        log.error("lock session lost (%s): giving up every link", why)
 
     async def _session(self, conn: asyncpg.Connection) -> None:
         closed = asyncio.Event()

@@ -10,10 +10,12 @@ process cut off by the network are freed for the others.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import socket
 import time
+from collections.abc import Awaitable, Callable
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
@@ -72,3 +74,29 @@ def drop(conn: asyncpg.Connection | None) -> None:
 def describe(exc: BaseException) -> str:
     """``Type: first line of the message``, for a log line."""
     return f"{type(exc).__name__}: {exc}".split("\n", 1)[0]
+
+
+Session = Callable[[asyncpg.Connection], Awaitable[None]]
+"""Work on one long-lived connection; returns or raises when the connection is gone."""
+
+
+async def keep_session(
+    url: str, role: str, session: Session, lost: Callable[[str], None], ended: Callable[[], None]
+) -> None:
+    """Run ``session`` on a connection of its own (``role`` in ``pg_stat_activity``) and
+    again on a new one, after a backoff, whenever it fails, until cancelled:
+    ``lost(why)`` when the connection failed, ``ended()`` after every session."""
+    backoff = reconnect_backoff()
+    while True:
+        conn: asyncpg.Connection | None = None
+        try:
+            conn = await connect(url, role)
+            backoff.link_up(time.monotonic())
+            await session(conn)
+        except CONNECTION_ERRORS as exc:
+            lost(describe(exc))
+        finally:
+            ended()
+            drop(conn)
+        backoff.link_down(time.monotonic())
+        await asyncio.sleep(backoff.next_delay(time.monotonic()))

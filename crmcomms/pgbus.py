@@ -40,7 +40,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -50,12 +50,10 @@ from prometheus_client.registry import Collector
 
 from crmcomms.health import Health
 from crmcomms.pg import (
-    CONNECTION_ERRORS,
     LOCK_NAMESPACE,
+    Session,
     connect,
-    describe,
-    drop,
-    reconnect_backoff,
+    keep_session,
 )
 from crmcomms.push import Audience, PushEvent, PushHub, check_event, frame_of
 
@@ -123,7 +121,6 @@ WHERE seq <= (SELECT max(seq) FROM events) - $1 AND created_at < now() - make_in
 """
 
 Row = tuple[str, bool, str, str, str]  # type, everyone, extensions (JSON), body (JSON), origin
-Session = Callable[[asyncpg.Connection], Coroutine[Any, Any, None]]
 
 
 def event_of(record: Mapping[str, Any]) -> PushEvent:
@@ -240,20 +237,13 @@ class PgBus:
 
     async def _keep_up(self, role: str, session: Session) -> None:
         """Run ``session(conn)`` on a connection of its own; reconnect when it fails."""
-        backoff = reconnect_backoff()
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await connect(self._url, f"bus {role}")
-                backoff.link_up(time.monotonic())
-                await session(conn)
-            except CONNECTION_ERRORS as exc:
-                log.warning("event bus %s: %s; reconnecting", role, describe(exc))
-            finally:
-                drop(conn)
-                self._set_up(role, False)
-            backoff.link_down(time.monotonic())
-            await asyncio.sleep(backoff.next_delay(time.monotonic()))
+
+        def lost(why: str) -> None:
+            log.warning("event bus %s: %s; reconnecting", role, why)
+
+        await keep_session(
+            self._url, f"bus {role}", session, lost, lambda: self._set_up(role, False)
+        )
 
     async def _write(self, conn: asyncpg.Connection) -> None:
         self._set_up("writer", True)
