@@ -31,7 +31,9 @@ async def test_attachments_and_inline_images_use_signed_urls(
     mail["Message-ID"] = "<offer-logo@schulz.test>"
     mail.set_content("See the offer.")
     mail.add_alternative('<p>Our logo: <img src="cid:logo@schulz.test"></p>', subtype="html")
-    mail.get_payload()[1].add_related(PIXEL, "image", "png", cid="<logo@schulz.test>")
+    html = mail.get_body(("html",))
+    assert html is not None
+    html.add_related(PIXEL, "image", "png", cid="<logo@schulz.test>")
     mail.add_attachment(b"%PDF-1.4 offer", maintype="application", subtype="pdf", filename="o.pdf")
     await store_received(daemon, mail.as_bytes(), [petra])
 
