@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -47,6 +47,7 @@ BUS: web.AppKey[PgBus] = web.AppKey("bus", PgBus)
 FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder", Forwarder)
 
 Guard = Callable[[str, Worker], Worker]
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
 
 def build_bus(database_url: str, hub: PushHub, health: Health) -> PgBus | None:
@@ -64,10 +65,10 @@ def scale_out(app: web.Application) -> Guard:
     ownership = app[OWNERSHIP] = Ownership(svc.settings.database_url, svc.health)
     svc.metrics.registry.register(BusCollector(bus))
     svc.metrics.registry.register(OwnershipCollector(ownership))
-    app[FORWARDER] = Forwarder(svc.settings.database_url, lambda: ownership.owns("ami"))
+    forwarder = app[FORWARDER] = Forwarder(svc.settings.database_url, lambda: ownership.owns("ami"))
     app.cleanup_ctx.append(_bus_lifetime)
-    app.cleanup_ctx.append(_ownership_lifetime)
-    app.cleanup_ctx.append(_forwarder_lifetime)
+    app.cleanup_ctx.append(_running("ownership", ownership.run))
+    app.cleanup_ctx.append(_running("forwarding", forwarder.run))
     return ownership.guard
 
 
@@ -151,17 +152,14 @@ async def _final_write(bus: PgBus) -> None:
         log.warning("event bus: %d event(s) not written at shutdown", bus.pending)
 
 
-async def _forwarder_lifetime(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(app[FORWARDER].run(), name="forwarding")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+def _running(name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> CleanupContext:
+    """A cleanup context running ``run()`` as a task for the app's lifetime."""
 
+    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(run(), name=name)
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
-async def _ownership_lifetime(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(app[OWNERSHIP].run(), name="ownership")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    return lifetime
