@@ -2,11 +2,12 @@
 
 ``parse_message`` never raises for bad input. Headers are read by the lean
 reader in ``core.mail.headers`` (the same values ``parse_headers`` gives);
-the body tree by the stdlib parser, after which every payload is decoded
-here, leniently: base64 with junk, unknown or wrong charsets, a multipart
-whose boundary is missing. Problems that were worked around are listed in
-``MailItem.defects``; ``parse_error`` is set only when no usable message was
-found (the caller keeps the raw bytes in any case).
+the body tree by ``core.mail.mime_tree`` (the stdlib parser for what it does
+not take), after which every payload is decoded here, leniently: base64 with
+junk, unknown or wrong charsets, a multipart whose boundary is missing.
+Problems that were worked around are listed in ``MailItem.defects``;
+``parse_error`` is set only when no usable message was found (the caller keeps
+the raw bytes in any case).
 
 Body rules: ``text/plain`` and ``text/html`` parts that are not attachments
 form the body (several parts of one kind are joined by a newline; both
@@ -27,6 +28,7 @@ from email.policy import Compat32, compat32
 from core.mail.addresses import Address
 from core.mail.decode import b64decode_lenient, decode_header_bytes, decode_text, qp_decode
 from core.mail.headers import MailHeaders, header_fields, parse_headers, split_message
+from core.mail.mime_tree import mime_tree
 from core.mail.words import clean_header_text, decode_words
 
 __all__ = ["Attachment", "MailBody", "MailItem", "parse_body", "parse_headers", "parse_message"]
@@ -162,7 +164,7 @@ def _item(headers: MailHeaders, body: MailBody) -> MailItem:
 
 
 def _parse_body(raw: bytes, max_bytes: int) -> MailBody:
-    message = message_from_bytes(raw, policy=compat32)
+    message = mime_tree(raw) or message_from_bytes(raw, policy=compat32)
     walk = _Walk(max_bytes)
     if message.get_content_maintype() == "multipart" and not message.is_multipart():
         message = _repair_boundary(raw, message, walk)

@@ -18,9 +18,9 @@ without a location, and is stored as outgoing and ``queued``.
 
 Everything a batch needs to know is loaded up front (:mod:`core.mail.known`),
 messages created earlier in the same batch are registered in the same maps,
-and the rows of each table are inserted with one executemany (not the ORM
-unit of work, which costs more than the rest of the sync together; on SQLite
-not even SQLAlchemy's per-row parameter processing: :mod:`core.mail.rows`).
+and the rows of each table are inserted with one executemany of a Core
+insert (not the ORM unit of work, which costs more than the rest of the sync
+together); the new messages' ids come back by RETURNING.
 
 A fetched copy may come with its whole parse (``MailItem``) or with its
 headers only (``MailHeaders``): then its bodies and attachments follow
@@ -35,7 +35,7 @@ transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -58,7 +58,6 @@ from core.mail.models import (
 )
 from core.mail.parse import MailItem
 from core.mail.queries import Visibility
-from core.mail.rows import insert_rows, is_sqlite, keyed_ids
 from core.mail.threads import ThreadInput, ThreadPolicy, assign_thread, lookup_ids, subject_key
 from core.models import Base, Contact, EmailAddress
 from core.search import search_key
@@ -301,17 +300,18 @@ def _insert_messages(session: Session, created: list[_New]) -> None:
     """Insert the new messages and learn their ids (by dedupe key, unique per mailbox)."""
     messages = _table(EmailMessage)
     rows = [_columns(new.values) for new in created]
-    if is_sqlite(session):
-        insert_rows(session, messages, rows)
-        mailbox = created[0].values["mailbox"]
-        ids = keyed_ids(session, messages, mailbox, [new.row.dedupe_key for new in created])
-    else:
-        returned = session.execute(
-            insert(messages).returning(messages.c.id, messages.c.dedupe_key), rows
-        )
-        ids = {key: id_ for id_, key in returned}
+    returned = session.execute(
+        insert(messages).returning(messages.c.id, messages.c.dedupe_key), rows
+    )
+    ids = {key: id_ for id_, key in returned}
     for new in created:
         new.row.id = ids[new.row.dedupe_key]
+
+
+def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``rows`` (column name -> value) with one executemany, if there are any."""
+    if rows:
+        session.execute(insert(table), list(rows))
 
 
 def _table(model: type[Base]) -> Table:

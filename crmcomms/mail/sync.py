@@ -156,7 +156,8 @@ class MailboxWorker:
         self.executor = executor
         self.options = store_options(settings)
         self.round_done = asyncio.Event()
-        self.bodies_done = asyncio.Event()  # set whenever no stored body is left to parse
+        #: set once a round has ended and no stored body is left to parse
+        self.bodies_done = asyncio.Event()
         self._bodies_due = asyncio.Event()
         self._delay = self.tuning.backoff_initial
         self._auth_reported = False
@@ -347,7 +348,8 @@ class MailboxWorker:
             except (SQLAlchemyError, OSError, BrokenExecutor) as exc:
                 log.warning("mailbox %s: parsing bodies failed, retried later: %s", self.name, exc)
             else:
-                if not self._bodies_due.is_set():  # else a batch was stored meanwhile
+                # not while a batch was stored meanwhile, nor before the first round ended
+                if not self._bodies_due.is_set() and self.round_done.is_set():
                     self.bodies_done.set()
 
     async def parse_some_bodies(self) -> bool:

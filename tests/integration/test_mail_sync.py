@@ -9,17 +9,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import Table, func, insert, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
 
 from core.agents import AgentIdentity
 from core.history import DEFAULT_SOURCES, contact_history
 from core.mail import parse_headers
-from core.mail.columns import message_values
 from core.mail.email_json import email_json, emails_json
 from core.mail.models import EmailAttachment, EmailLocation, EmailMessage, EmailRaw, FolderState
 from core.mail.queries import EmailFilter, email_history, list_emails
-from core.mail.rows import insert_rows
 from core.mail.store import Copy, Fetched, StoreOptions, store_messages
 from core.migrate import upgrade
 from core.models import Contact, EmailAddress
@@ -250,9 +247,7 @@ async def test_linking_to_contacts_threading_and_history(
         await reach(svc, 4)
     async with svc.sessions() as session:
         rows = {m.message_id: m for m in await session.scalars(select(EmailMessage))}
-        page = await contact_history(
-            session, [alice.id], sources=(*DEFAULT_SOURCES, email_history)
-        )
+        page = await contact_history(session, [alice.id], sources=(*DEFAULT_SOURCES, email_history))
     history = page.items
     thread = rows["1.test@example.org"].thread_id
     assert rows["2.test@example.org"].thread_id == thread
@@ -402,34 +397,3 @@ async def test_a_server_that_falls_silent_mid_command_times_out() -> None:
             writer.close()
             await writer.wait_closed()
         await server.wait_closed()
-
-
-async def test_rows_written_past_sqlalchemy_are_stored_as_sqlalchemy_stores_them(
-    svc: Services,
-) -> None:
-    """``core.mail.rows`` converts SQLite values itself: the stored values, bytes for
-    bytes, and what the ORM reads back must be those of SQLAlchemy's own insert."""
-    item = parse_headers(message(1, cc="Zoë Ärger <zoe@example.org>", references="<a@b> <c@d>"))
-    values = message_values("support", "", b"raw", item) | {"thread_id": "t", "direction": "in"}
-    values["from"] = values.pop("from_")
-    table = EmailMessage.__table__
-    assert isinstance(table, Table)
-
-    def store(session: Session) -> list[tuple[object, ...]]:
-        insert_rows(session, table, [values | {"dedupe_key": "ours"}])
-        session.execute(insert(table), [values | {"dedupe_key": "sqlalchemy"}])
-        names = ", ".join(f'"{c.name}"' for c in table.c)
-        rows = session.execute(text(f"SELECT {names} FROM email_messages ORDER BY dedupe_key"))
-        return [tuple(row) for row in rows]
-
-    async with svc.sessions.begin() as session:
-        ours, theirs = await session.run_sync(store)
-        loaded = (await session.scalars(select(EmailMessage).order_by(EmailMessage.id))).all()
-    columns = [c.name for c in table.c]
-    skip = {"id", "dedupe_key", "created_at"}  # created_at: utcnow at each insert
-    assert {c: v for c, v in zip(columns, ours, strict=True) if c not in skip} == {
-        c: v for c, v in zip(columns, theirs, strict=True) if c not in skip
-    }
-    assert [len(str(row[columns.index("created_at")])) for row in (ours, theirs)] == [26, 26]
-    ours_read, theirs_read = (email_json(row, []) | {"id": 0} for row in loaded)
-    assert ours_read == theirs_read and loaded[0].date == item.date
