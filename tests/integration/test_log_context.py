@@ -35,7 +35,7 @@ async def test_a_line_about_a_call_carries_its_linkedid(
                 raise RuntimeError("a tracker bug")
             return feed(message)
 
-        telephony.tracker.feed = breaking
+        telephony.tracker.feed = breaking  # type: ignore[method-assign]
         await daemon.replay("inbound-direct-answered")
         await daemon.settle()
     linkedid = facts("inbound-direct-answered")["linkedid"]
