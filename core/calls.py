@@ -421,11 +421,20 @@ def call_json(call: Call, region: str = "ZZ") -> dict[str, Any]:
     return call_dict(call, [link.contact_id for link in call.contacts], region)
 
 
-def call_dict(call: Any, contact_ids: Sequence[int], region: str = "ZZ") -> dict[str, Any]:
+def call_dict(
+    call: Any,
+    contact_ids: Sequence[int],
+    region: str = "ZZ",
+    queue_members: Sequence[Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The one call JSON, of anything with the columns of ``calls`` as attributes (a
     :class:`CallRow`, an ORM ``Call``, a query's row): what the push, the API, the
     history and the wall show. ``*_display``: the numbers formatted for ``region``
-    (``ZZ``: international). A field added here reaches every one of them."""
+    (``ZZ``: international). A field added here reaches every one of them.
+
+    ``queue_members``: in a live push of a queue call, the queue's members as the
+    PBX last reported them (``paused``, ``paused_reason``, ``device``, ``in_call``);
+    ``null`` where that is not known (a logged call read back, no queue status yet)."""
     return {
         "id": call.id,
         "linkedid": call.linkedid,
@@ -453,6 +462,7 @@ def call_dict(call: Any, contact_ids: Sequence[int], region: str = "ZZ") -> dict
         "caller_display": display_number(call.caller_e164 or call.caller, region),
         "callee_display": display_number(call.callee_e164 or call.callee, region),
         "did_display": display_number(call.did, region),
+        "queue_members": None if queue_members is None else [dict(m) for m in queue_members],
     }
 
 

@@ -193,6 +193,7 @@ def _telephony(svc: Services) -> TelephonyService:
     client = AmiClient(ami, edge, on_connected=inbox.relist, keep=edge.keep)
     tracker = CallTracker(ami.agent_channel_patterns)
     call_log = CallLogWriter(svc.db, svc.publisher, svc.metrics)
+    presence = PresenceFeed(Presence(ami.agent_channel_patterns), svc.publisher)
     pops = PopEnricher(
         svc.db,
         svc.publisher,
@@ -200,8 +201,8 @@ def _telephony(svc: Services) -> TelephonyService:
         call_log,
         region=region,
         suffix_digits=settings.lookup.suffix_digits,
+        queue_members=presence.presence.queue_members_json,
     )
-    presence = PresenceFeed(Presence(ami.agent_channel_patterns), svc.publisher)
     controls = CallControls(client, ami, tracker.channels_of, presence.presence)
     source = open_source(settings.cdr)
     backfiller = None

@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, assert_never
 
 from core.calls import CallRow, agents_of, call_dict, call_row
@@ -125,6 +125,7 @@ class PopEnricher:
         *,
         region: str,
         suffix_digits: int,
+        queue_members: Callable[[str], Sequence[Mapping[str, Any]] | None] | None = None,
     ) -> None:
         self._db = db
         self._publisher = publisher
@@ -132,6 +133,7 @@ class PopEnricher:
         self._call_log = call_log
         self._region = region
         self._suffix_digits = suffix_digits
+        self._queue_members = queue_members  # a queue call's members now, from presence
         self._matches: dict[str, tuple[str, LookupResult | None]] = {}
         self._cards: dict[str, dict[str, Any]] = {}
         self._ids: dict[str, int] = {}
@@ -228,7 +230,10 @@ class PopEnricher:
 
     def _message(self, event: CallEvent, row: CallRow) -> Outgoing:
         """The outgoing message of ``event`` (its call's card is known)."""
-        call = call_dict(row, row.contacts, self._region)
+        members = None
+        if row.queue and self._queue_members is not None:
+            members = self._queue_members(row.queue)
+        call = call_dict(row, row.contacts, self._region, members)
         payload: dict[str, Any] = {"call": call, "agent": agent_of(event)}
         if isinstance(event, CallRinging | CallTransferred):
             payload["card"] = self._cards[row.linkedid]

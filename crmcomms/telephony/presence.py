@@ -267,7 +267,7 @@ class Presence:
         for queue in sorted(self._queues):
             waiting = self._waiting.get(queue, {})
             known = [since for since in waiting.values() if since is not None]
-            members = [m.to_json() for m in self._members.values() if m.queue == queue]
+            members = self.queue_members_json(queue) or []
             out.append(
                 {
                     "queue": queue,
@@ -277,6 +277,13 @@ class Presence:
                 }
             )
         return out
+
+    def queue_members_json(self, queue: str) -> list[dict[str, Any]] | None:
+        """The members of ``queue`` as the PBX last reported them (paused, reason,
+        device); None for a queue the PBX has not told us about."""
+        if queue not in self._queues:
+            return None
+        return [m.to_json() for m in self._members.values() if m.queue == queue]
 
     def member_in(self, extension: str, queue: str) -> Member | None:
         """The membership of ``extension`` in ``queue``, if any."""

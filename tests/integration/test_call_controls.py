@@ -188,3 +188,20 @@ async def test_pause_presence_and_queue_status_after_login(daemon: Daemon) -> No
     wall = await daemon.api("/api/wall")
     alice = next(a for a in wall["agents"] if a["extension"] == "101")
     assert alice["name"] == "alice" and alice["presence"]["state"] == "paused"
+
+    # a queue call's JSON carries the queue's members as the PBX last reported them
+    # while it is live; a logged call read back does not pretend to know them
+    async with daemon.listening("alice") as listeners:
+        await listeners["alice"].wait_for("hello")
+        await daemon.replay("queue-ringall-102-answers")
+        [ringing] = await listeners["alice"].wait_for("call.ringing")
+        await listeners["alice"].wait_for("call.ended")  # logged by then
+    members = {m["extension"]: m for m in ringing["call"]["queue_members"]}
+    member = members["101"]
+    assert member["queue"] == "support"
+    # the capture's own QueueMemberStatus for 101 (Paused: 0) arrives before the ring:
+    # the PBX's last word, not the pause set above, is what the call shows
+    assert (member["paused"], member["paused_reason"]) == (False, None)
+    assert set(members) == {"101", "102"}
+    logged = await daemon.api(f"/api/calls/{ringing['call']['id']}", "alice")
+    assert logged["queue_members"] is None
