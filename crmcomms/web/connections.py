@@ -154,7 +154,9 @@ class _AddressCap:
         if self._open[address] >= self._limit:
             if self._open[address] == self._limit:
                 log.warning("%s has %d connections open, the most allowed", address, self._limit)
-            transport.close()
+            # closed on the next turn of the loop: aiohttp starts the handler's task
+            # after this hook and asserts the connection is still open when it runs
+            asyncio.get_running_loop().call_soon(transport.close)
             return
         self._open[address] += 1
         self._address[handler] = address
