@@ -116,7 +116,11 @@ def websocket_handler(
         except HubClosedError as exc:
             return _error(503, str(exc))
         try:
-            await ws.prepare(request)
+            try:
+                await ws.prepare(request)
+            except ConnectionError:  # the browser left during the handshake: nothing to serve
+                log.info("websocket of %s closed during the handshake", request.remote)
+                return ws
             ended = session_end(who.token_hash) if session_end is not None else None
             if await _serve(ws, subscription, ended):
                 await _close_session_ended(ws, close_timeout)
