@@ -12,7 +12,6 @@ meanwhile do not shift the next page. E-mails join through
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from core.calls import call_dict
 from core.models import Agent, AgentExtension, Call, CallAgent, CallContact, Contact, Note, Task
+from core.paging import decode_cursor, encode_cursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,19 +65,13 @@ class HistoryCursor:
 
     def encode(self) -> str:
         """The opaque text form handed to clients (``next``, sent back as ``before``)."""
-        text = f"{self.at.isoformat()}|{self.kind}|{self.id}".encode()
-        return base64.urlsafe_b64encode(text).decode().rstrip("=")
+        return encode_cursor(self.at, self.kind, self.id)
 
     @classmethod
     def decode(cls, raw: str) -> HistoryCursor:
         """A cursor from :meth:`encode`; ValueError for anything else."""
-        try:
-            text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-            at, kind, number = text.split("|")
-            moment = datetime.fromisoformat(at)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValueError(f"not a cursor: {exc}") from exc
-        if not number.isdigit() or not kind.isalpha() or moment.tzinfo is None:
+        moment, (kind, number) = decode_cursor(raw, 2)
+        if not number.isdigit() or not kind.isalpha():
             raise ValueError("not a cursor")
         return cls(moment, kind, int(number))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +30,7 @@ from core.mail.blobs import BlobStore
 from core.mail.email_json import emails_json
 from core.mail.models import EmailAttachment, EmailContact, EmailMessage, EmailRaw
 from core.models import Agent, AgentExtension
+from core.paging import decode_cursor, encode_cursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,19 +160,13 @@ class Cursor:
 
     def encode(self) -> str:
         """The opaque text form handed to clients."""
-        text = f"{self.at.isoformat()}|{self.id}".encode()
-        return base64.urlsafe_b64encode(text).decode().rstrip("=")
+        return encode_cursor(self.at, self.id)
 
     @classmethod
     def decode(cls, raw: str) -> Cursor:
         """A cursor from :meth:`encode`; ValueError for anything else."""
-        try:
-            text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-            at, _, number = text.partition("|")
-            moment = datetime.fromisoformat(at)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValueError(f"not a cursor: {exc}") from exc
-        if not number.isdigit() or moment.tzinfo is None:
+        moment, (number,) = decode_cursor(raw, 1)
+        if not number.isdigit():
             raise ValueError("not a cursor")
         return cls(moment, int(number))
 
