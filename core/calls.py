@@ -44,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.errors import NotFound
 from core.models import Call, CallAgent, CallContact, Task, utcnow
 from core.phones import display_number, normalise
+from core.times import json_time
 
 #: A call in one of these is closed: only a CDR backfill may still correct it (see record_calls).
 FINAL_STATUSES = frozenset({"answered", "missed", "busy", "failed", "abandoned", "unknown"})
@@ -447,9 +448,9 @@ def call_dict(
         "queue": call.queue,
         "agents_rung": list(call.agents_rung),
         "answered_by": call.answered_by,
-        "started_at": _iso(call.started_at),
-        "answered_at": _iso(call.answered_at),
-        "ended_at": _iso(call.ended_at),
+        "started_at": json_time(call.started_at),
+        "answered_at": json_time(call.answered_at),
+        "ended_at": json_time(call.ended_at),
         "ring_seconds": call.ring_seconds,
         "talk_seconds": call.talk_seconds,
         "hangup_cause": call.hangup_cause,
@@ -464,10 +465,6 @@ def call_dict(
         "did_display": display_number(call.did, region),
         "queue_members": None if queue_members is None else [dict(m) for m in queue_members],
     }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 @dataclass(frozen=True, slots=True)

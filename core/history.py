@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from core.calls import call_dict
 from core.models import Agent, AgentExtension, Call, CallAgent, CallContact, Contact, Note, Task
 from core.paging import decode_cursor, encode_cursor
+from core.times import json_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,7 @@ class HistoryItem:
     data: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "at": self.at.isoformat().replace("+00:00", "Z"), **self.data}
+        return {"kind": self.kind, "at": json_time(self.at), **self.data}
 
     @property
     def key(self) -> tuple[datetime, str, int]:
@@ -301,7 +302,7 @@ def task_json(task: Task | Row[Any]) -> dict[str, Any]:
         "assignees": list(task.assignees),
         "queue": task.queue,
         "done": task.done,
-        "created_at": task.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": json_time(task.created_at),
     }
 
 

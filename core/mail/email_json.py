@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -19,6 +18,7 @@ from sqlalchemy.orm import Session
 from core.mail.models import EmailAttachment, EmailContact, EmailMessage
 from core.mail.preview import preview
 from core.mail.sanitize import sanitize_html
+from core.times import json_time
 
 
 def email_json(message: EmailMessage, contacts: Sequence[int]) -> dict[str, Any]:
@@ -38,8 +38,8 @@ def email_json(message: EmailMessage, contacts: Sequence[int]) -> dict[str, Any]
         "from": message.from_,
         "to": message.to,
         "cc": message.cc,
-        "date": _iso(message.date),
-        "sort_at": _iso(message.sort_at),
+        "date": json_time(message.date),
+        "sort_at": json_time(message.sort_at),
         "direction": message.direction,
         "state": message.state,
         "error": message.error,
@@ -84,7 +84,3 @@ def email_detail_json(
         "html": sanitize_html(message.html) if message.html else None,
         "attachments": [part.to_json() for part in attachments],
     }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None

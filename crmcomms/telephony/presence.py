@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from core.times import json_time
 from crmcomms.pbx_events import (
     AmiEvent,
     QueueCallerAbandon,
@@ -104,7 +105,7 @@ class Member:
             "paused": self.paused,
             "paused_reason": self.paused_reason,
             "in_call": self.in_call,
-            "logged_in_at": _iso(self.login_time),
+            "logged_in_at": json_time(self.login_time),
         }
 
 
@@ -272,7 +273,7 @@ class Presence:
                 {
                     "queue": queue,
                     "waiting": len(waiting),
-                    "longest_waiting_since": _iso(min(known)) if known else None,
+                    "longest_waiting_since": json_time(min(known)) if known else None,
                     "members": members,
                 }
             )
@@ -288,7 +289,3 @@ class Presence:
     def member_in(self, extension: str, queue: str) -> Member | None:
         """The membership of ``extension`` in ``queue``, if any."""
         return next((m for m in self.members_of(extension) if m.queue == queue), None)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
