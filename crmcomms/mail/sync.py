@@ -159,6 +159,7 @@ class MailboxWorker:
         #: set once a round has ended and no stored body is left to parse
         self.bodies_done = asyncio.Event()
         self._bodies_due = asyncio.Event()
+        self._at_rest = False  # no round under way: it ended, or failed
         self._delay = self.tuning.backoff_initial
         self._auth_reported = False
         self.login_failures = 0
@@ -188,6 +189,7 @@ class MailboxWorker:
                 log.warning("mailbox %s: %s; retrying in %.0f s", self.name, exc, self._delay)
                 self.metrics.errors.inc()
                 self._health("down", str(exc))
+                self._at_rest = True
                 self._bodies_due.set()  # what was stored before the error
             await asyncio.sleep(self._delay)
             self._delay = min(self._delay * 2, self.tuning.backoff_max)
@@ -225,6 +227,7 @@ class MailboxWorker:
             async with watch.running():
                 while True:
                     watch.round_starts()
+                    self._at_rest = False
                     new = {f: await self._sync_folder_logged(client, db, f) for f in folders}
                     self._round_finished()
                     watch.round_found(new)
@@ -260,6 +263,7 @@ class MailboxWorker:
         self._last_sync = time.monotonic()
         self._delay = self.tuning.backoff_initial
         self._health("ok")
+        self._at_rest = True
         self.round_done.set()
         self._bodies_due.set()
 
@@ -348,8 +352,8 @@ class MailboxWorker:
             except (SQLAlchemyError, OSError, BrokenExecutor) as exc:
                 log.warning("mailbox %s: parsing bodies failed, retried later: %s", self.name, exc)
             else:
-                # not while a batch was stored meanwhile, nor before the first round ended
-                if not self._bodies_due.is_set() and self.round_done.is_set():
+                # not while a batch was stored meanwhile, nor while a round is under way
+                if not self._bodies_due.is_set() and self._at_rest:
                     self.bodies_done.set()
 
     async def parse_some_bodies(self) -> bool:
