@@ -3,7 +3,7 @@
 // task is created (pushed events, no polling).
 
 import { fmtDuration, fmtTime, t } from "./i18n.js";
-import { api, customerNumber, dayStart, dial, dialButton, formatNumber, h, query, toast } from "./ui.js";
+import { api, customerDisplay, customerNumber, dayStart, dial, dialButton, h, query, toast } from "./ui.js";
 
 const MISSED = new Set(["missed", "abandoned"]);
 
@@ -65,8 +65,7 @@ function who(call) {
   const known = names.get(call.contacts?.[0]);
   if (known) return known;
   const name = call.caller_name && !/^\+?\d+$/.test(call.caller_name) ? call.caller_name : "";
-  const shown = call.direction === "outbound" ? call.callee_display : call.caller_display;
-  return name || shown || formatNumber(customerNumber(call));
+  return name || customerDisplay(call);
 }
 
 /** Missed calls grouped by the number they came from (newest first, as the list is). */
@@ -101,9 +100,9 @@ function missedItem(call, tasks, count = 1) {
     " ",
     contactLink(call, who(call)),
     count > 1 ? h("span", { class: "repeat", text: ` · ${t("missed_repeated", { count })}` }) : "",
-    call.queue || call.did ? h("span", { class: "via", text: ` · ${call.queue || formatNumber(call.did)}` }) : "",
+    call.queue || call.did ? h("span", { class: "via", text: ` · ${call.queue || call.did_display || call.did}` }) : "",
     " ",
-    h("button", { type: "button", class: "call-back", text: t("call_back"), "aria-label": `${t("call_back")} ${formatNumber(number)}`, onclick: () => dial(number) }),
+    h("button", { type: "button", class: "call-back", text: t("call_back"), "aria-label": `${t("call_back")} ${customerDisplay(call)}`, onclick: () => dial(number, customerDisplay(call)) }),
     " ",
     done,
   );

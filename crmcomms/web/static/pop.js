@@ -6,7 +6,7 @@
 // away after the configured time unless a note is being written; Esc dismisses one.
 
 import { fmtDateTime, fmtDuration, t } from "./i18n.js";
-import { api, customerNumber, dialButton, formatNumber, h, toast } from "./ui.js";
+import { api, customerDisplay, customerNumber, dialButton, h, toast } from "./ui.js";
 import { createContact } from "./contacts.js";
 import { callControls } from "./controls.js";
 import { confirmCaller, dispositionLabel, dispositionPicker, matchBadge, showDisposition, wrapup } from "./wrapup.js";
@@ -83,7 +83,7 @@ export class PopBoard {
     const entry = { node, call, state: "ringing", contactId: linked ? contact.id : null, stateEl: state, timerEl: timer };
     this.cards.set(call.linkedid, entry);
     this.root.prepend(node);
-    notify(who, number);
+    notify(who, info.number_display || customerDisplay(call));
   }
 
   /** Contacts the number matched but the call is not filed with: one click confirms. */
@@ -316,7 +316,7 @@ function writing(card) {
 }
 
 function numberLine(number, display, call) {
-  const shown = display || formatNumber(number);
+  const shown = display || customerDisplay(call);
   const raw = String(number || "");
   return h(
     "p",
@@ -330,7 +330,7 @@ function numberLine(number, display, call) {
 function viaLine(call) {
   const parts = [];
   if (call.queue) parts.push(t("via_queue", { queue: call.queue }));
-  if (call.did) parts.push(t("via_did", { did: call.did_display || formatNumber(call.did) }));
+  if (call.did) parts.push(t("via_did", { did: call.did_display || call.did }));
   return parts.length ? h("p", { class: "via", text: parts.join(" · ") }) : null;
 }
 
@@ -364,6 +364,6 @@ function taskList(tasks) {
 
 function notify(who, number) {
   if (!document.hidden || !("Notification" in window) || Notification.permission !== "granted") return;
-  const note = new Notification(t("new_call_from", { who }), { body: formatNumber(number), tag: "crmcomms-pop" });
+  const note = new Notification(t("new_call_from", { who }), { body: number, tag: "crmcomms-pop" });
   note.onclick = () => window.focus();
 }

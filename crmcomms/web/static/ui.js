@@ -70,25 +70,6 @@ export function query(params) {
   return text ? `?${text}` : "";
 }
 
-const COUNTRY_CODES = ["1", "7", "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46", "47", "48", "49", "351", "352", "353", "358", "420"];
-
-/**
- * A phone number for display: the international prefix `00` shown as `+` and the
- * country code set apart (`004940123456` -> `+49 40123456`). Without the numbering
- * plan of every country we do not guess area codes; national numbers and internal
- * extensions stay as they are.
- */
-export function formatNumber(raw) {
-  if (!raw) return "";
-  const text = String(raw).trim();
-  let digits = text.replace(/[^\d+]/g, "");
-  if (digits.startsWith("00")) digits = `+${digits.slice(2)}`;
-  if (!digits.startsWith("+")) return text;
-  const body = digits.slice(1);
-  const cc = COUNTRY_CODES.filter((code) => body.startsWith(code)).sort((a, b) => b.length - a.length)[0];
-  return cc ? `+${cc} ${body.slice(cc.length)}` : digits;
-}
-
 /** Show a short message in the status line (aria-live) for a few seconds. */
 export function toast(message, kind = "info") {
   const line = document.getElementById("toast");
@@ -102,8 +83,8 @@ export function toast(message, kind = "info") {
 }
 
 /** Originate a call from the agent's own extension (POST /api/calls). */
-export async function dial(number) {
-  toast(t("dialling", { number: formatNumber(number) }));
+export async function dial(number, shown) {
+  toast(t("dialling", { number: shown || number }));
   try {
     await api.post("/api/calls", { to: number });
   } catch (err) {
@@ -113,12 +94,12 @@ export async function dial(number) {
 
 /** A button that dials `number`, labelled with the formatted number. */
 export function dialButton(number, label) {
-  const shown = label || formatNumber(number); // label: the server's display form, when known
+  const shown = label || number; // label: the server's display form, when known
   return h(
     "button",
-    { type: "button", class: "dial", title: t("call", { number: shown }), "aria-label": t("call", { number: shown }), onclick: () => dial(number) },
+    { type: "button", class: "dial", title: t("call", { number: shown }), "aria-label": t("call", { number: shown }), onclick: () => dial(number, shown) },
     h("span", { "aria-hidden": "true", text: "☎ " }),
-    label ?? formatNumber(number),
+    shown,
   );
 }
 
@@ -139,4 +120,9 @@ export function dayEnd(date = new Date()) {
 /** The customer's number of a call: caller of inbound, callee of outbound. */
 export function customerNumber(call) {
   return call.direction === "outbound" ? call.callee : call.caller;
+}
+
+/** The customer's number as the server formats it (phonenumbers, the agent's region). */
+export function customerDisplay(call) {
+  return (call.direction === "outbound" ? call.callee_display : call.caller_display) || customerNumber(call);
 }
