@@ -103,6 +103,8 @@ log_level = "INFO"
 [http]
 host = "127.0.0.1"
 port = {http_port}
+# every simulated agent connects from 127.0.0.1: lift the per-address cap
+max_connections_per_address = 10000
 
 [ami]
 enabled = true
