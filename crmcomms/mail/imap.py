@@ -131,7 +131,11 @@ class ImapClient:
     async def _read(self) -> Line:
         """One response line (the one an IDLE wait left pending first), within the timeout."""
         try:
-            line = await asyncio.wait_for(asyncio.shield(self._reading()), self._timeout)
+            # not asyncio.wait_for: on Python 3.11 it returns the result, swallowing the
+            # caller's cancellation, when the read completes as the cancel arrives (a
+            # stopped mailbox worker then went on IDLEing forever)
+            async with asyncio.timeout(self._timeout):
+                line = await asyncio.shield(self._reading())
         except TimeoutError as exc:
             raise ImapConnectionError(f"no answer within {self._timeout:.0f} s") from exc
         self._pending = None
@@ -310,19 +314,21 @@ class ImapClient:
         self._tag += 1
         tag = b"A%04d" % self._tag
         await self._send(tag + b" IDLE\r\n")
-        # untagged news may come first (NOTIFY's STATUS sent while we were not reading)
-        early = False
-        while (line := await self._read()).text.startswith(b"* "):
-            early = self._check_idle_line(line) or early
-        if not line.text.startswith(b"+"):
-            raise ImapCommandError(f"IDLE refused: {line.text.decode(errors='replace')}")
         try:
+            # untagged news may come first (NOTIFY's STATUS sent while we were not reading)
+            early = False
+            while (line := await self._read()).text.startswith(b"* "):
+                early = self._check_idle_line(line) or early
+            if not line.text.startswith(b"+"):
+                raise ImapCommandError(f"IDLE refused: {line.text.decode(errors='replace')}")
             changed = early or await self._wait_change(timeout, wake)
             await self._send(b"DONE\r\n")
             while not (line := await self._read()).text.startswith(tag + b" "):
                 self._check_idle_line(line)
         except BaseException:
-            self._broken = True  # cancelled or failed inside IDLE: LOGOUT would not be heard
+            # cancelled or failed once IDLE was sent: the server waits for DONE, and a
+            # LOGOUT would not be heard (it waited out the goodbye's 5 s)
+            self._broken = True
             raise
         return changed
 
@@ -365,8 +371,11 @@ class ImapClient:
         try:
             if not self._broken:
                 self._timeout = min(self._timeout, 5.0)
-                with contextlib.suppress(ImapError):
-                    await self.command(b"LOGOUT")
+                # one deadline for the whole goodbye: the per-line timeout restarts with
+                # every untagged line (NOTIFY keeps sending them), so it alone never ends
+                with contextlib.suppress(ImapError, TimeoutError):
+                    async with asyncio.timeout(5.0):
+                        await self.command(b"LOGOUT")
         finally:  # also when cancelled while saying goodbye: never leave the socket open
             self._writer.close()
         with contextlib.suppress(OSError, ssl.SSLError):

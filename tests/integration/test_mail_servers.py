@@ -73,10 +73,7 @@ def cyrus(cyrus_session: CyrusServer) -> CyrusServer:
     return cyrus_session.fresh_user()
 
 
-# Cyrus only: Dovecot's Sent is live in every watch mode in test_mail_live.py (and stopping
-# the worker there after this test's steps sometimes hangs: see the report of issue 14)
-async def test_the_servers_sent_folder_is_found_and_live(svc: Services, cyrus: CyrusServer) -> None:
-    imap = cyrus
+async def test_the_servers_sent_folder_is_found_and_live(svc: Services, imap: ImapServer) -> None:
     imap.append(message(1))
     imap.append(sent_by_us(1), folder=imap.sent)
     worker = mailbox_worker(svc, mailbox(imap), FAST)  # no folders configured: INBOX + Sent
