@@ -115,6 +115,11 @@ class Presence:
     def __init__(self, agent_patterns: Sequence[str] = ("PJSIP/{ext}-", "SIP/{ext}-")) -> None:
         self._extension_of = interface_matcher(agent_patterns)
         self._members: dict[tuple[str, str], Member] = {}  # (queue, interface) -> member
+        # the same members by extension, and each member's JSON, kept with _members: the
+        # page's and the wall's views are read after every batch and must not scan them all
+        self._by_extension: dict[str | None, dict[tuple[str, str], Member]] = {}
+        self._json: dict[tuple[str, str], dict[str, Any]] = {}
+        self._queue_json: dict[str, list[dict[str, Any]]] = {}  # queue -> members' JSON
         self._waiting: dict[str, dict[str, datetime | None]] = {}  # queue -> uniqueid -> since
         self._ringing: dict[str, set[str]] = {}  # extension -> linkedids ringing it
         self._talking: dict[str, set[str]] = {}  # extension -> linkedids it is connected on
@@ -123,6 +128,10 @@ class Presence:
         self._queues: set[str] = set()
         self.as_of: datetime | None = None  # the PBX time of the last event with one
         self.version = 0  # bumped on every change
+        self.queues_version = 0  # bumped when queues, members or waiting callers change
+        #: extensions whose agent view may have changed since :meth:`take_touched`;
+        #: None: all of them (after a QueueStatus reload)
+        self._touched: set[str] | None = set()
 
     # ------------------------------------------------------------ input
 
@@ -133,6 +142,7 @@ class Presence:
         changed = self._apply(event)
         if changed:
             self.version += 1
+            self.queues_version += 1
         return changed
 
     def _apply(self, event: AmiEvent) -> bool:
@@ -152,7 +162,11 @@ class Presence:
         """Replace the queue state with a ``QueueStatus`` answer (after every login):
         members and waiting callers not listed are gone."""
         self._members.clear()
+        self._by_extension.clear()
+        self._json.clear()
+        self._queue_json.clear()
         self._waiting.clear()
+        self._touched = None
         if pbx_now is not None:
             self.as_of = pbx_now
         for item in items:
@@ -165,10 +179,16 @@ class Presence:
             elif hasattr(item, "queue"):
                 self._queues.add(item.queue)  # QueueParams: a queue without members
         self.version += 1
+        self.queues_version += 1
 
     def feed_call(self, event: CallEvent) -> bool:
         """Follow who rings and who talks from the tracker's call events."""
         lid = event.call.linkedid
+        touched = self._touched
+        if touched is not None:
+            touched.update(
+                a for a in (getattr(event, "agent", None), *_transfer_parties(event)) if a
+            )
         match event:
             case CallRinging(agent=agent):
                 self._ringing.setdefault(agent, set()).add(lid)
@@ -183,6 +203,8 @@ class Presence:
                 for calls in (self._ringing, self._talking, self._held or {}):
                     for agent in [a for a, ids in calls.items() if lid in ids]:
                         self._discard(calls, agent, lid)
+                        if touched is not None:
+                            touched.add(agent)
         self.version += 1
         return True
 
@@ -190,7 +212,10 @@ class Presence:
         key = (event.queue, event.interface)
         self._queues.add(event.queue)
         if event.removed:
-            return self._members.pop(key, None) is not None
+            gone = self._members.get(key)
+            if gone is not None:
+                self._forget(key, gone)
+            return gone is not None
         extension = self._extension_of(event.interface)
         if extension is None and event.state_interface:
             extension = self._extension_of(event.state_interface)
@@ -205,10 +230,30 @@ class Presence:
             event.in_call,
             event.login_time,
         )
-        if self._members.get(key) == member:
+        old = self._members.get(key)
+        if old == member:
             return False
+        if old is not None:
+            self._forget(key, old)
         self._members[key] = member
+        self._by_extension.setdefault(extension, {})[key] = member
+        self._json[key] = member.to_json()
+        self._queue_json.pop(event.queue, None)
+        if self._touched is not None and extension:
+            self._touched.add(extension)
         return True
+
+    def _forget(self, key: tuple[str, str], member: Member) -> None:
+        del self._members[key]
+        self._json.pop(key, None)
+        self._queue_json.pop(member.queue, None)
+        mine = self._by_extension.get(member.extension)
+        if mine is not None:
+            mine.pop(key, None)
+            if not mine:
+                del self._by_extension[member.extension]
+        if self._touched is not None and member.extension:
+            self._touched.add(member.extension)
 
     @staticmethod
     def _discard(calls: dict[str, set[str]], agent: str, linkedid: str) -> None:
@@ -222,7 +267,7 @@ class Presence:
 
     def members_of(self, extension: str) -> list[Member]:
         """The queue memberships of one agent extension."""
-        return [m for m in self._members.values() if m.extension == extension]
+        return list(self._by_extension.get(extension, {}).values())
 
     def agent_state(self, extension: str) -> AgentState:
         """ringing > talking > paused > offline > idle; see the module docstring."""
@@ -242,7 +287,7 @@ class Presence:
         return {
             "extension": extension,
             "state": self.agent_state(extension),
-            "queues": [m.to_json() for m in self.members_of(extension)],
+            "queues": [self._json[key] for key in self._by_extension.get(extension, {})],
             "held": self.held_by(extension),
         }
 
@@ -254,13 +299,23 @@ class Presence:
         """Which calls each extension holds, as the PBX's channels say (controls)."""
         known = {ext: set(ids) for ext, ids in held.items() if ids}
         if known != self._held:
+            if self._held is None:  # every agent's "held" goes from unknown to known
+                self._touched = None
+            elif self._touched is not None:
+                self._touched.update(known, self._held)
             self._held = known
             self.version += 1
 
     def extensions(self) -> set[str]:
         """Every agent extension seen in a queue or on a call."""
-        found = {m.extension for m in self._members.values() if m.extension}
+        found = {extension for extension in self._by_extension if extension}
         return found | set(self._ringing) | set(self._talking)
+
+    def take_touched(self) -> set[str] | None:
+        """The extensions whose agent view may have changed since the last call (None:
+        all of them), and start counting anew."""
+        touched, self._touched = self._touched, set()
+        return touched
 
     def queues_json(self) -> list[dict[str, Any]]:
         """Per queue: callers waiting, since when the longest waits, members."""
@@ -284,8 +339,18 @@ class Presence:
         device); None for a queue the PBX has not told us about."""
         if queue not in self._queues:
             return None
-        return [m.to_json() for m in self._members.values() if m.queue == queue]
+        found = self._queue_json.get(queue)
+        if found is None:
+            found = [self._json[key] for key, m in self._members.items() if m.queue == queue]
+            self._queue_json[queue] = found
+        return found
 
     def member_in(self, extension: str, queue: str) -> Member | None:
         """The membership of ``extension`` in ``queue``, if any."""
         return next((m for m in self.members_of(extension) if m.queue == queue), None)
+
+
+def _transfer_parties(event: CallEvent) -> tuple[str, ...]:
+    if isinstance(event, CallTransferred):
+        return (event.transfer.from_ext, event.transfer.to_ext)
+    return ()

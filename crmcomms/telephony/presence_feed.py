@@ -59,6 +59,7 @@ class PresenceFeed:
         self._hub = hub
         self._agents: dict[str, dict[str, Any]] = {}
         self._queues: list[dict[str, Any]] = []
+        self._queues_version = -1
         self._published = presence.version
 
     def feed_event(self, event: AmiEvent) -> None:
@@ -79,11 +80,17 @@ class PresenceFeed:
         if presence.version == self._published:
             return
         self._published = presence.version
-        for extension in sorted(presence.extensions() | set(self._agents)):
+        touched = presence.take_touched()
+        if touched is None:  # reloaded: every agent's view may have changed
+            touched = presence.extensions() | set(self._agents)
+        for extension in sorted(touched):
             now = presence.agent_json(extension)
             if self._agents.get(extension) != now:
                 self._agents[extension] = now
                 self._hub.publish(EVENT, {"agent": now}, Audience.of(extension))
+        if presence.queues_version == self._queues_version:
+            return
+        self._queues_version = presence.queues_version
         queues = presence.queues_json()
         if queues != self._queues:
             self._queues = queues

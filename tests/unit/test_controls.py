@@ -240,3 +240,46 @@ def test_held_calls_come_from_the_pbxs_channel_list() -> None:
     assert presence.agent_json("103")["held"] == []
     legs["1.1"].pop()  # the agent's phone hung up while holding
     assert desk.held("1.1") is False and presence.agent_json("102")["held"] == []
+
+
+def test_the_feed_publishes_what_a_full_recomputation_would() -> None:
+    """Presence keeps indexes and a set of touched extensions so that a batch does not
+    recompute every agent; after each step of a real queue call (and a pause, a held
+    call, a member removed, a QueueStatus reload) the last view pushed to each agent
+    and to supervisors equals the view computed from scratch."""
+    from crmcomms.push import PushHub
+    from crmcomms.telephony.presence_feed import PresenceFeed
+
+    presence = Presence()
+    feed = PresenceFeed(presence, PushHub())
+    tracker = CallTracker()
+
+    def check() -> None:
+        feed.publish()
+        for extension in presence.extensions() | {"101", "102"}:
+            assert feed._agents.get(extension, presence.agent_json(extension)) == (
+                presence.agent_json(extension)
+            ), extension
+        assert feed._queues == presence.queues_json()
+
+    for block in load_capture(CAPTURES / "queue-ringall-102-answers.ami"):
+        event = translate(block.fields)
+        if event is None:
+            continue
+        feed.feed_event(event)
+        feed.feed_calls(tracker.feed(event))
+        check()
+    feed.feed_event(translate(member_event()))  # type: ignore[arg-type]
+    check()
+    presence.set_held({"102": {"1.1"}})
+    check()
+    presence.set_held({})
+    check()
+    feed.feed_event(translate(member_event("QueueMemberRemoved")))  # type: ignore[arg-type]
+    check()
+    assert presence.members_of("101") == []
+    item = translate(member_event("QueueMember", Status="5", Paused="0"))
+    presence.load_status([item], None)  # type: ignore[list-item]
+    check()
+    assert feed._agents["101"]["state"] == "offline"
+    assert feed._agents["102"]["queues"] == []  # not listed: gone
