@@ -36,6 +36,10 @@ class InvalidInput(CoreError):
         self.field = field
         self.message = message
 
+    def __reduce__(self) -> tuple[type[InvalidInput], tuple[str, str]]:
+        # raised in a worker process too (imports parse there): pickled by its fields
+        return type(self), (self.field, self.message)
+
 
 class AuthError(CoreError):
     """Authentication failed: unknown user, wrong password, bad or expired token."""

@@ -25,6 +25,7 @@ import io
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,17 +177,20 @@ async def import_rows(
     rows: Sequence[RawRow],
     options: ImportOptions,
     on_progress: Callable[[Progress], None] | None = None,
+    executor: Executor | None = None,
 ) -> ImportReport:
     """Import ``rows`` in batches of :data:`BATCH`: each batch is prepared (numbers
-    parsed) in a thread and stored in one transaction of the database worker, so
+    parsed) by ``executor`` (a process pool keeps that CPU work off the event loop's
+    GIL; None: a thread) and stored in one transaction of the database worker, so
     the event loop stays free and other writers get their turn between batches."""
     from core.import_store import FileState, prepare_batch, store_batch
 
+    loop = asyncio.get_running_loop()
     state = FileState(options)
     progress = Progress(len(rows))
     for start in range(0, len(rows), BATCH):
         batch = rows[start : start + BATCH]
-        prepared = await asyncio.to_thread(prepare_batch, batch, options.region)
+        prepared = await loop.run_in_executor(executor, prepare_batch, batch, options.region)
         await db.run(functools.partial(store_batch, state, prepared))
         progress.done += len(batch)
         if on_progress is not None:

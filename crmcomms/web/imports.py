@@ -1,6 +1,7 @@
 """Contacts import over HTTP: ``POST /api/contacts/import`` and its progress.
 
-The upload is parsed in a thread and stored in batches through the database
+The upload is parsed (in the mail parser processes when there are some, else a
+thread) and stored in batches through the database
 worker (:func:`core.importer.import_rows`), so screen pops and the call log go
 on while 50,000 rows come in. ``?update=1`` merges rows into the contacts with
 the same e-mail (or name and number), ``?dry_run=1`` only reports. The answer
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from core.errors import InvalidInput
 from core.importer import ImportOptions, Progress, import_rows, read_rows
+from crmcomms.keys import MAIL_PARSERS
 from crmcomms.services import services
 from crmcomms.web.http import IDENTITY, json_response, require_role
 
@@ -48,7 +50,10 @@ def _flag(request: web.Request, name: str) -> bool:
 async def post_import(request: web.Request) -> web.Response:
     """Import an uploaded CSV/XLSX (multipart field ``file``, or the raw body + ?filename=)."""
     data, filename = await _upload(request)
-    rows = await asyncio.to_thread(read_rows, data, filename)
+    # parsed in the mail parser processes when there are some: the import's CPU work
+    # then does not compete with the event loop for the GIL (pops wait on it)
+    parsers = request.app.get(MAIL_PARSERS)
+    rows = await asyncio.get_running_loop().run_in_executor(parsers, read_rows, data, filename)
     svc = services(request)
     options = ImportOptions(
         svc.settings.general.default_region, _flag(request, "update"), _flag(request, "dry_run")
@@ -60,7 +65,7 @@ async def post_import(request: web.Request) -> web.Response:
         imports.running[number] = (filename, request[IDENTITY].name, progress)
 
     try:
-        report = await import_rows(svc.db, rows, options, track)
+        report = await import_rows(svc.db, rows, options, track, parsers)
     finally:
         imports.running.pop(number, None)
     return json_response(report.to_json())

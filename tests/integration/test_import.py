@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from core.models import Contact
 from core.search import search_contacts
 from crmcomms.cli import main
 from crmcomms.config import Settings
+from crmcomms.mail.parsers import restarting_parser_pool
 from tests.conftest import AgentFactory
 
 REGION = "DE"
@@ -152,14 +154,38 @@ def opts(**kwargs: bool) -> ImportOptions:
     return ImportOptions(REGION, **kwargs)
 
 
-async def test_bad_rows_never_lose_a_person(db: SessionFactory, worker: DbWorker) -> None:
+@pytest.fixture(scope="module")
+def parsers() -> Iterator[Executor]:
+    """The daemon's parser processes, where the API prepares an import's rows."""
+    pool = restarting_parser_pool(1)
+    yield pool
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture(params=["thread", "process"])
+def executor(request: pytest.FixtureRequest) -> Executor | None:
+    """Where import_rows prepares its batches: a thread (CLI) or the parser processes (API)."""
+    return request.getfixturevalue("parsers") if request.param == "process" else None
+
+
+async def test_an_unreadable_file_says_so_from_a_parser_process(parsers: Executor) -> None:
+    # the error crosses the process boundary with its field (InvalidInput pickles by fields)
+    future = parsers.submit(read_rows, b"", "empty.csv")
+    with pytest.raises(InvalidInput) as caught:
+        future.result(timeout=60)
+    assert caught.value.field == "file" and "empty" in caught.value.message
+
+
+async def test_bad_rows_never_lose_a_person(
+    db: SessionFactory, worker: DbWorker, executor: Executor | None
+) -> None:
     async with db.begin() as session:
         existing = await create_contact(
             session,
             ContactInput(display_name="Erika Alt", phones=(PhoneInput(raw="030 9999999"),)),
             REGION,
         )
-    report = await import_rows(worker, read("bad_rows.csv"), opts())
+    report = await import_rows(worker, read("bad_rows.csv"), opts(), executor=executor)
     assert report.errors == ()
     assert report.warnings == (
         RowWarning(3, "email: invalid e-mail address 'not-an-address': left out"),
