@@ -53,6 +53,7 @@ from ami import (
     load,
     login,
     play_paced,
+    quiet_collector,
     seed,
     start_daemon,
     wait_ready,
@@ -283,6 +284,7 @@ async def measure(
         await wait_ready(http, daemon, pbx)
         names = [f"agent{i}" for i in range(args.agents)] + [SUPERVISOR]
         async with connected(http, base, names) as agents:
+            pauses = quiet_collector()
             healthz: list[float] = []
             probe = asyncio.create_task(probe_healthz(http, base, healthz))
             before = await pop_buckets(http, base)
@@ -303,6 +305,10 @@ async def measure(
             written, received = await phase("abuse", args, pbx, agents, 1, during)
             after = await pop_buckets(http, base)
             probe.cancel()
+    print(
+        f"  this process (PBX, agents, SMTP sink): {pauses.collections} collections, the "
+        f"longest {pauses.longest * 1e3:.1f} ms (a pause here shows as pop latency)"
+    )
     window = (result.started, result.ended)
     print(f"  abuse, all pops: {cuts(latencies(written, received, None))}")
     print(

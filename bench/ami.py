@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import bisect
 import contextlib
+import gc
 import os
 import pstats
 import shutil
@@ -174,6 +175,13 @@ class Daemon:
         """Voluntary + involuntary context switches of the daemon's main thread so far."""
         status = Path(f"/proc/{self.process.pid}/status").read_text().splitlines()
         return sum(int(line.split()[1]) for line in status if "ctxt_switches" in line)
+
+    def rss_mb(self) -> float:
+        """Resident set size of the daemon (its main process) in MB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -407,14 +415,24 @@ async def latency(
         f"{stream.at[-1]:.1f} s, {args.agents} agents on websockets; {load()}",
         flush=True,
     )
+    memory: list[tuple[float, float]] = []
+    pauses = quiet_collector()
     with sampled(daemon, args.py_spy, "latency"):
         cpu0, start = daemon.cpu_seconds(), time.monotonic() + 0.5
+        sampler = asyncio.create_task(sample_rss(daemon, start, memory))
         await play_paced(stream, start, pbx, written)
         async with asyncio.timeout(120):
             await agents.all_ended.wait()
         wall = time.monotonic() - start
         cpu = daemon.cpu_seconds() - cpu0
+        sampler.cancel()
     report_latency(written, agents.ringing)
+    report_windows(written, agents.ringing, start, memory, args.window)
+    gc.callbacks.remove(pauses.observe)
+    print(
+        f"  this process (the PBX and the agents): {pauses.collections} collections, the "
+        f"longest {pauses.longest * 1e3:.1f} ms (a pause here shows as pop latency)"
+    )
     print(
         f"  {len(stream.at) / wall:,.0f} events/s offered on average; "
         f"daemon CPU {cpu / wall:.0%} of its core; {load()}"
@@ -439,6 +457,72 @@ async def play_paced(
                 written[key] = at
         await pbx.send_raw(b"".join(stream.data[index:end]))
         index = end
+
+
+@dataclass
+class Pauses:
+    """This process's garbage-collector pauses while it measures."""
+
+    collections: int = 0
+    longest: float = 0.0
+    _started: float = 0.0
+
+    def observe(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        self.collections += 1
+        self.longest = max(self.longest, time.perf_counter() - self._started)
+
+
+def quiet_collector() -> Pauses:
+    """Keep this process's collector off what it rendered in advance: a 10-minute run
+    holds millions of objects, and a full collection over them stalled the agents'
+    websocket reads for 350 ms, counted as pop latency. Returns its pause recorder."""
+    gc.collect()
+    gc.freeze()
+    pauses = Pauses()
+    gc.callbacks.append(pauses.observe)
+    return pauses
+
+
+async def sample_rss(daemon: Daemon, start: float, into: list[tuple[float, float]]) -> None:
+    """The daemon's RSS (MB) every 10 s, with the time since ``start``."""
+    while True:
+        into.append((time.monotonic() - start, daemon.rss_mb()))
+        await asyncio.sleep(10)
+
+
+def report_windows(
+    written: dict[tuple[str, str], float],
+    received: dict[tuple[str, str], float],
+    start: float,
+    memory: list[tuple[float, float]],
+    window: float,
+) -> None:
+    """Pop latency and the daemon's RSS per ``window`` seconds of the run: a tail or
+    a memory creep that builds up over time shows here, not in the totals."""
+    by_window: dict[int, list[float]] = {}
+    for key, at in written.items():
+        if key in received:
+            by_window.setdefault(int((at - start) // window), []).append((received[key] - at) * 1e3)
+    rss: dict[int, float] = {}
+    for at, mb in memory:
+        rss[int(at // window)] = mb  # the last sample of each window
+    print(f"  per {window:g} s: p50 / p99 / max pop latency (ms), daemon RSS at its end (MB)")
+    for index in sorted(by_window):
+        samples = sorted(by_window[index])
+        if len(samples) < 2:
+            continue
+        cuts = statistics.quantiles(samples, n=100, method="inclusive")
+        print(
+            f"    {index * window:5.0f} s  {cuts[49]:7.2f} {cuts[98]:8.2f} {samples[-1]:8.2f}"
+            f"   {rss.get(index, float('nan')):6.0f}"
+        )
+    worst = sorted(
+        ((received[key] - at) * 1e3, at - start) for key, at in written.items() if key in received
+    )[-10:]
+    print("  slowest pops (ms at s): " + ", ".join(f"{ms:.0f}@{t:.1f}" for ms, t in worst[::-1]))
 
 
 def report_latency(
@@ -583,6 +667,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=200, help="calls in progress")
     parser.add_argument("--rate", type=float, default=100.0, help="latency mode: calls/s")
     parser.add_argument("--duration", type=float, default=20.0, help="latency mode: seconds")
+    parser.add_argument(
+        "--window", type=float, default=60.0, help="latency mode: report per this many seconds"
+    )
     parser.add_argument("--agents", type=int, default=300)
     parser.add_argument("--contacts", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=1)

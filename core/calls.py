@@ -150,7 +150,7 @@ def agents_of(facts: CallFacts) -> frozenset[str]:
     return frozenset(roles_of(facts))
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=8192)
 def _e164(number: str, region: str) -> str | None:
     parsed = normalise(number, region)
     return parsed.e164 if parsed is not None else None

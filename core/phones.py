@@ -138,7 +138,7 @@ def format_for_display(e164: str, region: str) -> str:
     return phonenumbers.format_number(parsed, style)
 
 
-@functools.lru_cache(maxsize=65_536)
+@functools.lru_cache(maxsize=8192)
 def display_number(raw: str, region: str) -> str:
     """``raw`` as the page shows it (:func:`format_for_display`); "" for nothing."""
     return format_for_display(raw, region) if raw and raw.strip() else ""
