@@ -225,6 +225,7 @@ class Agents:
 
     expected_calls: int = 0
     ringing: dict[tuple[str, str], float] = field(default_factory=dict)
+    pop_bytes: dict[tuple[str, str], int] = field(default_factory=dict)  # call.ringing frames
     ended: set[str] = field(default_factory=set)
     last_ended_at: float = 0.0
     frames: int = 0
@@ -241,6 +242,7 @@ class Agents:
         self.expected_calls = calls
         self.ended.clear()
         self.ringing.clear()
+        self.pop_bytes.clear()
         self.all_ended.clear()
 
     async def listen(self, ws: aiohttp.ClientWebSocketResponse, name: str) -> None:
@@ -268,7 +270,9 @@ class Agents:
             if kind == "hello":
                 self.epoch = frame["epoch"]
             elif kind == "call.ringing" and not supervisor:
-                self.ringing.setdefault((frame["call"]["linkedid"], frame["agent"]), now)
+                key = (frame["call"]["linkedid"], frame["agent"])
+                self.ringing.setdefault(key, now)
+                self.pop_bytes[key] = len(message.data)
             elif kind == "call.ended" and supervisor:
                 self.ended.add(frame["call"]["linkedid"])
                 self.last_ended_at = now
@@ -427,7 +431,7 @@ async def latency(
         cpu = daemon.cpu_seconds() - cpu0
         sampler.cancel()
     report_latency(written, agents.ringing)
-    report_windows(written, agents.ringing, start, memory, args.window)
+    report_windows(written, agents, start, memory, args.window)
     gc.callbacks.remove(pauses.observe)
     print(
         f"  this process (the PBX and the agents): {pauses.collections} collections, the "
@@ -495,21 +499,30 @@ async def sample_rss(daemon: Daemon, start: float, into: list[tuple[float, float
 
 def report_windows(
     written: dict[tuple[str, str], float],
-    received: dict[tuple[str, str], float],
+    agents: Agents,
     start: float,
     memory: list[tuple[float, float]],
     window: float,
 ) -> None:
     """Pop latency and the daemon's RSS per ``window`` seconds of the run: a tail or
-    a memory creep that builds up over time shows here, not in the totals."""
+    a memory creep that builds up over time shows here, not in the totals. The pops'
+    mean size shows the cards filling up as the callers' history grows (the daemon
+    keeps each live call's card and its last 10,000 events)."""
+    received = agents.ringing
     by_window: dict[int, list[float]] = {}
+    sizes: dict[int, list[int]] = {}
     for key, at in written.items():
         if key in received:
-            by_window.setdefault(int((at - start) // window), []).append((received[key] - at) * 1e3)
+            index = int((at - start) // window)
+            by_window.setdefault(index, []).append((received[key] - at) * 1e3)
+            sizes.setdefault(index, []).append(agents.pop_bytes[key])
     rss: dict[int, float] = {}
     for at, mb in memory:
         rss[int(at // window)] = mb  # the last sample of each window
-    print(f"  per {window:g} s: p50 / p99 / max pop latency (ms), daemon RSS at its end (MB)")
+    print(
+        f"  per {window:g} s: p50 / p99 / max pop latency (ms), daemon RSS at its end (MB), "
+        "mean call.ringing frame (bytes)"
+    )
     for index in sorted(by_window):
         samples = sorted(by_window[index])
         if len(samples) < 2:
@@ -517,7 +530,7 @@ def report_windows(
         cuts = statistics.quantiles(samples, n=100, method="inclusive")
         print(
             f"    {index * window:5.0f} s  {cuts[49]:7.2f} {cuts[98]:8.2f} {samples[-1]:8.2f}"
-            f"   {rss.get(index, float('nan')):6.0f}"
+            f"   {rss.get(index, float('nan')):6.0f}   {statistics.fmean(sizes[index]):6.0f}"
         )
     worst = sorted(
         ((received[key] - at) * 1e3, at - start) for key, at in written.items() if key in received
