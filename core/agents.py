@@ -11,13 +11,11 @@ it matches no password, and its tokens are revoked. Administration
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 import os
 import re
 import secrets
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from core.contacts import valid_email
 from core.db import SessionFactory
 from core.errors import AuthError, Conflict, InvalidInput
 from core.models import Agent, AgentExtension, ApiToken, utcnow
+from core.priority import run_behind
 
 ROLES = ("agent", "supervisor", "admin")
 DEFAULT_EXTENSION_PATTERN = "[0-9]{1,15}"
@@ -240,15 +239,8 @@ def _argon2_threads() -> ThreadPoolExecutor:
     """Threads of their own for Argon2 (CPU and 64 MiB each): parallel logins neither
     block the event loop nor fill the default executor that DNS and files use."""
     return ThreadPoolExecutor(
-        min(2, os.cpu_count() or 1), thread_name_prefix="argon2", initializer=_run_behind
+        min(2, os.cpu_count() or 1), thread_name_prefix="argon2", initializer=run_behind
     )
-
-
-def _run_behind() -> None:
-    """Lower this thread's (and libargon2's lane threads') CPU priority, on Linux where a
-    thread has its own: the event loop comes first when the cores are busy."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 @functools.cache

@@ -29,6 +29,8 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import ParamSpec, TypeVar
 
+from core.priority import run_behind
+
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
@@ -47,9 +49,16 @@ def parser_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
         workers,
         mp_context=context,
-        initializer=watch_parent,
+        initializer=_start_worker,
         initargs=(os.getpid(),),
     )
+
+
+def _start_worker(pid: int) -> None:
+    """Pool initializer: a parser works behind the daemon's loop (mail parsing and
+    imports are background work) and ends with process ``pid``."""
+    run_behind()
+    watch_parent(pid)
 
 
 def watch_parent(pid: int) -> None:
