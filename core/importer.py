@@ -22,18 +22,22 @@ import codecs
 import csv
 import functools
 import io
+import pickle
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import charset_normalizer
 import openpyxl
 
 from core.dbthread import DbWorker
 from core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from core.import_store import Prepared
 
 _FIELDS = {
     "name": "name", "fullname": "name", "displayname": "name", "kontakt": "name",
@@ -172,9 +176,38 @@ class Progress:
 # --- importing -----------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class PackedRows:
+    """A file's rows in batches of :data:`BATCH`, each pickled (:func:`read_packed`)."""
+
+    total: int
+    batches: tuple[tuple[int, bytes], ...]  # (rows in the batch, the pickled rows)
+
+
+def read_packed(data: bytes, filename: str) -> PackedRows:
+    """:func:`read_rows`, packed for the way back from a parser process: a few bytes
+    objects instead of 50,000 rows, which the daemon would unpickle in one piece
+    while holding the GIL, then keep for the collector to scan during the whole
+    import. Each batch is unpickled where it is prepared (:func:`prepare_packed`)."""
+    rows = read_rows(data, filename)
+    batches = tuple(
+        (len(batch), pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
+        for batch in (rows[start : start + BATCH] for start in range(0, len(rows), BATCH))
+    )
+    return PackedRows(len(rows), batches)
+
+
+def prepare_packed(batch: bytes, region: str) -> list[Prepared]:
+    """:func:`core.import_store.prepare_batch` of one batch of :class:`PackedRows`."""
+    from core.import_store import prepare_batch
+
+    rows: list[RawRow] = pickle.loads(batch)  # our own rows, from our parser process
+    return prepare_batch(rows, region)
+
+
 async def import_rows(
     db: DbWorker,
-    rows: Sequence[RawRow],
+    rows: Sequence[RawRow] | PackedRows,
     options: ImportOptions,
     on_progress: Callable[[Progress], None] | None = None,
     executor: Executor | None = None,
@@ -187,15 +220,22 @@ async def import_rows(
 
     loop = asyncio.get_running_loop()
     state = FileState(options)
-    progress = Progress(len(rows))
-    for start in range(0, len(rows), BATCH):
-        batch = rows[start : start + BATCH]
-        prepared = await loop.run_in_executor(executor, prepare_batch, batch, options.region)
+    jobs: list[tuple[int, Callable[[Any, str], list[Prepared]], Any]]
+    if isinstance(rows, PackedRows):
+        total = rows.total
+        jobs = [(size, prepare_packed, pickled) for size, pickled in rows.batches]
+    else:
+        total = len(rows)
+        slices = (rows[start : start + BATCH] for start in range(0, total, BATCH))
+        jobs = [(len(batch), prepare_batch, batch) for batch in slices]
+    progress = Progress(total)
+    for size, prepare, batch in jobs:
+        prepared = await loop.run_in_executor(executor, prepare, batch, options.region)
         await db.run(functools.partial(store_batch, state, prepared))
-        progress.done += len(batch)
+        progress.done += size
         if on_progress is not None:
             on_progress(progress)
-    return state.report(len(rows))
+    return state.report(total)
 
 
 # --- reading -------------------------------------------------------------------

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from core.errors import InvalidInput
-from core.importer import ImportOptions, Progress, import_rows, read_rows
+from core.importer import ImportOptions, Progress, import_rows, read_packed
 from crmcomms.keys import MAIL_PARSERS
 from crmcomms.services import services
 from crmcomms.web.http import IDENTITY, json_response, require_role
@@ -53,7 +53,7 @@ async def post_import(request: web.Request) -> web.Response:
     # parsed in the mail parser processes when there are some: the import's CPU work
     # then does not compete with the event loop for the GIL (pops wait on it)
     parsers = request.app.get(MAIL_PARSERS)
-    rows = await asyncio.get_running_loop().run_in_executor(parsers, read_rows, data, filename)
+    rows = await asyncio.get_running_loop().run_in_executor(parsers, read_packed, data, filename)
     svc = services(request)
     options = ImportOptions(
         svc.settings.general.default_region, _flag(request, "update"), _flag(request, "dry_run")

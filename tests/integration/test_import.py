@@ -25,6 +25,7 @@ from core.importer import (
     RowDuplicate,
     RowWarning,
     import_rows,
+    read_packed,
     read_rows,
 )
 from core.migrate import upgrade
@@ -174,6 +175,27 @@ async def test_an_unreadable_file_says_so_from_a_parser_process(parsers: Executo
     with pytest.raises(InvalidInput) as caught:
         future.result(timeout=60)
     assert caught.value.field == "file" and "empty" in caught.value.message
+
+
+async def test_a_file_packed_in_a_parser_process_imports_as_its_rows_do(
+    db: SessionFactory, worker: DbWorker, executor: Executor | None
+) -> None:
+    # the API's path: the file is read (and its batches pickled) where the batches
+    # are then prepared; the daemon holds a few bytes objects meanwhile
+    lines = "".join(f"Person {i},+49 40 7{i:08d}\n" for i in range(2 * BATCH + 7))
+    data = ("Name,Phone\n" + lines).encode()
+    if executor is None:
+        packed = read_packed(data, "many.csv")
+    else:
+        packed = executor.submit(read_packed, data, "many.csv").result(timeout=60)
+    assert packed.total == 2 * BATCH + 7
+    assert [size for size, _ in packed.batches] == [BATCH, BATCH, 7]
+    seen: list[int] = []
+    report = await import_rows(worker, packed, opts(), lambda p: seen.append(p.done), executor)
+    assert seen == [BATCH, 2 * BATCH, 2 * BATCH + 7]
+    assert (report.rows, report.created, report.errors) == (2 * BATCH + 7, 2 * BATCH + 7, ())
+    names = await _ids_by_name(db)
+    assert {"Person 0", f"Person {2 * BATCH + 6}"} <= set(names) and len(names) == 2 * BATCH + 7
 
 
 async def test_bad_rows_never_lose_a_person(
