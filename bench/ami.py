@@ -151,6 +151,14 @@ def _contact(index: int) -> RawRow:
     )
 
 
+def rss_mb(pid: int) -> float:
+    """Resident set size of process ``pid`` (its main process) in MB; NaN if unknown."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 @dataclass
 class Daemon:
     """The daemon process, pinned to ``core``."""
@@ -175,13 +183,6 @@ class Daemon:
         """Voluntary + involuntary context switches of the daemon's main thread so far."""
         status = Path(f"/proc/{self.process.pid}/status").read_text().splitlines()
         return sum(int(line.split()[1]) for line in status if "ctxt_switches" in line)
-
-    def rss_mb(self) -> float:
-        """Resident set size of the daemon (its main process) in MB."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -493,7 +494,7 @@ def quiet_collector() -> Pauses:
 async def sample_rss(daemon: Daemon, start: float, into: list[tuple[float, float]]) -> None:
     """The daemon's RSS (MB) every 10 s, with the time since ``start``."""
     while True:
-        into.append((time.monotonic() - start, daemon.rss_mb()))
+        into.append((time.monotonic() - start, rss_mb(daemon.process.pid)))
         await asyncio.sleep(10)
 
 

@@ -46,6 +46,7 @@ import aiohttp
 import asyncpg
 import orjson
 from aiohttp import web
+from ami import rss_mb
 from argon2 import PasswordHasher
 
 from core.agents import AgentIdentity
@@ -103,13 +104,6 @@ def start_daemon(tmp: Path, url: str, n: int) -> tuple[subprocess.Popen[bytes], 
         [sys.executable, "-m", "crmcomms", "run", "--config", str(config)], stderr=log
     )
     return proc, f"http://127.0.0.1:{port}"
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class Agents:

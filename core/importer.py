@@ -180,8 +180,12 @@ class Progress:
 class PackedRows:
     """A file's rows in batches of :data:`BATCH`, each pickled (:func:`read_packed`)."""
 
-    total: int
     batches: tuple[tuple[int, bytes], ...]  # (rows in the batch, the pickled rows)
+
+    @property
+    def total(self) -> int:
+        """The file's rows."""
+        return sum(size for size, _ in self.batches)
 
 
 def read_packed(data: bytes, filename: str) -> PackedRows:
@@ -194,7 +198,7 @@ def read_packed(data: bytes, filename: str) -> PackedRows:
         (len(batch), pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
         for batch in (rows[start : start + BATCH] for start in range(0, len(rows), BATCH))
     )
-    return PackedRows(len(rows), batches)
+    return PackedRows(batches)
 
 
 def prepare_packed(batch: bytes, region: str) -> list[Prepared]:
